@@ -1,0 +1,53 @@
+//! AWS client setup from the standard chain (`AWS_REGION`, `AWS_PROFILE`,
+//! `AWS_ENDPOINT_URL`, ...). Nothing here hard-codes an endpoint: the local stack is just
+//! `AWS_ENDPOINT_URL=http://127.0.0.1:4599`.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Loads the shared SDK configuration.
+pub async fn load() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// The clients redress uses, built once and shared (they are cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Clients {
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+    /// EventBridge.
+    pub eventbridge: aws_sdk_eventbridge::Client,
+    /// SSM (Parameter Store and Automation).
+    pub ssm: aws_sdk_ssm::Client,
+    /// EC2.
+    pub ec2: aws_sdk_ec2::Client,
+    /// STS (caller identity).
+    pub sts: aws_sdk_sts::Client,
+}
+
+impl Clients {
+    /// Builds every client from one configuration.
+    pub fn new(config: &SdkConfig) -> Clients {
+        Clients {
+            sqs: aws_sdk_sqs::Client::new(config),
+            eventbridge: aws_sdk_eventbridge::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
+        }
+    }
+}
+
+/// The caller's account and ARN, from `sts:GetCallerIdentity`.
+pub async fn caller_identity(
+    sts: &aws_sdk_sts::Client,
+) -> Result<(String, String), crate::retry::AwsError> {
+    let out = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| crate::retry::AwsError::from_sdk("sts:GetCallerIdentity", e))?;
+    Ok((
+        out.account().unwrap_or_default().to_string(),
+        out.arn().unwrap_or_default().to_string(),
+    ))
+}

@@ -1,0 +1,465 @@
+//! Config compliance-change events, in the two shapes they reach an SQS queue:
+//! the EventBridge envelope (rule target) and the SNS notification (Config → SNS → SQS
+//! without raw delivery). Both normalise to one [`ComplianceEvent`].
+//!
+//! Parsing is strict where it matters for safety (every field a remediation reads is
+//! present, typed and well-formed) and lenient where AWS is lenient (optional fields are
+//! `Option`; value sets AWS may grow are strings).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// `detail-type` of the events redress consumes.
+pub const COMPLIANCE_CHANGE_DETAIL_TYPE: &str = "Config Rules Compliance Change";
+/// `source` of AWS Config events.
+pub const CONFIG_SOURCE: &str = "aws.config";
+/// `messageType` of a compliance-change notification.
+pub const COMPLIANCE_CHANGE_MESSAGE_TYPE: &str = "ComplianceChangeNotification";
+
+/// An EventBridge event, generic over its `detail`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventBridgeEvent<T> {
+    /// Envelope version; `"0"` today.
+    pub version: String,
+    /// Unique id EventBridge gives the event.
+    pub id: String,
+    /// What kind of event this is (`Config Rules Compliance Change`).
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    /// Emitting service (`aws.config`).
+    pub source: String,
+    /// Account of the event bus; AWS omits it on some delivery paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// When the event happened (RFC 3339).
+    pub time: String,
+    /// Region of the event bus.
+    pub region: String,
+    /// ARNs of the resources involved (empty for Config).
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// The service-specific payload.
+    pub detail: T,
+}
+
+/// An SNS notification as delivered to SQS without raw message delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SnsNotification {
+    /// `Notification`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// SNS message id; used as the event id.
+    pub message_id: String,
+    /// Topic the message came through.
+    #[serde(default)]
+    pub topic_arn: Option<String>,
+    /// The Config message, as a JSON string.
+    pub message: String,
+    /// When SNS published it.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+}
+
+/// `detail` of a Config compliance-change event (also the body of the SNS form).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComplianceChangeDetail {
+    /// Id of the evaluated resource (`sg-…`, a bucket name, a parameter name…).
+    pub resource_id: String,
+    /// CloudFormation-style type (`AWS::EC2::SecurityGroup`); an open set.
+    pub resource_type: String,
+    /// Region of the resource.
+    pub aws_region: String,
+    /// Account owning the resource.
+    pub aws_account_id: String,
+    /// Config rule that evaluated it (Security Hub adds a random suffix).
+    pub config_rule_name: String,
+    /// ARN of that rule.
+    #[serde(
+        default,
+        rename = "configRuleARN",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub config_rule_arn: Option<String>,
+    /// `ComplianceChangeNotification`.
+    pub message_type: String,
+    /// Record format version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_version: Option<String>,
+    /// When Config created the notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_creation_time: Option<String>,
+    /// The evaluation that caused this event.
+    pub new_evaluation_result: EvaluationResult,
+    /// The previous evaluation; absent on a resource's first evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_evaluation_result: Option<EvaluationResult>,
+}
+
+/// One evaluation of one resource by one rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluationResult {
+    /// Which rule, resource and time the result is for.
+    pub evaluation_result_identifier: EvaluationResultIdentifier,
+    /// `COMPLIANT`, `NON_COMPLIANT`, `NOT_APPLICABLE`, `INSUFFICIENT_DATA`.
+    pub compliance_type: ComplianceType,
+    /// When Config recorded the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_recorded_time: Option<String>,
+    /// When the rule was invoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_rule_invoked_time: Option<String>,
+    /// The rule's explanation, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
+    /// Token for PutEvaluations (custom rules only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_token: Option<String>,
+}
+
+/// Identifies an evaluation result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluationResultIdentifier {
+    /// Rule, resource and mode.
+    pub evaluation_result_qualifier: EvaluationResultQualifier,
+    /// Orders results of the same resource and rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_timestamp: Option<String>,
+}
+
+/// Rule and resource of an evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluationResultQualifier {
+    /// Config rule name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_rule_name: Option<String>,
+    /// Resource type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    /// Resource id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    /// `DETECTIVE` or `PROACTIVE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_mode: Option<String>,
+}
+
+/// A compliance type: an open set with known constants, since AWS may add values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ComplianceType(pub String);
+
+impl ComplianceType {
+    /// The resource complies.
+    pub const COMPLIANT: &'static str = "COMPLIANT";
+    /// The resource breaks the rule: the only state redress acts on.
+    pub const NON_COMPLIANT: &'static str = "NON_COMPLIANT";
+    /// The rule does not apply to the resource.
+    pub const NOT_APPLICABLE: &'static str = "NOT_APPLICABLE";
+    /// Config could not decide.
+    pub const INSUFFICIENT_DATA: &'static str = "INSUFFICIENT_DATA";
+
+    /// Whether this is `NON_COMPLIANT`.
+    pub fn is_non_compliant(&self) -> bool {
+        self.0 == Self::NON_COMPLIANT
+    }
+
+    /// The value as AWS wrote it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Which delivery shape a message had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// EventBridge rule → SQS.
+    EventBridge,
+    /// Config → SNS → SQS.
+    Sns,
+}
+
+/// A validated compliance-change event, whichever way it was delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComplianceEvent {
+    /// EventBridge event id, or SNS message id.
+    pub event_id: String,
+    /// How it arrived.
+    pub delivery: Delivery,
+    /// When it was emitted.
+    pub time: Option<String>,
+    /// The Config payload.
+    pub detail: ComplianceChangeDetail,
+}
+
+/// Why a message is not a usable compliance-change event. The text names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// Not JSON at all.
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    /// JSON, but a field is missing or has the wrong type.
+    #[error("{path}: {message}")]
+    Shape {
+        /// Dotted path of the offending field.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Well-formed, but a value is not acceptable.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Dotted path of the offending field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl EventError {
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        EventError::Invalid {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses and validates an SQS message body as a compliance-change event.
+pub fn parse_message(body: &str) -> Result<ComplianceEvent, EventError> {
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+    let event = if value.get("Type").and_then(|t| t.as_str()) == Some("Notification") {
+        let sns: SnsNotification = typed(value, "")?;
+        let detail: ComplianceChangeDetail = match serde_json::from_str(&sns.message) {
+            Ok(v) => typed(v, "Message.")?,
+            Err(e) => {
+                return Err(EventError::invalid(
+                    "Message",
+                    format!("SNS message is not JSON: {e}"),
+                ))
+            }
+        };
+        ComplianceEvent {
+            event_id: sns.message_id,
+            delivery: Delivery::Sns,
+            time: sns.timestamp,
+            detail,
+        }
+    } else {
+        let envelope: EventBridgeEvent<ComplianceChangeDetail> = typed(value, "")?;
+        validate_envelope(&envelope)?;
+        ComplianceEvent {
+            event_id: envelope.id,
+            delivery: Delivery::EventBridge,
+            time: Some(envelope.time),
+            detail: envelope.detail,
+        }
+    };
+    validate_detail(&event.detail)?;
+    Ok(event)
+}
+
+fn typed<T: DeserializeOwned>(value: serde_json::Value, prefix: &str) -> Result<T, EventError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." {
+            prefix.trim_end_matches('.').to_string()
+        } else {
+            format!("{prefix}{path}")
+        };
+        EventError::Shape {
+            path: if path.is_empty() {
+                "(top level)".into()
+            } else {
+                path
+            },
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+fn validate_envelope<T>(e: &EventBridgeEvent<T>) -> Result<(), EventError> {
+    if e.detail_type != COMPLIANCE_CHANGE_DETAIL_TYPE {
+        return Err(EventError::invalid(
+            "detail-type",
+            format!(
+                "expected {COMPLIANCE_CHANGE_DETAIL_TYPE:?}, got {:?}",
+                e.detail_type
+            ),
+        ));
+    }
+    if e.source != CONFIG_SOURCE {
+        return Err(EventError::invalid(
+            "source",
+            format!("expected {CONFIG_SOURCE:?}, got {:?}", e.source),
+        ));
+    }
+    if e.id.is_empty() {
+        return Err(EventError::invalid("id", "must not be empty"));
+    }
+    Ok(())
+}
+
+fn validate_detail(d: &ComplianceChangeDetail) -> Result<(), EventError> {
+    if d.message_type != COMPLIANCE_CHANGE_MESSAGE_TYPE {
+        return Err(EventError::invalid(
+            "detail.messageType",
+            format!(
+                "expected {COMPLIANCE_CHANGE_MESSAGE_TYPE:?}, got {:?}",
+                d.message_type
+            ),
+        ));
+    }
+    crate::validate::resource_id(&d.resource_type, &d.resource_id)
+        .map_err(|m| EventError::invalid("detail.resourceId", m))?;
+    crate::validate::resource_type(&d.resource_type)
+        .map_err(|m| EventError::invalid("detail.resourceType", m))?;
+    crate::validate::account(&d.aws_account_id)
+        .map_err(|m| EventError::invalid("detail.awsAccountId", m))?;
+    crate::validate::region(&d.aws_region)
+        .map_err(|m| EventError::invalid("detail.awsRegion", m))?;
+    crate::validate::rule_name(&d.config_rule_name)
+        .map_err(|m| EventError::invalid("detail.configRuleName", m))?;
+    let q = &d
+        .new_evaluation_result
+        .evaluation_result_identifier
+        .evaluation_result_qualifier;
+    let agree = |field: &str, theirs: &Option<String>, ours: &str| {
+        match theirs {
+        Some(v) if v != ours => Err(EventError::invalid(
+            &format!("detail.newEvaluationResult.evaluationResultIdentifier.evaluationResultQualifier.{field}"),
+            format!("{v:?} disagrees with detail.{field} {ours:?}"),
+        )),
+        _ => Ok(()),
+    }
+    };
+    agree("resourceId", &q.resource_id, &d.resource_id)?;
+    agree("resourceType", &q.resource_type, &d.resource_type)?;
+    agree("configRuleName", &q.config_rule_name, &d.config_rule_name)?;
+    Ok(())
+}
+
+impl ComplianceEvent {
+    /// The evaluation's compliance.
+    pub fn compliance(&self) -> &ComplianceType {
+        &self.detail.new_evaluation_result.compliance_type
+    }
+
+    /// The rule's annotation, if any.
+    pub fn annotation(&self) -> Option<&str> {
+        self.detail.new_evaluation_result.annotation.as_deref()
+    }
+
+    /// When the evaluation was recorded: identifies this evaluation (with rule and resource).
+    pub fn evaluation_time(&self) -> Option<&str> {
+        let r = &self.detail.new_evaluation_result;
+        r.result_recorded_time
+            .as_deref()
+            .or(r.evaluation_result_identifier.ordering_timestamp.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixtures() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/events")
+    }
+
+    fn read(name: &str) -> String {
+        std::fs::read_to_string(fixtures().join(name)).unwrap()
+    }
+
+    #[test]
+    fn every_good_fixture_parses_and_round_trips() {
+        let mut seen = 0;
+        for entry in std::fs::read_dir(fixtures()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let body = std::fs::read_to_string(&path).unwrap();
+            let event =
+                parse_message(&body).unwrap_or_else(|e| panic!("{} rejected: {e}", path.display()));
+            // Re-serialise the detail and parse it again: nothing is lost or invented.
+            let again: ComplianceChangeDetail =
+                serde_json::from_str(&serde_json::to_string(&event.detail).unwrap()).unwrap();
+            assert_eq!(again, event.detail, "{}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 7, "expected the 7 good fixtures, saw {seen}");
+    }
+
+    #[test]
+    fn every_bad_fixture_is_rejected_naming_the_field() {
+        let expect = [
+            ("missing-resource-id.json", "resourceId"),
+            ("not-json.txt", "not JSON"),
+            ("empty-object.json", "missing field"),
+            ("wrong-detail-type.json", "detail-type"),
+            ("resource-id-injection.json", "detail.resourceId"),
+            ("compliance-type-wrong-type.json", "complianceType"),
+        ];
+        let dir = fixtures().join("bad");
+        let count = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(count, expect.len(), "a bad fixture has no expectation here");
+        for (name, needle) in expect {
+            let body = std::fs::read_to_string(dir.join(name)).unwrap();
+            let err = parse_message(&body).expect_err(name).to_string();
+            assert!(err.contains(needle), "{name}: {err:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn optional_fields_may_be_absent() {
+        let e = parse_message(&read("first-evaluation-no-old-result.json")).unwrap();
+        assert!(e.detail.old_evaluation_result.is_none());
+        assert_eq!(e.detail.aws_account_id, "111122223333");
+        assert!(e.annotation().is_none());
+    }
+
+    #[test]
+    fn sns_form_normalises_to_the_same_detail() {
+        let sns = parse_message(&read("sns-wrapped-compliance-change.json")).unwrap();
+        let eb = parse_message(&read("sg-ssh-open-noncompliant.json")).unwrap();
+        assert_eq!(sns.delivery, Delivery::Sns);
+        assert_eq!(sns.event_id, "5f1d7a2c-98e4-5b3a-a6c1-0e2d4f6b8a9c");
+        assert_eq!(sns.detail.resource_id, eb.detail.resource_id);
+        assert_eq!(sns.detail.config_rule_name, eb.detail.config_rule_name);
+        assert!(sns.compliance().is_non_compliant());
+    }
+
+    #[test]
+    fn sns_with_bad_inner_message_names_message() {
+        let body = r#"{"Type":"Notification","MessageId":"m","Message":"{not json"}"#;
+        let err = parse_message(body).unwrap_err().to_string();
+        assert!(err.starts_with("Message"), "{err}");
+    }
+
+    #[test]
+    fn qualifier_must_agree_with_detail() {
+        let body = read("sg-ssh-open-noncompliant.json").replacen(
+            "\"resourceId\": \"sg-0a1b2c3d4e5f60718\",\n          \"evaluationMode\"",
+            "\"resourceId\": \"sg-0000000000000000\",\n          \"evaluationMode\"",
+            1,
+        );
+        let err = parse_message(&body).unwrap_err().to_string();
+        assert!(err.contains("disagrees"), "{err}");
+    }
+
+    #[test]
+    fn unknown_compliance_values_are_kept_not_rejected() {
+        let body =
+            read("sg-ssh-open-noncompliant.json").replace("\"NON_COMPLIANT\"", "\"SOMETHING_NEW\"");
+        let e = parse_message(&body).unwrap();
+        assert_eq!(e.compliance().as_str(), "SOMETHING_NEW");
+    }
+}

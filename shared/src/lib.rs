@@ -1,0 +1,20 @@
+//! redress: an event-driven remediation pipeline for AWS Config findings.
+//!
+//! The way through, in order: [`event`] (parse and validate a message) → [`policy`]
+//! (what the rules say) → [`decision`] (remediate, request approval, or skip) →
+//! [`message`] (the task or approval request sent on) → [`audit`] (what was decided and
+//! how it ended). [`ingress`] and [`automation`] hold the pure parts of the fixes;
+//! [`sqs`], [`aws`] and [`retry`] are the seams to AWS.
+
+pub mod audit;
+pub mod automation;
+pub mod aws;
+pub mod decision;
+pub mod event;
+pub mod ingress;
+pub mod message;
+pub mod policy;
+pub mod retry;
+pub mod sqs;
+pub mod time;
+pub mod validate;

@@ -1,0 +1,253 @@
+//! Messages between the workers: tasks (router or approver → executor) and approval
+//! requests (router → approvers). A task names a policy rule and a finding, never an
+//! action: the executor re-derives the action from its own policy.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::event::ComplianceEvent;
+use crate::policy::{Facts, RenderedAction, Severity};
+
+/// Version of the message formats below; bumped on incompatible change.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// The facts of one evaluation that a remediation needs, copied from the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    /// Event id (EventBridge id or SNS message id).
+    pub event_id: String,
+    /// Config rule name.
+    pub config_rule_name: String,
+    /// Resource id.
+    pub resource_id: String,
+    /// Resource type.
+    pub resource_type: String,
+    /// Account of the resource.
+    pub account_id: String,
+    /// Region of the resource.
+    pub region: String,
+    /// Compliance reported by the event.
+    pub compliance: String,
+    /// The rule's annotation, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
+    /// When Config recorded the evaluation; with rule and resource it identifies it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_time: Option<String>,
+}
+
+impl Finding {
+    /// Copies the facts out of a validated event.
+    pub fn from_event(e: &ComplianceEvent) -> Finding {
+        Finding {
+            event_id: e.event_id.clone(),
+            config_rule_name: e.detail.config_rule_name.clone(),
+            resource_id: e.detail.resource_id.clone(),
+            resource_type: e.detail.resource_type.clone(),
+            account_id: e.detail.aws_account_id.clone(),
+            region: e.detail.aws_region.clone(),
+            compliance: e.compliance().as_str().to_string(),
+            annotation: e.annotation().map(str::to_string),
+            evaluation_time: e.evaluation_time().map(str::to_string),
+        }
+    }
+
+    /// Re-checks the identifiers: a task may have been written by anyone who can send
+    /// to the queue, so it gets the same scrutiny as an event.
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::validate as v;
+        let field = |name: &str, r: Result<(), String>| r.map_err(|m| format!("{name}: {m}"));
+        field(
+            "resource_id",
+            v::resource_id(&self.resource_type, &self.resource_id),
+        )?;
+        field("resource_type", v::resource_type(&self.resource_type))?;
+        field("account_id", v::account(&self.account_id))?;
+        field("region", v::region(&self.region))?;
+        field("config_rule_name", v::rule_name(&self.config_rule_name))?;
+        Ok(())
+    }
+
+    /// Placeholder values for this finding.
+    pub fn facts(&self) -> Facts<'_> {
+        Facts {
+            resource_id: &self.resource_id,
+            resource_type: &self.resource_type,
+            account_id: &self.account_id,
+            region: &self.region,
+            rule_name: &self.config_rule_name,
+        }
+    }
+
+    /// SHA-256 over what identifies this evaluation under a policy rule. The event id
+    /// only stands in when Config gave no evaluation time, so the same evaluation
+    /// delivered through EventBridge and through SNS has one identity.
+    fn identity(&self, rule_id: &str, generation: u32) -> [u8; 32] {
+        let when = match &self.evaluation_time {
+            Some(t) => format!("at:{t}"),
+            None => format!("event:{}", self.event_id),
+        };
+        let text = [
+            "redress/v1",
+            rule_id,
+            &self.config_rule_name,
+            &self.account_id,
+            &self.region,
+            &self.resource_type,
+            &self.resource_id,
+            &when,
+            &generation.to_string(),
+        ]
+        .join("\u{1f}");
+        Sha256::digest(text.as_bytes()).into()
+    }
+}
+
+/// Work for the executor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    /// Format version ([`MESSAGE_VERSION`]).
+    pub version: u32,
+    /// Policy rule id; the executor looks up the action itself.
+    pub rule_id: String,
+    /// Severity the router assigned (informational; the executor uses its own policy).
+    pub severity: Severity,
+    /// The finding to fix.
+    pub finding: Finding,
+    /// Incremented when an operator replays the task, so a deliberate retry gets a fresh
+    /// SSM idempotency token while redeliveries keep the old one.
+    #[serde(default)]
+    pub generation: u32,
+    /// When the router created the task.
+    pub created_at: String,
+}
+
+impl Task {
+    /// A new task for a finding under a rule.
+    pub fn new(rule_id: &str, severity: Severity, finding: Finding) -> Task {
+        Task {
+            version: MESSAGE_VERSION,
+            rule_id: rule_id.to_string(),
+            severity,
+            finding,
+            generation: 0,
+            created_at: crate::time::now_rfc3339(),
+        }
+    }
+
+    /// SSM `ClientToken`: a UUID-shaped digest of the finding's identity, so the same
+    /// event always starts at most one execution.
+    pub fn client_token(&self) -> String {
+        let h = self.finding.identity(&self.rule_id, self.generation);
+        let hex: String = h[..16].iter().map(|b| format!("{b:02x}")).collect();
+        // Shape as a version-5-style UUID, the format SSM requires.
+        format!(
+            "{}-{}-5{}-a{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[13..16],
+            &hex[17..20],
+            &hex[20..32]
+        )
+    }
+
+    /// Short, stable id of the approval request for this task.
+    pub fn approval_id(&self) -> String {
+        let h = self.finding.identity(&self.rule_id, self.generation);
+        let hex: String = h[..5].iter().map(|b| format!("{b:02x}")).collect();
+        format!("ap-{hex}")
+    }
+}
+
+/// A request for a person to approve a task (on the approvals queue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// Format version ([`MESSAGE_VERSION`]).
+    pub version: u32,
+    /// Short, stable id for the command line (`ap-` and 10 hex digits).
+    pub id: String,
+    /// The task that runs once approved.
+    pub task: Task,
+    /// What the policy would do, rendered for this resource.
+    pub proposed_action: RenderedAction,
+    /// When the request was made.
+    pub requested_at: String,
+    /// After this it expires unacted.
+    pub expires_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::parse_message;
+
+    fn finding(name: &str) -> Finding {
+        let path = format!(
+            "{}/../tests/fixtures/events/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        Finding::from_event(&parse_message(&std::fs::read_to_string(path).unwrap()).unwrap())
+    }
+
+    #[test]
+    fn same_evaluation_same_token_whatever_the_delivery() {
+        let eb = Task::new(
+            "ssh",
+            Severity::High,
+            finding("sg-ssh-open-noncompliant.json"),
+        );
+        let sns = Task::new(
+            "ssh",
+            Severity::High,
+            finding("sns-wrapped-compliance-change.json"),
+        );
+        assert_eq!(eb.client_token(), sns.client_token());
+        let token = eb.client_token();
+        assert_eq!(token.len(), 36);
+        assert_eq!(token.matches('-').count(), 4);
+        assert!(token.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn other_rule_resource_or_generation_changes_the_token() {
+        let a = Task::new(
+            "ssh",
+            Severity::High,
+            finding("sg-ssh-open-noncompliant.json"),
+        );
+        let mut b = a.clone();
+        b.rule_id = "other".into();
+        let mut c = a.clone();
+        c.finding.resource_id = "sg-0000000000000001".into();
+        let mut d = a.clone();
+        d.generation = 1;
+        for other in [b, c, d] {
+            assert_ne!(a.client_token(), other.client_token());
+        }
+        assert!(a.approval_id().starts_with("ap-") && a.approval_id().len() == 13);
+    }
+
+    #[test]
+    fn task_round_trips_and_rejects_unknown_fields() {
+        let t = Task::new(
+            "ssh",
+            Severity::High,
+            finding("sg-ssh-open-noncompliant.json"),
+        );
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<Task>(&json).unwrap(), t);
+        let forged = json.replacen("{", "{\"runbook\":\"AWS-RunShellScript\",", 1);
+        assert!(serde_json::from_str::<Task>(&forged).is_err());
+    }
+
+    #[test]
+    fn finding_validation_catches_forged_ids() {
+        let mut f = finding("sg-ssh-open-noncompliant.json");
+        assert!(f.validate().is_ok());
+        f.resource_id = "sg-1; rm -rf /".into();
+        assert!(f.validate().unwrap_err().starts_with("resource_id"));
+    }
+}

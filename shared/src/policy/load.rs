@@ -1,0 +1,568 @@
+//! Loading a policy from TOML, reporting every problem with its line.
+//!
+//! Serde stops at the first error and loses positions inside tables, so the document is
+//! read as tables of spanned keys and values, and each field is then converted on its own.
+//! That lets one `policy check` name the line of every unknown key, duplicate id and bad
+//! value at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Action, Fix, Mode, Policy, Routing, Rule, Runbook, Severity};
+
+type SpannedTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+const TOP_KEYS: [&str; 2] = ["routing", "rule"];
+const RULE_KEYS: [&str; 6] = [
+    "id",
+    "config_rule",
+    "resource_types",
+    "severity",
+    "mode",
+    "action",
+];
+
+/// One problem in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line, when the problem has a position.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A policy that cannot be used, with every problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// File name (or `<string>`).
+    pub source_name: String,
+    /// The problems, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "policy {} has {n} problem{}:",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            match p.line {
+                Some(line) => write!(f, "\n  {}:{line}: {}", self.source_name, p.message)?,
+                None => write!(f, "\n  {}: {}", self.source_name, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// The `action = { ... }` inline table before it is checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionConfig {
+    /// A direct fix: `revoke_public_ingress` or `restore_parameter_baseline`.
+    fix: Option<String>,
+    /// An SSM Automation document name.
+    runbook: Option<String>,
+    /// `revoke_public_ingress`: ports to close.
+    ports: Option<Vec<u16>>,
+    /// `restore_parameter_baseline`: prefix of approved values.
+    baseline_prefix: Option<String>,
+    /// `restore_parameter_baseline`: prefix of live values.
+    current_prefix: Option<String>,
+    /// Runbook parameters (lists of strings; placeholders allowed).
+    parameters: Option<BTreeMap<String, Vec<String>>>,
+    /// Runbook `AutomationAssumeRole` (placeholders allowed).
+    assume_role: Option<String>,
+}
+
+struct Loader<'a> {
+    src: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Loader<'_> {
+    fn line(&self, span: Range<usize>) -> usize {
+        self.src[..span.start.min(self.src.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn problem(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let line = Some(self.line(span));
+        self.problems.push(Problem {
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn check_keys(&mut self, table: &SpannedTable, known: &[&str], what: &str) {
+        for key in table.keys() {
+            if !known.contains(&key.get_ref().as_str()) {
+                self.problem(
+                    key.span(),
+                    format!(
+                        "unknown key `{}` in {what}; expected one of: {}",
+                        key.get_ref(),
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Converts one field, recording a problem on its line when it has the wrong shape.
+    fn field<T: DeserializeOwned>(
+        &mut self,
+        table: &SpannedTable,
+        key: &str,
+        what: &str,
+    ) -> Option<(T, Range<usize>)> {
+        let (_, value) = table.iter().find(|(k, _)| k.get_ref() == key)?;
+        match value.get_ref().clone().try_into::<T>() {
+            Ok(v) => Some((v, value.span())),
+            Err(e) => {
+                self.problem(value.span(), format!("{what}: `{key}`: {}", e.message()));
+                None
+            }
+        }
+    }
+
+    fn required<T: DeserializeOwned>(
+        &mut self,
+        table: &SpannedTable,
+        key: &str,
+        what: &str,
+        at: Range<usize>,
+    ) -> Option<(T, Range<usize>)> {
+        let present = table.keys().any(|k| k.get_ref() == key);
+        if !present {
+            self.problem(at, format!("{what}: missing required key `{key}`"));
+            return None;
+        }
+        self.field(table, key, what)
+    }
+
+    fn routing(&mut self, table: Option<&SpannedTable>) -> Routing {
+        let Some(table) = table else {
+            return Routing::default();
+        };
+        self.check_keys(table, &["auto_max_severity"], "[routing]");
+        let mut routing = Routing::default();
+        if let Some((s, _)) = self.field::<Severity>(table, "auto_max_severity", "[routing]") {
+            routing.auto_max_severity = s;
+        }
+        routing
+    }
+
+    fn rule(&mut self, table: &SpannedTable, index: usize) -> Option<Rule> {
+        let at = table
+            .keys()
+            .map(|k| k.span())
+            .min_by_key(|s| s.start)
+            .unwrap_or(0..0);
+        let line = self.line(at.clone());
+        let label = format!("rule #{}", index + 1);
+        self.check_keys(table, &RULE_KEYS, &label);
+        let id = self.required::<String>(table, "id", &label, at.clone());
+        let what = match &id {
+            Some((id, _)) => format!("rule `{id}`"),
+            None => label,
+        };
+        if let Some((id, span)) = &id {
+            if let Err(m) = check_rule_id(id) {
+                self.problem(span.clone(), format!("{what}: `id`: {m}"));
+            }
+        }
+        let config_rule = self.required::<String>(table, "config_rule", &what, at.clone());
+        let matcher =
+            config_rule
+                .as_ref()
+                .and_then(|(pattern, span)| match globset::Glob::new(pattern) {
+                    Ok(g) => Some(g.compile_matcher()),
+                    Err(e) => {
+                        self.problem(span.clone(), format!("{what}: `config_rule`: {e}"));
+                        None
+                    }
+                });
+        let resource_types = self.field::<Vec<String>>(table, "resource_types", &what);
+        if let Some((types, span)) = &resource_types {
+            for t in types {
+                if let Err(m) = crate::validate::resource_type(t) {
+                    self.problem(span.clone(), format!("{what}: `resource_types`: {m}"));
+                }
+            }
+        }
+        let severity = self.required::<Severity>(table, "severity", &what, at.clone());
+        let mode = self.field::<Mode>(table, "mode", &what);
+        let action = self
+            .required::<ActionConfig>(table, "action", &what, at)
+            .and_then(|(cfg, span)| match action(cfg) {
+                Ok(a) => Some(a),
+                Err(m) => {
+                    self.problem(span, format!("{what}: `action`: {m}"));
+                    None
+                }
+            });
+        Some(Rule {
+            id: id?.0,
+            config_rule: config_rule?.0,
+            matcher: matcher?,
+            resource_types: resource_types.map(|(t, _)| t),
+            severity: severity?.0,
+            mode: mode.map(|(m, _)| m),
+            action: action?,
+            line,
+        })
+    }
+}
+
+fn check_rule_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id:?} must be 1-64 letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+fn action(cfg: ActionConfig) -> Result<Action, String> {
+    let action = match (cfg.fix.as_deref(), cfg.runbook) {
+        (Some(_), Some(_)) => return Err("give either `fix` or `runbook`, not both".into()),
+        (None, None) => return Err("needs `fix = \"...\"` or `runbook = \"...\"`".into()),
+        (Some(fix), None) => {
+            if cfg.parameters.is_some() || cfg.assume_role.is_some() {
+                return Err("`parameters` and `assume_role` apply to runbooks only".into());
+            }
+            Action::Fix(direct_fix(
+                fix,
+                cfg.ports,
+                cfg.baseline_prefix,
+                cfg.current_prefix,
+            )?)
+        }
+        (None, Some(document)) => {
+            if cfg.ports.is_some() || cfg.baseline_prefix.is_some() || cfg.current_prefix.is_some()
+            {
+                return Err(
+                    "`ports`, `baseline_prefix` and `current_prefix` apply to fixes only".into(),
+                );
+            }
+            let valid = (3..=128).contains(&document.len())
+                && document
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !valid {
+                return Err(format!("runbook {document:?} is not an SSM document name"));
+            }
+            Action::Runbook(Runbook {
+                document,
+                parameters: cfg.parameters.unwrap_or_default(),
+                assume_role: cfg.assume_role,
+            })
+        }
+    };
+    action.check_placeholders()?;
+    Ok(action)
+}
+
+fn direct_fix(
+    name: &str,
+    ports: Option<Vec<u16>>,
+    baseline_prefix: Option<String>,
+    current_prefix: Option<String>,
+) -> Result<Fix, String> {
+    match name {
+        "revoke_public_ingress" => {
+            if baseline_prefix.is_some() || current_prefix.is_some() {
+                return Err("revoke_public_ingress takes only `ports`".into());
+            }
+            if ports
+                .as_ref()
+                .is_some_and(|p| p.is_empty() || p.contains(&0))
+            {
+                return Err("`ports` must list ports 1-65535 (omit it for any port)".into());
+            }
+            Ok(Fix::RevokePublicIngress { ports })
+        }
+        "restore_parameter_baseline" => {
+            if ports.is_some() {
+                return Err("restore_parameter_baseline does not take `ports`".into());
+            }
+            let (Some(baseline_prefix), Some(current_prefix)) = (baseline_prefix, current_prefix)
+            else {
+                return Err(
+                    "restore_parameter_baseline needs `baseline_prefix` and `current_prefix`"
+                        .into(),
+                );
+            };
+            for p in [&baseline_prefix, &current_prefix] {
+                if !(p.starts_with('/') && p.ends_with('/') && p.len() > 1) {
+                    return Err(format!("prefix {p:?} must start and end with '/'"));
+                }
+            }
+            if baseline_prefix == current_prefix {
+                return Err("`baseline_prefix` and `current_prefix` must differ".into());
+            }
+            Ok(Fix::RestoreParameterBaseline {
+                baseline_prefix,
+                current_prefix,
+            })
+        }
+        other => Err(format!(
+            "unknown fix {other:?}; known fixes: revoke_public_ingress, restore_parameter_baseline"
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct RawDoc {
+    #[serde(default)]
+    routing: Option<SpannedTable>,
+    #[serde(default)]
+    rule: Vec<SpannedTable>,
+}
+
+impl Policy {
+    /// Parses and validates a policy. `source_name` appears in messages.
+    pub fn from_toml(src: &str, source_name: &str) -> Result<Policy, PolicyError> {
+        let fail = |problems| PolicyError {
+            source_name: source_name.to_string(),
+            problems,
+        };
+        let mut loader = Loader {
+            src,
+            problems: Vec::new(),
+        };
+        let syntax = |e: toml::de::Error, loader: &Loader<'_>| Problem {
+            line: e.span().map(|s| loader.line(s)),
+            message: e.message().to_string(),
+        };
+        let top: SpannedTable = match toml::from_str(src) {
+            Ok(t) => t,
+            Err(e) => return Err(fail(vec![syntax(e, &loader)])),
+        };
+        loader.check_keys(&top, &TOP_KEYS, "the policy (top level)");
+        let doc: RawDoc = match toml::from_str(src) {
+            Ok(d) => d,
+            Err(e) => {
+                loader.problems.push(syntax(e, &loader));
+                return Err(fail(loader.problems));
+            }
+        };
+        let routing = loader.routing(doc.routing.as_ref());
+        let mut rules = Vec::new();
+        let mut first_line: HashMap<String, usize> = HashMap::new();
+        for (i, table) in doc.rule.iter().enumerate() {
+            // Duplicates are checked on the raw id so a rule with other problems still
+            // gets its duplicate reported.
+            if let Some((id, span)) = raw_id(table) {
+                match first_line.get(id) {
+                    Some(first) => loader.problem(
+                        span,
+                        format!("duplicate rule id `{id}` (first defined at line {first})"),
+                    ),
+                    None => {
+                        let line = loader.line(span);
+                        first_line.insert(id.to_string(), line);
+                    }
+                }
+            }
+            if let Some(rule) = loader.rule(table, i) {
+                rules.push(rule);
+            }
+        }
+        if doc.rule.is_empty() && loader.problems.is_empty() {
+            loader.problems.push(Problem {
+                line: None,
+                message: "no [[rule]] tables: every event would be skipped".into(),
+            });
+        }
+        if loader.problems.is_empty() {
+            Ok(Policy { routing, rules })
+        } else {
+            loader.problems.sort_by_key(|p| p.line);
+            Err(fail(loader.problems))
+        }
+    }
+
+    /// Reads and validates a policy file.
+    pub fn from_file(path: &std::path::Path) -> Result<Policy, PolicyError> {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            source_name: name.clone(),
+            problems: vec![Problem {
+                line: None,
+                message: format!("cannot read: {e}"),
+            }],
+        })?;
+        Policy::from_toml(&src, &name)
+    }
+}
+
+fn raw_id(table: &SpannedTable) -> Option<(&str, Range<usize>)> {
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == "id")
+        .and_then(|(_, v)| v.get_ref().as_str().map(|s| (s, v.span())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[routing]
+auto_max_severity = "MEDIUM"
+
+[[rule]]
+id = "sg-open-admin-ports"
+config_rule = "*restricted-ssh*"
+resource_types = ["AWS::EC2::SecurityGroup"]
+severity = "HIGH"
+mode = "approve"
+action = { fix = "revoke_public_ingress", ports = [22, 3389] }
+
+[[rule]]
+id = "param-drift"
+config_rule = "ssm-parameter-drift"
+severity = "MEDIUM"
+action = { fix = "restore_parameter_baseline", baseline_prefix = "/payments/approved/", current_prefix = "/payments/current/" }
+
+[[rule]]
+id = "s3-encryption"
+config_rule = "s3-bucket-server-side-encryption-enabled*"
+severity = "MEDIUM"
+action = { runbook = "AWS-EnableS3BucketEncryption", parameters = { BucketName = ["{resource_id}"], SSEAlgorithm = ["AES256"] }, assume_role = "arn:aws:iam::{account_id}:role/redress-remediation" }
+"#;
+
+    fn problems(src: &str) -> Vec<Problem> {
+        Policy::from_toml(src, "p.toml").unwrap_err().problems
+    }
+
+    #[test]
+    fn loads_the_design_example() {
+        let p = Policy::from_toml(GOOD, "p.toml").unwrap();
+        assert_eq!(p.rules.len(), 3);
+        assert_eq!(p.rules[0].line, 6);
+        assert_eq!(p.rules[0].severity, Severity::High);
+        assert_eq!(p.mode_of(&p.rules[1]), Mode::Auto);
+        assert!(matches!(p.rules[2].action, Action::Runbook(_)));
+        assert!(p
+            .find("restricted-ssh", "AWS::EC2::SecurityGroup")
+            .is_some());
+        assert!(p.find("restricted-ssh", "AWS::S3::Bucket").is_none());
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_line() {
+        let src = r#"[[rule]]
+id = "a"
+config_rule = "x"
+severity = "LOW"
+colour = "red"
+action = { fix = "revoke_public_ingress" }
+
+[[rule]]
+id = "a"
+config_rule = "y"
+severity = "SEVERE"
+action = { fix = "revoke_public_ingress" }
+"#;
+        let ps = problems(src);
+        let lines: Vec<_> = ps.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![Some(5), Some(9), Some(11)], "{ps:?}");
+        assert!(ps[0].message.contains("unknown key `colour`"));
+        assert!(ps[1].message.contains("duplicate rule id `a`"));
+        assert!(ps[1].message.contains("line 2"));
+        assert!(ps[2].message.contains("SEVERE"));
+    }
+
+    #[test]
+    fn rejects_bad_actions_and_placeholders() {
+        let base = |action: &str| {
+            format!("[[rule]]\nid = \"a\"\nconfig_rule = \"x\"\nseverity = \"LOW\"\naction = {action}\n")
+        };
+        for (action, needle) in [
+            ("{ fix = \"reboot\" }", "unknown fix"),
+            (
+                "{ runbook = \"X-Doc\", parameters = { A = [\"{bucket}\"] } }",
+                "{bucket}",
+            ),
+            (
+                "{ fix = \"revoke_public_ingress\", runbook = \"X-Doc\" }",
+                "not both",
+            ),
+            (
+                "{ fix = \"restore_parameter_baseline\" }",
+                "needs `baseline_prefix`",
+            ),
+            ("{ fix = \"revoke_public_ingress\", ports = [] }", "ports"),
+            ("{ fix = \"revoke_public_ingress\", colour = 1 }", "colour"),
+        ] {
+            let ps = problems(&base(action));
+            assert_eq!(ps.len(), 1, "{action}: {ps:?}");
+            assert_eq!(ps[0].line, Some(5), "{action}");
+            assert!(
+                ps[0].message.contains(needle),
+                "{action}: {}",
+                ps[0].message
+            );
+        }
+    }
+
+    #[test]
+    fn syntax_errors_and_missing_keys_have_lines() {
+        let ps = problems("[[rule]]\nid = \n");
+        assert_eq!(ps[0].line, Some(2));
+        let ps = problems("[[rule]]\nid = \"a\"\nseverity = \"LOW\"\n");
+        assert!(ps.iter().any(|p| p.message.contains("`config_rule`")));
+        assert!(ps.iter().any(|p| p.message.contains("`action`")));
+        let ps = problems("[routing]\nauto_max_severity = \"LOW\"\ncolour = 1\n[[rule]]\nid=\"a\"\nconfig_rule=\"x\"\nseverity=\"LOW\"\naction={fix=\"revoke_public_ingress\"}\nextra = 1\n");
+        assert!(ps.iter().any(|p| p.line == Some(3)), "{ps:?}");
+    }
+
+    #[test]
+    fn first_matching_rule_wins() {
+        let src = r#"
+[[rule]]
+id = "narrow"
+config_rule = "restricted-ssh"
+severity = "HIGH"
+action = { fix = "revoke_public_ingress", ports = [22] }
+[[rule]]
+id = "broad"
+config_rule = "*"
+severity = "LOW"
+action = { fix = "revoke_public_ingress" }
+"#;
+        let p = Policy::from_toml(src, "p").unwrap();
+        assert_eq!(
+            p.find("restricted-ssh", "AWS::EC2::SecurityGroup")
+                .unwrap()
+                .id,
+            "narrow"
+        );
+        assert_eq!(
+            p.find("other", "AWS::EC2::SecurityGroup").unwrap().id,
+            "broad"
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! The declarative policy: which Config rules redress acts on, how severe each finding is,
+//! and what the fix is. See `infra/policies/default.toml` for a commented example.
+//!
+//! A policy is loaded and validated once ([`Policy::from_toml`]); after that every lookup
+//! is infallible and pure.
+
+mod load;
+mod render;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{PolicyError, Problem};
+pub use render::{Facts, RenderedAction, RenderedRunbook, PLACEHOLDERS};
+
+/// How bad a finding is. Ordered: `LOW < MEDIUM < HIGH < CRITICAL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    /// Fixed automatically under the default routing.
+    Low,
+    /// Fixed automatically under the default routing.
+    Medium,
+    /// Needs approval under the default routing.
+    High,
+    /// Needs approval under the default routing.
+    Critical,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Low => "LOW",
+            Severity::Medium => "MEDIUM",
+            Severity::High => "HIGH",
+            Severity::Critical => "CRITICAL",
+        })
+    }
+}
+
+/// What happens to a matching finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Fix without asking.
+    Auto,
+    /// Queue for a person to approve, then fix.
+    Approve,
+    /// Record it; never fix.
+    Notify,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Auto => "auto",
+            Mode::Approve => "approve",
+            Mode::Notify => "notify",
+        })
+    }
+}
+
+/// The `[routing]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// Findings at or below this severity are fixed automatically; above it they need
+    /// approval. Rules with an explicit `mode` ignore it. Default `MEDIUM`.
+    #[serde(default = "Routing::default_auto_max")]
+    pub auto_max_severity: Severity,
+}
+
+impl Routing {
+    fn default_auto_max() -> Severity {
+        Severity::Medium
+    }
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            auto_max_severity: Routing::default_auto_max(),
+        }
+    }
+}
+
+/// A fix redress performs with direct API calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fix", rename_all = "snake_case")]
+pub enum Fix {
+    /// Revoke the security group's ingress permissions open to `0.0.0.0/0` or `::/0`
+    /// whose port range covers any of `ports` (absent: any port).
+    RevokePublicIngress {
+        /// Ports whose world-open exposure is revoked; absent means every port.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ports: Option<Vec<u16>>,
+    },
+    /// Set the parameter (under `current_prefix`) to the value of the same name under
+    /// `baseline_prefix`.
+    RestoreParameterBaseline {
+        /// Where approved values live, e.g. `/payments/approved/`.
+        baseline_prefix: String,
+        /// Where live values live, e.g. `/payments/current/`.
+        current_prefix: String,
+    },
+}
+
+impl Fix {
+    /// The fix's name as written in the policy.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fix::RevokePublicIngress { .. } => "revoke_public_ingress",
+            Fix::RestoreParameterBaseline { .. } => "restore_parameter_baseline",
+        }
+    }
+}
+
+/// An SSM Automation runbook and its (unrendered) parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runbook {
+    /// Document name, e.g. `AWS-EnableS3BucketEncryption`.
+    pub document: String,
+    /// Parameters; values may hold placeholders such as `{resource_id}`.
+    pub parameters: BTreeMap<String, Vec<String>>,
+    /// Role the automation assumes (`AutomationAssumeRole`); may hold placeholders.
+    pub assume_role: Option<String>,
+}
+
+/// What a rule does to a non-compliant resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A direct API fix.
+    Fix(Fix),
+    /// An SSM Automation runbook.
+    Runbook(Runbook),
+}
+
+impl Action {
+    /// Short human description, e.g. `fix revoke_public_ingress ports [22]`.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Fix(Fix::RevokePublicIngress { ports: Some(p) }) => {
+                format!("fix revoke_public_ingress ports {p:?}")
+            }
+            Action::Fix(Fix::RevokePublicIngress { ports: None }) => {
+                "fix revoke_public_ingress (any port)".into()
+            }
+            Action::Fix(
+                f @ Fix::RestoreParameterBaseline {
+                    baseline_prefix, ..
+                },
+            ) => {
+                format!("fix {} from {baseline_prefix}", f.name())
+            }
+            Action::Runbook(r) => format!("runbook {}", r.document),
+        }
+    }
+
+    /// Label used in audit records: the fix name or the runbook document.
+    pub fn label(&self) -> String {
+        match self {
+            Action::Fix(f) => f.name().to_string(),
+            Action::Runbook(r) => r.document.clone(),
+        }
+    }
+}
+
+/// One `[[rule]]`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Unique id; tasks and approvals refer to rules by it.
+    pub id: String,
+    /// Glob over `configRuleName`.
+    pub config_rule: String,
+    matcher: globset::GlobMatcher,
+    /// Resource types the rule covers; `None` means any.
+    pub resource_types: Option<Vec<String>>,
+    /// Severity of a finding under this rule.
+    pub severity: Severity,
+    /// Explicit mode; `None` means decided by `[routing]`.
+    pub mode: Option<Mode>,
+    /// The fix.
+    pub action: Action,
+    /// Line of the rule in its file, for messages.
+    pub line: usize,
+}
+
+impl Rule {
+    /// Whether this rule covers a finding of `config_rule_name` on a `resource_type`.
+    pub fn matches(&self, config_rule_name: &str, resource_type: &str) -> bool {
+        self.matcher.is_match(config_rule_name)
+            && self
+                .resource_types
+                .as_ref()
+                .is_none_or(|types| types.iter().any(|t| t == resource_type))
+    }
+}
+
+/// A validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The `[routing]` table.
+    pub routing: Routing,
+    /// Rules in file order.
+    pub rules: Vec<Rule>,
+}
+
+impl Policy {
+    /// The first rule, in file order, that covers this finding.
+    pub fn find(&self, config_rule_name: &str, resource_type: &str) -> Option<&Rule> {
+        self.rules
+            .iter()
+            .find(|r| r.matches(config_rule_name, resource_type))
+    }
+
+    /// The rule with this id.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// The rule's mode, falling back to `[routing]` by severity.
+    pub fn mode_of(&self, rule: &Rule) -> Mode {
+        rule.mode
+            .unwrap_or(if rule.severity <= self.routing.auto_max_severity {
+                Mode::Auto
+            } else {
+                Mode::Approve
+            })
+    }
+}

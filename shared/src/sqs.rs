@@ -1,0 +1,275 @@
+//! The SQS seam: resolving queues and their dead-letter queues, receiving, sending,
+//! deleting and dead-lettering messages. Workers see [`Queue`] and [`Received`], not the
+//! SDK.
+
+use std::collections::HashMap;
+
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
+
+use crate::retry::AwsError;
+
+/// A queue, resolved to its URL.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    client: aws_sdk_sqs::Client,
+    /// Queue URL.
+    pub url: String,
+    /// Queue name (last path segment of the URL).
+    pub name: String,
+}
+
+/// A received message.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// SQS message id.
+    pub message_id: String,
+    /// Handle for delete and visibility changes.
+    pub receipt_handle: String,
+    /// The body.
+    pub body: String,
+    /// How many times it has been received, this time included.
+    pub receive_count: u32,
+    /// String message attributes.
+    pub attributes: HashMap<String, String>,
+}
+
+/// Why a message was dead-lettered by a worker; written as message attributes.
+#[derive(Clone, Debug)]
+pub struct DeadLetter<'a> {
+    /// `permanent`, `invalid_input`, `exhausted`, ...
+    pub error_class: &'a str,
+    /// Readable reason.
+    pub error: &'a str,
+    /// Worker that gave up (`router`, `executor`).
+    pub worker: &'a str,
+}
+
+/// Attribute names on dead-lettered messages.
+pub mod attr {
+    /// Error class.
+    pub const ERROR_CLASS: &str = "redress.error_class";
+    /// Error message.
+    pub const ERROR: &str = "redress.error";
+    /// Worker that dead-lettered it.
+    pub const WORKER: &str = "redress.worker";
+    /// When (RFC 3339).
+    pub const FAILED_AT: &str = "redress.failed_at";
+    /// Receive count when dead-lettered.
+    pub const ATTEMPTS: &str = "redress.attempts";
+    /// Queue the message came from.
+    pub const SOURCE_QUEUE: &str = "redress.source_queue";
+}
+
+/// SQS caps a message attribute value's size with the body; keep reasons readable, short.
+const MAX_REASON: usize = 1000;
+
+fn text(value: &str) -> MessageAttributeValue {
+    // Building a String attribute with both fields set cannot fail.
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("data_type is set")
+}
+
+impl Queue {
+    /// Resolves a queue given by name or URL.
+    pub async fn resolve(
+        client: &aws_sdk_sqs::Client,
+        name_or_url: &str,
+    ) -> Result<Queue, AwsError> {
+        let url = if name_or_url.starts_with("http://") || name_or_url.starts_with("https://") {
+            name_or_url.to_string()
+        } else {
+            client
+                .get_queue_url()
+                .queue_name(name_or_url)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("sqs:GetQueueUrl", e))?
+                .queue_url()
+                .unwrap_or_default()
+                .to_string()
+        };
+        Ok(Queue::at(client, &url))
+    }
+
+    /// A queue at a known URL.
+    pub fn at(client: &aws_sdk_sqs::Client, url: &str) -> Queue {
+        let name = url.rsplit('/').next().unwrap_or(url).to_string();
+        Queue {
+            client: client.clone(),
+            url: url.to_string(),
+            name,
+        }
+    }
+
+    /// The dead-letter queue named by this queue's `RedrivePolicy`, if it has one.
+    pub async fn dead_letter_queue(&self) -> Result<Option<Queue>, AwsError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:GetQueueAttributes", e))?;
+        let Some(policy) = out
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+        else {
+            return Ok(None);
+        };
+        let arn = serde_json::from_str::<serde_json::Value>(policy)
+            .ok()
+            .and_then(|v| v.get("deadLetterTargetArn")?.as_str().map(str::to_string));
+        match arn.as_deref().and_then(|a| a.rsplit(':').next()) {
+            Some(name) => Queue::resolve(&self.client, name).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Receives up to `max` (≤ 10) messages, long-polling up to `wait_seconds`.
+    pub async fn receive(&self, max: i32, wait_seconds: i32) -> Result<Vec<Received>, AwsError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:ReceiveMessage", e))?;
+        Ok(out
+            .messages()
+            .iter()
+            .map(|m| Received {
+                message_id: m.message_id().unwrap_or_default().to_string(),
+                receipt_handle: m.receipt_handle().unwrap_or_default().to_string(),
+                body: m.body().unwrap_or_default().to_string(),
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
+                attributes: m
+                    .message_attributes()
+                    .map(|attrs| {
+                        attrs
+                            .iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_string())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Sends a body; returns the new message id.
+    pub async fn send(&self, body: &str) -> Result<String, AwsError> {
+        self.send_with(body, HashMap::new()).await
+    }
+
+    async fn send_with(
+        &self,
+        body: &str,
+        attributes: HashMap<String, MessageAttributeValue>,
+    ) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .set_message_attributes((!attributes.is_empty()).then_some(attributes))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:SendMessage", e))?;
+        Ok(out.message_id().unwrap_or_default().to_string())
+    }
+
+    /// Deletes a received message.
+    pub async fn delete(&self, receipt_handle: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:DeleteMessage", e))?;
+        Ok(())
+    }
+
+    /// Makes a received message visible again after `seconds` (0: at once).
+    pub async fn release(&self, receipt_handle: &str, seconds: i32) -> Result<(), AwsError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:ChangeMessageVisibility", e))?;
+        Ok(())
+    }
+
+    /// Copies `message` to `dlq` with the reason as attributes, then deletes it here.
+    /// The copy is sent first: a crash in between duplicates, never loses.
+    pub async fn dead_letter(
+        &self,
+        dlq: &Queue,
+        message: &Received,
+        why: &DeadLetter<'_>,
+    ) -> Result<(), AwsError> {
+        let mut reason: String = why.error.chars().take(MAX_REASON).collect();
+        if reason.is_empty() {
+            reason.push_str("(no reason given)");
+        }
+        let attributes = HashMap::from([
+            (attr::ERROR_CLASS.to_string(), text(why.error_class)),
+            (attr::ERROR.to_string(), text(&reason)),
+            (attr::WORKER.to_string(), text(why.worker)),
+            (
+                attr::FAILED_AT.to_string(),
+                text(&crate::time::now_rfc3339()),
+            ),
+            (
+                attr::ATTEMPTS.to_string(),
+                text(&message.receive_count.to_string()),
+            ),
+            (attr::SOURCE_QUEUE.to_string(), text(&self.name)),
+        ]);
+        // SQS rejects empty bodies; keep the message recognisable anyway.
+        let body = if message.body.is_empty() {
+            "(empty body)"
+        } else {
+            &message.body
+        };
+        dlq.send_with(body, attributes).await?;
+        self.delete(&message.receipt_handle).await
+    }
+
+    /// `(visible, in flight)` approximate counts.
+    pub async fn depth(&self) -> Result<(u64, u64), AwsError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:GetQueueAttributes", e))?;
+        let get = |name: QueueAttributeName| {
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        ))
+    }
+}

@@ -1,0 +1,18 @@
+//! Wall-clock timestamps in RFC 3339, as AWS and the audit log write them.
+
+use std::time::{Duration, SystemTime};
+
+/// Now, e.g. `2026-11-27T21:04:05Z`.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// `now + d` in RFC 3339.
+pub fn rfc3339_after(d: Duration) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now() + d).to_string()
+}
+
+/// Parses an RFC 3339 timestamp (as AWS writes them).
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(s).ok()
+}

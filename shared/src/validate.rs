@@ -1,0 +1,120 @@
+//! Checks on identifiers that come from outside (events, tasks, the command line).
+//!
+//! Every value that may end up in an AWS call or a runbook parameter passes here, so a
+//! crafted event cannot smuggle shell metacharacters, whitespace or control characters
+//! into a remediation.
+
+/// Longest resource id accepted (ARNs of some types run long).
+const MAX_RESOURCE_ID: usize = 1024;
+
+/// Accepts resource ids made of the characters AWS ids, names and ARNs use, with a
+/// stricter shape for types redress acts on directly.
+pub fn resource_id(resource_type: &str, id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.len() > MAX_RESOURCE_ID {
+        return Err(format!("longer than {MAX_RESOURCE_ID} characters"));
+    }
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_./:@+=,#".contains(*c)))
+    {
+        return Err(format!(
+            "{id:?} contains {bad:?}, which no AWS resource id has"
+        ));
+    }
+    if resource_type == "AWS::EC2::SecurityGroup" && !is_prefixed_hex(id, "sg-") {
+        return Err(format!("{id:?} is not a security group id (sg-<hex>)"));
+    }
+    Ok(())
+}
+
+fn is_prefixed_hex(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix)
+        .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// `AWS::Service::Type`.
+pub fn resource_type(t: &str) -> Result<(), String> {
+    let parts: Vec<&str> = t.split("::").collect();
+    let ok = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{t:?} is not of the form AWS::Service::Type"))
+    }
+}
+
+/// Twelve digits.
+pub fn account(a: &str) -> Result<(), String> {
+    if a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!("{a:?} is not a 12-digit account id"))
+    }
+}
+
+/// Lower-case words and a trailing number, e.g. `eu-west-1`, `us-gov-west-1`.
+pub fn region(r: &str) -> Result<(), String> {
+    let parts: Vec<&str> = r.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{r:?} is not a region name"))
+    }
+}
+
+/// Config rule names: 1–128 of letters, digits, `-`, `_`.
+pub fn rule_name(n: &str) -> Result<(), String> {
+    let ok = !n.is_empty()
+        && n.len() <= 128
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{n:?} is not a Config rule name"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_ids() {
+        let sg = "AWS::EC2::SecurityGroup";
+        assert!(resource_id(sg, "sg-0a1b2c3d4e5f60718").is_ok());
+        assert!(resource_id(sg, "sg-1; rm -rf /").is_err());
+        assert!(resource_id(sg, "vpc-123").is_err());
+        assert!(resource_id("AWS::S3::Bucket", "audit-logs-prod-111122223333").is_ok());
+        assert!(resource_id("AWS::SSM::Parameter", "/payments/current/db_pool_size").is_ok());
+        assert!(resource_id("AWS::S3::Bucket", "a b").is_err());
+        assert!(resource_id("AWS::S3::Bucket", "$(reboot)").is_err());
+        assert!(resource_id("AWS::S3::Bucket", "").is_err());
+        assert!(resource_id("AWS::S3::Bucket", &"a".repeat(2000)).is_err());
+    }
+
+    #[test]
+    fn other_identifiers() {
+        assert!(resource_type("AWS::EC2::SecurityGroup").is_ok());
+        assert!(resource_type("AWS::EC2").is_err());
+        assert!(account("111122223333").is_ok());
+        assert!(account("1111").is_err());
+        assert!(region("eu-west-1").is_ok());
+        assert!(region("us-gov-west-1").is_ok());
+        assert!(region("eu-west").is_err());
+        assert!(rule_name("restricted-ssh").is_ok());
+        assert!(rule_name("x y").is_err());
+    }
+}
