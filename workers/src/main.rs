@@ -1,1 +1,61 @@
-fn main() {}
+//! The `redress` command. Thin: parse arguments, set up logging, run a command, map its
+//! result to an exit code (0 ok, 1 failed, 2 bad usage or input).
+
+mod cli;
+mod emit;
+mod error;
+mod executor;
+mod logging;
+mod policy_cmd;
+mod provision;
+mod report;
+mod router;
+mod run;
+mod worker;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, PolicyCommand};
+use error::CliResult;
+use run::Which;
+
+async fn dispatch(cli: &Cli) -> CliResult {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Run(a) => run::run(g, a, Which::Both).await,
+        Command::Router(a) => run::run(g, a, Which::Router).await,
+        Command::Executor(a) => run::run(g, a, Which::Executor).await,
+        Command::Policy(PolicyCommand::Check { file }) => {
+            policy_cmd::check(file.as_ref().unwrap_or(&g.policy))
+        }
+        Command::Policy(PolicyCommand::Explain { event, json }) => {
+            policy_cmd::explain(&g.policy, event, *json)
+        }
+        Command::Emit(a) => emit::emit(g, a).await,
+        Command::Provision => provision::provision(g).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.global.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}

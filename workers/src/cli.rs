@@ -1,0 +1,163 @@
+//! Command-line interface. Settings come from flags, then environment, then defaults.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// redress: fix AWS Config findings automatically, or after a person approves.
+///
+/// AWS Config reports a resource breaking a rule; EventBridge puts the event on the events
+/// queue; the router decides from the policy what to do; the executor fixes low and medium
+/// findings (SSM Automation runbook or a direct API call) and high ones wait for approval.
+///
+/// Local quick start: `make run` (builds, starts the local AWS emulator, fixes a demo
+/// world). AWS access uses the standard chain (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL).
+#[derive(Debug, Parser)]
+#[command(name = "redress", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Policy file (TOML): which Config rules to act on and how.
+    #[arg(
+        long,
+        env = "REDRESS_POLICY",
+        default_value = "infra/policies/default.toml",
+        global = true
+    )]
+    pub policy: PathBuf,
+    /// Events queue (name or URL): where EventBridge delivers Config events.
+    #[arg(
+        long,
+        env = "REDRESS_EVENTS_QUEUE",
+        default_value = "redress-events",
+        global = true
+    )]
+    pub events_queue: String,
+    /// Tasks queue (name or URL): work for the executor.
+    #[arg(
+        long,
+        env = "REDRESS_TASKS_QUEUE",
+        default_value = "redress-tasks",
+        global = true
+    )]
+    pub tasks_queue: String,
+    /// Approvals queue (name or URL): findings waiting for a person.
+    #[arg(
+        long,
+        env = "REDRESS_APPROVALS_QUEUE",
+        default_value = "redress-approvals",
+        global = true
+    )]
+    pub approvals_queue: String,
+    /// Decide and audit everything but change no AWS resource (REDRESS_DRY_RUN=1).
+    #[arg(long, env = "REDRESS_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, global = true)]
+    pub dry_run: bool,
+    /// Log format on stderr [default: pretty on a terminal, json otherwise].
+    #[arg(long, env = "REDRESS_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+    /// EventBridge bus that `provision` wires up and `emit` puts events on.
+    #[arg(
+        long,
+        env = "REDRESS_EVENT_BUS",
+        default_value = "default",
+        global = true
+    )]
+    pub event_bus: String,
+}
+
+/// Log output style.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable.
+    Pretty,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the router and the executor together (small and local setups).
+    ///
+    /// Example: `redress run --once` processes everything queued, prints what happened,
+    /// and exits.
+    Run(WorkerArgs),
+    /// Run only the router: events queue → tasks / approvals queue, or skipped.
+    Router(WorkerArgs),
+    /// Run only the executor: tasks queue → fixed resources.
+    Executor(WorkerArgs),
+    /// Validate a policy, or show what it decides for an event.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Put a well-formed Config compliance-change event on the event bus.
+    ///
+    /// Example: `redress emit --rule restricted-ssh --resource sg-0123 --resource-type
+    /// AWS::EC2::SecurityGroup`
+    Emit(EmitArgs),
+    /// Create the queues, dead-letter queues, EventBridge rule and target (idempotent).
+    ///
+    /// Meant for the local stack (AWS_ENDPOINT_URL); on AWS, deploy infra/ instead.
+    Provision,
+}
+
+/// Options of the worker commands.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Drain the queues and exit 0 when all are empty and nothing is in flight.
+    #[arg(long)]
+    pub once: bool,
+    /// Attempts at a task before a transient failure is dead-lettered.
+    #[arg(long, env = "REDRESS_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Longest a runbook may run before the executor stops waiting (seconds).
+    #[arg(long, env = "REDRESS_RUNBOOK_TIMEOUT", default_value_t = 600)]
+    pub runbook_timeout: u64,
+    /// First interval between runbook status polls (milliseconds); grows with backoff.
+    #[arg(long, env = "REDRESS_POLL_INTERVAL_MS", default_value_t = 500)]
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file; every problem is listed with its line. Exit 2 if invalid.
+    Check {
+        /// Policy file [default: --policy].
+        file: Option<PathBuf>,
+    },
+    /// Print the decision the policy makes for an event file, with no side effects.
+    ///
+    /// Example: `redress policy explain tests/fixtures/events/sg-ssh-open-noncompliant.json`
+    Explain {
+        /// Event JSON as found on the queue (EventBridge or SNS form).
+        event: PathBuf,
+        /// One JSON document on stdout instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of `emit`.
+#[derive(Debug, Args)]
+pub struct EmitArgs {
+    /// Config rule name, e.g. `restricted-ssh`.
+    #[arg(long)]
+    pub rule: String,
+    /// Resource id, e.g. `sg-0123456789abcdef0`.
+    #[arg(long)]
+    pub resource: String,
+    /// Resource type, e.g. `AWS::EC2::SecurityGroup`.
+    #[arg(long)]
+    pub resource_type: String,
+    /// New compliance.
+    #[arg(long, default_value = "NON_COMPLIANT")]
+    pub compliance: String,
+    /// The rule's annotation.
+    #[arg(long)]
+    pub annotation: Option<String>,
+}

@@ -1,0 +1,286 @@
+//! SSM Automation runbooks: start with an idempotency token, then poll to a terminal
+//! status and report the real outcome.
+
+use std::time::Duration;
+
+use redress::audit::Outcome;
+use redress::automation::{classify, StatusClass};
+use redress::policy::RenderedRunbook;
+use redress::retry::{poll, AwsError, ErrorClass, Poll, PollError};
+
+use super::outcome::{Done, FixError, FixResult};
+
+/// The document parameter SSM uses for the role an automation assumes.
+const ASSUME_ROLE_PARAMETER: &str = "AutomationAssumeRole";
+
+/// SSM Automation.
+#[derive(Clone, Debug)]
+pub struct Automation {
+    client: aws_sdk_ssm::Client,
+    /// First poll interval; grows with backoff.
+    pub poll_interval: Duration,
+    /// Longest wait for a terminal status.
+    pub timeout: Duration,
+}
+
+/// A terminal status and its failure message.
+struct Finished {
+    status: String,
+    failure: Option<String>,
+}
+
+impl Automation {
+    /// Wraps an SSM client.
+    pub fn new(client: aws_sdk_ssm::Client, poll_interval: Duration, timeout: Duration) -> Self {
+        Automation {
+            client,
+            poll_interval,
+            timeout,
+        }
+    }
+
+    /// Starts the runbook; the same `client_token` returns the same execution.
+    pub async fn start(
+        &self,
+        runbook: &RenderedRunbook,
+        client_token: &str,
+    ) -> Result<String, AwsError> {
+        let mut parameters = runbook.parameters.clone();
+        if let Some(role) = &runbook.assume_role {
+            parameters.insert(ASSUME_ROLE_PARAMETER.to_string(), vec![role.clone()]);
+        }
+        let out = self
+            .client
+            .start_automation_execution()
+            .document_name(&runbook.document)
+            .set_parameters(Some(parameters.into_iter().collect()))
+            .client_token(client_token)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ssm:StartAutomationExecution", e))?;
+        Ok(out
+            .automation_execution_id()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    async fn status(&self, execution_id: &str) -> Result<Poll<Finished>, AwsError> {
+        let out = self
+            .client
+            .get_automation_execution()
+            .automation_execution_id(execution_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ssm:GetAutomationExecution", e))?;
+        let exec = out.automation_execution();
+        let status = exec
+            .and_then(|e| e.automation_execution_status())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        Ok(match classify(&status) {
+            StatusClass::Running => Poll::Pending,
+            _ => Poll::Done(Finished {
+                status,
+                failure: exec.and_then(|e| e.failure_message()).map(str::to_string),
+            }),
+        })
+    }
+
+    /// Starts the runbook and waits for its terminal status.
+    pub async fn run(&self, runbook: &RenderedRunbook, client_token: &str) -> FixResult {
+        let id = self.start(runbook, client_token).await?;
+        let with_id = |mut e: FixError| {
+            e.execution_id = Some(id.clone());
+            e
+        };
+        let finished = poll(self.poll_interval, self.timeout, || self.status(&id))
+            .await
+            .map_err(|e| match e {
+                PollError::Aws(e) => with_id(e.into()),
+                // Still running: a redelivery resumes it through the same token.
+                PollError::DeadlineExceeded => with_id(FixError {
+                    class: ErrorClass::Transient,
+                    message: format!(
+                        "runbook {} still running after {:?}",
+                        runbook.document, self.timeout
+                    ),
+                    execution_id: None,
+                }),
+            })?;
+        match classify(&finished.status) {
+            StatusClass::Succeeded => Ok(Done {
+                outcome: Outcome::Succeeded,
+                execution_id: Some(id),
+                detail: format!("runbook {} ended {}", runbook.document, finished.status),
+            }),
+            _ => Err(with_id(FixError::permanent(format!(
+                "runbook {} ended {}: {}",
+                runbook.document,
+                finished.status,
+                finished.failure.as_deref().unwrap_or("no failure message")
+            )))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ssm::operation::get_automation_execution::GetAutomationExecutionOutput;
+    use aws_sdk_ssm::operation::start_automation_execution::{
+        StartAutomationExecutionError, StartAutomationExecutionOutput,
+    };
+    use aws_sdk_ssm::types::{AutomationExecution, AutomationExecutionStatus};
+    use aws_sdk_ssm::Client;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use std::collections::BTreeMap;
+
+    fn runbook() -> RenderedRunbook {
+        RenderedRunbook {
+            document: "AWS-EnableS3BucketEncryption".into(),
+            parameters: BTreeMap::from([("BucketName".into(), vec!["b".into()])]),
+            assume_role: Some("arn:aws:iam::111122223333:role/r".into()),
+        }
+    }
+
+    fn status(s: &str, failure: Option<&str>) -> GetAutomationExecutionOutput {
+        GetAutomationExecutionOutput::builder()
+            .automation_execution(
+                AutomationExecution::builder()
+                    .automation_execution_id("exec-1")
+                    .automation_execution_status(AutomationExecutionStatus::from(s))
+                    .set_failure_message(failure.map(str::to_string))
+                    .build(),
+            )
+            .build()
+    }
+
+    fn automation(client: Client) -> Automation {
+        Automation::new(client, Duration::from_millis(1), Duration::from_secs(5))
+    }
+
+    async fn run_to(terminal: &'static str) -> (FixResult, usize) {
+        let start = mock!(Client::start_automation_execution)
+            .match_requests(|r| {
+                r.client_token() == Some("tok")
+                    && r.parameters().is_some_and(|p| {
+                        p.get("AutomationAssumeRole").is_some() && p.get("BucketName").is_some()
+                    })
+            })
+            .then_output(|| {
+                StartAutomationExecutionOutput::builder()
+                    .automation_execution_id("exec-1")
+                    .build()
+            });
+        let get = mock!(Client::get_automation_execution)
+            .sequence()
+            .output(|| status("Pending", None))
+            .output(|| status("InProgress", None))
+            .output(move || status(terminal, Some("step x failed")))
+            .build();
+        let client = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&start, &get]);
+        let out = automation(client).run(&runbook(), "tok").await;
+        (out, get.num_calls())
+    }
+
+    #[tokio::test]
+    async fn success_statuses_succeed_after_polling() {
+        for s in ["Success", "CompletedWithSuccess"] {
+            let (out, polls) = run_to(s).await;
+            let done = out.unwrap();
+            assert_eq!(done.outcome, Outcome::Succeeded, "{s}");
+            assert_eq!(done.execution_id.as_deref(), Some("exec-1"));
+            assert_eq!(polls, 3);
+        }
+    }
+
+    #[tokio::test]
+    async fn every_failure_status_is_a_permanent_failure() {
+        for s in [
+            "Failed",
+            "TimedOut",
+            "Cancelled",
+            "Rejected",
+            "CompletedWithFailure",
+            "Exited",
+        ] {
+            let (out, _) = run_to(s).await;
+            let err = out.unwrap_err();
+            assert_eq!(err.class, ErrorClass::Permanent, "{s}");
+            assert!(
+                err.message.contains(s) && err.message.contains("step x failed"),
+                "{}",
+                err.message
+            );
+            assert_eq!(err.execution_id.as_deref(), Some("exec-1"));
+        }
+    }
+
+    #[tokio::test]
+    async fn still_running_at_the_deadline_is_transient() {
+        let start = mock!(Client::start_automation_execution).then_output(|| {
+            StartAutomationExecutionOutput::builder()
+                .automation_execution_id("exec-1")
+                .build()
+        });
+        let get = mock!(Client::get_automation_execution)
+            .sequence()
+            .output(|| status("InProgress", None))
+            .repeatedly()
+            .build();
+        let client = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&start, &get]);
+        let a = Automation::new(client, Duration::from_millis(1), Duration::from_millis(50));
+        let err = a.run(&runbook(), "tok").await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::Transient);
+        assert!(get.num_calls() > 1);
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_and_classified_transient() {
+        let throttled = || {
+            StartAutomationExecutionError::generic(
+                aws_smithy_types::error::ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .message("Rate exceeded")
+                    .build(),
+            )
+        };
+        // Throttled once, then accepted: the run completes.
+        let start = mock!(Client::start_automation_execution)
+            .sequence()
+            .error(throttled)
+            .output(|| {
+                StartAutomationExecutionOutput::builder()
+                    .automation_execution_id("exec-1")
+                    .build()
+            })
+            .build();
+        let get = mock!(Client::get_automation_execution).then_output(|| status("Success", None));
+        let client = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&start, &get]);
+        let (a, rb) = (automation(client), runbook());
+        let retried =
+            redress::retry::with_backoff(Duration::from_secs(5), || a.start(&rb, "tok")).await;
+        assert_eq!(retried.unwrap(), "exec-1");
+        assert_eq!(start.num_calls(), 2);
+        // Throttled for good: the error says transient, so the task is left for retry.
+        let start = mock!(Client::start_automation_execution).then_error(throttled);
+        let client = mock_client!(aws_sdk_ssm, [&start]);
+        let err = automation(client).run(&runbook(), "tok").await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::Transient, "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn access_denied_is_permanent() {
+        let start = mock!(Client::start_automation_execution).then_error(|| {
+            StartAutomationExecutionError::generic(
+                aws_smithy_types::error::ErrorMetadata::builder()
+                    .code("AccessDeniedException")
+                    .message("not allowed")
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_ssm, [&start]);
+        let err = automation(client).run(&runbook(), "tok").await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::Permanent);
+    }
+}

@@ -1,0 +1,128 @@
+//! `revoke_public_ingress`: the EC2 seam and the fix. Which permissions to revoke is
+//! decided by the pure [`redress::ingress::world_open`].
+
+use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range};
+use redress::audit::Outcome;
+use redress::ingress::{world_open, Permission};
+use redress::retry::AwsError;
+
+use super::outcome::{Done, FixError, FixResult};
+
+/// Security groups, through EC2.
+#[derive(Clone, Debug)]
+pub struct SecurityGroups {
+    client: aws_sdk_ec2::Client,
+}
+
+impl SecurityGroups {
+    /// Wraps an EC2 client.
+    pub fn new(client: aws_sdk_ec2::Client) -> Self {
+        SecurityGroups { client }
+    }
+
+    /// The group's ingress permissions.
+    pub async fn ingress(&self, group_id: &str) -> Result<Vec<Permission>, AwsError> {
+        let out = self
+            .client
+            .describe_security_groups()
+            .group_ids(group_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ec2:DescribeSecurityGroups", e))?;
+        Ok(out
+            .security_groups()
+            .iter()
+            .flat_map(|g| g.ip_permissions())
+            .map(|p| Permission {
+                protocol: p.ip_protocol().unwrap_or("-1").to_string(),
+                from_port: p.from_port(),
+                to_port: p.to_port(),
+                ipv4: p
+                    .ip_ranges()
+                    .iter()
+                    .filter_map(|r| r.cidr_ip().map(str::to_string))
+                    .collect(),
+                ipv6: p
+                    .ipv6_ranges()
+                    .iter()
+                    .filter_map(|r| r.cidr_ipv6().map(str::to_string))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Revokes exactly these permissions (protocol, ports and sources).
+    pub async fn revoke(&self, group_id: &str, permissions: &[Permission]) -> Result<(), AwsError> {
+        let perms: Vec<IpPermission> = permissions
+            .iter()
+            .map(|p| {
+                IpPermission::builder()
+                    .ip_protocol(&p.protocol)
+                    .set_from_port(p.from_port)
+                    .set_to_port(p.to_port)
+                    .set_ip_ranges(Some(
+                        p.ipv4
+                            .iter()
+                            .map(|c| IpRange::builder().cidr_ip(c).build())
+                            .collect(),
+                    ))
+                    .set_ipv6_ranges(Some(
+                        p.ipv6
+                            .iter()
+                            .map(|c| Ipv6Range::builder().cidr_ipv6(c).build())
+                            .collect(),
+                    ))
+                    .build()
+            })
+            .collect();
+        self.client
+            .revoke_security_group_ingress()
+            .group_id(group_id)
+            .set_ip_permissions(Some(perms))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ec2:RevokeSecurityGroupIngress", e))?;
+        Ok(())
+    }
+}
+
+/// Revokes world-open ingress covering `ports`; checks before (nothing to do →
+/// `already_compliant`) and after (still open → failure).
+pub async fn revoke_public_ingress(
+    groups: &SecurityGroups,
+    group_id: &str,
+    ports: Option<&[u16]>,
+) -> FixResult {
+    let before = groups.ingress(group_id).await?;
+    let open = world_open(&before, ports);
+    if open.is_empty() {
+        return Ok(Done {
+            outcome: Outcome::AlreadyCompliant,
+            execution_id: None,
+            detail: "no world-open ingress on those ports".into(),
+        });
+    }
+    groups.revoke(group_id, &open).await?;
+    let after = groups.ingress(group_id).await?;
+    let still = world_open(&after, ports);
+    if !still.is_empty() {
+        return Err(FixError::permanent(format!(
+            "still open after revoke: {}",
+            describe(&still)
+        )));
+    }
+    Ok(Done {
+        outcome: Outcome::Succeeded,
+        execution_id: None,
+        detail: format!("revoked {}", describe(&open)),
+    })
+}
+
+/// `tcp 22 from 0.0.0.0/0; ...`
+pub fn describe(perms: &[Permission]) -> String {
+    perms
+        .iter()
+        .map(Permission::describe)
+        .collect::<Vec<_>>()
+        .join("; ")
+}

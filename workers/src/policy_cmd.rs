@@ -1,0 +1,99 @@
+//! `redress policy check` and `redress policy explain`: no AWS calls, no side effects.
+
+use std::path::Path;
+
+use redress::decision::{decide, Decision};
+use redress::event::parse_message;
+use redress::message::Finding;
+use redress::policy::Policy;
+
+use crate::error::{CliError, CliResult};
+
+/// Validates a policy and prints its rules.
+pub fn check(path: &Path) -> CliResult {
+    let policy = Policy::from_file(path).map_err(CliError::input)?;
+    println!("{}: OK, {} rules", path.display(), policy.rules.len());
+    println!(
+        "  routing: auto_max_severity = {} (at or below: fixed automatically; above: approval)",
+        policy.routing.auto_max_severity
+    );
+    for r in &policy.rules {
+        println!(
+            "  line {:<4} {:<28} {:<9} {:<8} {:<45} {}",
+            r.line,
+            r.id,
+            r.severity.to_string(),
+            policy.mode_of(r).to_string(),
+            r.config_rule,
+            r.action.describe()
+        );
+    }
+    Ok(())
+}
+
+/// Prints the decision the policy makes for an event file.
+pub fn explain(policy_path: &Path, event_path: &Path, json: bool) -> CliResult {
+    let policy = Policy::from_file(policy_path).map_err(CliError::input)?;
+    let body = std::fs::read_to_string(event_path)
+        .map_err(|e| CliError::input(format!("cannot read {}: {e}", event_path.display())))?;
+    let event = parse_message(&body).map_err(|e| {
+        CliError::input(format!(
+            "{} is not a valid event: {e}",
+            event_path.display()
+        ))
+    })?;
+    let decision = decide(&event, &policy);
+    let finding = Finding::from_event(&event);
+    let action = decision
+        .rule_id()
+        .and_then(|id| policy.rule(id))
+        .filter(|_| !matches!(decision, Decision::Skip { .. }))
+        .map(|r| r.action.render(&finding.facts()))
+        .transpose()
+        .map_err(CliError::input)?;
+    let (kind, reason) = match &decision {
+        Decision::Remediate { .. } => ("remediate", None),
+        Decision::RequestApproval { .. } => ("approval_requested", None),
+        Decision::Skip { reason, .. } => ("skipped", Some(reason.as_str())),
+    };
+    if json {
+        let doc = serde_json::json!({
+            "event_id": finding.event_id,
+            "config_rule": finding.config_rule_name,
+            "resource_id": finding.resource_id,
+            "resource_type": finding.resource_type,
+            "account": finding.account_id,
+            "region": finding.region,
+            "compliance": finding.compliance,
+            "rule": decision.rule_id(),
+            "severity": decision.severity(),
+            "decision": kind,
+            "reason": reason,
+            "action": action,
+        });
+        println!("{doc:#}");
+        return Ok(());
+    }
+    println!("event     {} ({})", finding.event_id, finding.compliance);
+    println!(
+        "resource  {} {} in {}/{}",
+        finding.resource_type, finding.resource_id, finding.account_id, finding.region
+    );
+    println!("config    {}", finding.config_rule_name);
+    match decision.rule_id().and_then(|id| policy.rule(id)) {
+        Some(r) => println!(
+            "rule      {} (line {}, severity {})",
+            r.id, r.line, r.severity
+        ),
+        None => println!("rule      none matches"),
+    }
+    match (kind, reason) {
+        (_, Some(reason)) => println!("decision  skipped: {reason}"),
+        ("remediate", _) => println!("decision  remediate automatically"),
+        _ => println!("decision  request approval"),
+    }
+    if let Some(a) = action {
+        println!("action    {}", a.describe());
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! A tally of what happened to each message, printed after `--once` runs so a person sees
+//! the result without reading logs.
+
+use std::sync::Mutex;
+
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fate {
+    /// The resource was changed and now complies.
+    Fixed,
+    /// Nothing to change.
+    AlreadyCompliant,
+    /// Dry run: would have acted.
+    DryRun,
+    /// Waiting for a person.
+    AwaitingApproval,
+    /// Sent to the executor (router only; the executor reports the result).
+    Forwarded,
+    /// No action, with a reason.
+    Skipped,
+    /// Moved to a dead-letter queue.
+    DeadLettered,
+    /// Will be retried.
+    Retrying,
+}
+
+impl Fate {
+    fn label(&self) -> &'static str {
+        match self {
+            Fate::Fixed => "fixed",
+            Fate::AlreadyCompliant => "already compliant",
+            Fate::DryRun => "dry run (unchanged)",
+            Fate::AwaitingApproval => "waiting for approval",
+            Fate::Forwarded => "sent to executor",
+            Fate::Skipped => "skipped",
+            Fate::DeadLettered => "dead-lettered",
+            Fate::Retrying => "will retry",
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// What happened.
+    pub fate: Fate,
+    /// The resource, or the message id when the message was unreadable.
+    pub subject: String,
+    /// Rule, action, reason.
+    pub detail: String,
+}
+
+/// Collected lines, shared by the workers of one process.
+#[derive(Debug, Default)]
+pub struct Tally(Mutex<Vec<Line>>);
+
+impl Tally {
+    /// Records one line.
+    pub fn add(&self, fate: Fate, subject: impl Into<String>, detail: impl Into<String>) {
+        let line = Line {
+            fate,
+            subject: subject.into(),
+            detail: detail.into(),
+        };
+        if let Ok(mut lines) = self.0.lock() {
+            lines.push(line);
+        }
+    }
+
+    /// The report as text, final outcomes first; forwarded tasks are summarised only.
+    pub fn render(&self) -> String {
+        let mut lines = self.0.lock().map(|l| l.clone()).unwrap_or_default();
+        lines.sort_by_key(|l| l.fate);
+        let mut out = String::new();
+        let shown: Vec<&Line> = lines.iter().filter(|l| l.fate != Fate::Forwarded).collect();
+        if shown.is_empty() {
+            out.push_str("Nothing to report: the queues were empty.\n");
+        }
+        for l in &shown {
+            out.push_str(&format!(
+                "  {:<22} {:<40} {}\n",
+                l.fate.label(),
+                l.subject,
+                l.detail
+            ));
+        }
+        let mut counts: Vec<(Fate, usize)> = Vec::new();
+        for l in &shown {
+            match counts.iter_mut().find(|(f, _)| *f == l.fate) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((l.fate, 1)),
+            }
+        }
+        let summary: Vec<String> = counts
+            .iter()
+            .map(|(f, n)| format!("{n} {}", f.label()))
+            .collect();
+        if !summary.is_empty() {
+            out.push_str(&format!("Summary: {}\n", summary.join(", ")));
+        }
+        out
+    }
+}

@@ -1,0 +1,160 @@
+//! `redress run`, `router` and `executor`: wire the workers to their queues and run them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redress::aws::Clients;
+use redress::policy::Policy;
+use redress::sqs::Queue;
+use tokio::sync::watch;
+
+use crate::cli::{Global, WorkerArgs};
+use crate::error::{CliError, CliResult};
+use crate::executor::{Automation, Executor, Parameters, SecurityGroups};
+use crate::report::Tally;
+use crate::router::Router;
+use crate::worker::{Until, Worker};
+
+/// Which workers to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// Router and executor.
+    Both,
+    /// Router only.
+    Router,
+    /// Executor only.
+    Executor,
+}
+
+/// Loads and validates the policy; a bad policy is bad input (exit 2).
+pub fn load_policy(global: &Global) -> CliResult<Arc<Policy>> {
+    Policy::from_file(&global.policy)
+        .map(Arc::new)
+        .map_err(CliError::input)
+}
+
+async fn with_dlq(sqs: &aws_sdk_sqs::Client, name: &str) -> CliResult<(Queue, Queue)> {
+    let q = Queue::resolve(sqs, name).await.map_err(|e| {
+        CliError::failed(format!(
+            "queue {name}: {e} (run `redress provision` on a local stack?)"
+        ))
+    })?;
+    let dlq = q.dead_letter_queue().await?.ok_or_else(|| {
+        CliError::failed(format!(
+            "queue {} has no dead-letter queue (RedrivePolicy); redress will not run without one",
+            q.name
+        ))
+    })?;
+    Ok((q, dlq))
+}
+
+/// Runs the chosen workers until shutdown, or until drained with `--once`.
+pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult {
+    let policy = load_policy(global)?;
+    let config = redress::aws::load().await;
+    let clients = Clients::new(&config);
+    let tally = Arc::new(Tally::default());
+    let (events, events_dlq) = with_dlq(&clients.sqs, &global.events_queue).await?;
+    let (tasks, tasks_dlq) = with_dlq(&clients.sqs, &global.tasks_queue).await?;
+    let approvals = Queue::resolve(&clients.sqs, &global.approvals_queue).await?;
+    let shutdown = shutdown_signal();
+    let mut handles = Vec::new();
+
+    if which != Which::Executor {
+        let worker = Worker {
+            name: "router",
+            queue: events.clone(),
+            dlq: events_dlq,
+            handler: Arc::new(Router {
+                policy: policy.clone(),
+                tasks: tasks.clone(),
+                approvals,
+                tally: tally.clone(),
+            }),
+        };
+        let until = if args.once {
+            Until::Drained(vec![events.clone()])
+        } else {
+            Until::Shutdown
+        };
+        let rx = shutdown.clone();
+        handles.push(tokio::spawn(async move { worker.run(until, rx).await }));
+    }
+    if which != Which::Router {
+        let (account, _) = redress::aws::caller_identity(&clients.sts).await?;
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| CliError::input("no AWS region configured (set AWS_REGION)"))?;
+        let worker = Worker {
+            name: "executor",
+            queue: tasks.clone(),
+            dlq: tasks_dlq,
+            handler: Arc::new(Executor {
+                policy,
+                account,
+                region,
+                dry_run: global.dry_run,
+                max_attempts: args.max_attempts,
+                security_groups: SecurityGroups::new(clients.ec2.clone()),
+                parameters: Parameters::new(clients.ssm.clone()),
+                automation: Automation::new(
+                    clients.ssm.clone(),
+                    Duration::from_millis(args.poll_interval_ms),
+                    Duration::from_secs(args.runbook_timeout),
+                ),
+                tally: tally.clone(),
+            }),
+        };
+        // The executor drains after the router: its work arrives from the events queue.
+        let until = if args.once {
+            Until::Drained(if which == Which::Both {
+                vec![events, tasks]
+            } else {
+                vec![tasks]
+            })
+        } else {
+            Until::Shutdown
+        };
+        let rx = shutdown.clone();
+        handles.push(tokio::spawn(async move { worker.run(until, rx).await }));
+    }
+    for h in handles {
+        h.await
+            .map_err(|e| CliError::failed(format!("worker stopped abnormally: {e}")))?;
+    }
+    if args.once {
+        print!("{}", tally.render());
+    }
+    Ok(())
+}
+
+/// A flag that turns true on SIGINT or SIGTERM.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        let _ = tx.send(true);
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested: finishing work in progress");
+        let _ = tx.send(true);
+    });
+    rx
+}

@@ -1,0 +1,139 @@
+//! The loop every worker shares: receive a batch, handle its messages concurrently, then
+//! acknowledge each one in one of three ways. A handler never deletes: it returns an
+//! [`Ack`], and the loop deletes only after the handler's outcome is durable.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redress::retry::with_backoff;
+use redress::sqs::{DeadLetter, Queue, Received};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// What to do with a handled message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ack {
+    /// Its outcome is recorded (sent on, audited): delete it.
+    Done,
+    /// A transient failure: make it visible again after this many seconds.
+    Retry {
+        /// Delay before redelivery.
+        after_secs: i32,
+    },
+    /// It can never succeed as is: move it to the dead-letter queue with the reason.
+    DeadLetter {
+        /// `invalid_input`, `permanent`, `exhausted`, ...
+        class: &'static str,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Handles one message.
+pub trait Handler: Send + Sync + 'static {
+    /// Decides and acts; never panics, never deletes.
+    fn handle(&self, message: &Received) -> impl Future<Output = Ack> + Send;
+}
+
+/// How long a worker runs.
+#[derive(Clone)]
+pub enum Until {
+    /// Until shutdown.
+    Shutdown,
+    /// Until its queue is empty and every listed queue is empty with nothing in flight.
+    Drained(Vec<Queue>),
+}
+
+/// One worker: a queue, its dead-letter queue and a handler.
+pub struct Worker<H> {
+    /// `router` or `executor`: used in logs and dead-letter attributes.
+    pub name: &'static str,
+    /// Queue consumed.
+    pub queue: Queue,
+    /// Where unusable messages go.
+    pub dlq: Queue,
+    /// The handler.
+    pub handler: Arc<H>,
+}
+
+/// Time allowed for a delete or dead-letter call to get through transient errors.
+const ACK_PATIENCE: Duration = Duration::from_secs(20);
+
+impl<H: Handler> Worker<H> {
+    /// Runs until `until` is met or `shutdown` turns true. A batch in progress is always
+    /// finished: shutdown only stops the next receive.
+    pub async fn run(&self, until: Until, mut shutdown: watch::Receiver<bool>) {
+        let wait = if matches!(until, Until::Drained(_)) {
+            1
+        } else {
+            20
+        };
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let batch = tokio::select! {
+                r = self.queue.receive(10, wait) => r,
+                _ = shutdown.changed() => break,
+            };
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(worker = self.name, error = %e, "receive failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                if let Until::Drained(queues) = &until {
+                    if drained(queues).await {
+                        break;
+                    }
+                }
+                continue;
+            }
+            futures::future::join_all(batch.iter().map(|m| {
+                let span =
+                    tracing::info_span!("message", worker = self.name, message_id = %m.message_id);
+                self.process(m).instrument(span)
+            }))
+            .await;
+        }
+    }
+
+    async fn process(&self, m: &Received) {
+        let ack = self.handler.handle(m).await;
+        let result = match &ack {
+            Ack::Done => with_backoff(ACK_PATIENCE, || self.queue.delete(&m.receipt_handle)).await,
+            Ack::Retry { after_secs } => self.queue.release(&m.receipt_handle, *after_secs).await,
+            Ack::DeadLetter { class, error } => {
+                let why = DeadLetter {
+                    error_class: class,
+                    error,
+                    worker: self.name,
+                };
+                tracing::warn!(class, error = %error, "dead-lettering message");
+                with_backoff(ACK_PATIENCE, || self.queue.dead_letter(&self.dlq, m, &why)).await
+            }
+        };
+        if let Err(e) = result {
+            // The message stays on the queue and comes back: handlers are idempotent.
+            tracing::error!(error = %e, ?ack, "acknowledgement failed; message will be redelivered");
+        }
+    }
+}
+
+async fn drained(queues: &[Queue]) -> bool {
+    for q in queues {
+        match q.depth().await {
+            Ok((0, 0)) => {}
+            Ok(_) => return false,
+            Err(e) => {
+                tracing::warn!(queue = %q.name, error = %e, "cannot read queue depth");
+                return false;
+            }
+        }
+    }
+    true
+}
