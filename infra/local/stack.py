@@ -490,11 +490,22 @@ class AutomationMiddleware:
         return [body]
 
 
+def _exit_on_stdin_eof() -> None:
+    sys.stdin.read()
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument(
         "--port", type=int, default=int(os.environ.get("REDRESS_LOCAL_PORT", DEFAULT_PORT))
+    )
+    parser.add_argument(
+        "--exit-with-stdin",
+        action="store_true",
+        help="exit when standard input closes (lets a test harness tie the stack's "
+        "life to its own, even if the harness is killed)",
     )
     args = parser.parse_args(argv)
 
@@ -509,6 +520,8 @@ def main(argv: list[str] | None = None) -> None:
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
     )
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    if args.exit_with_stdin:
+        threading.Thread(target=_exit_on_stdin_eof, daemon=True).start()
     print(f"redress local stack listening on {endpoint}", flush=True)
     try:
         server.serve_forever()

@@ -203,7 +203,12 @@ impl RenderedAction {
                     .iter()
                     .map(|(k, v)| format!("{k}={}", v.join(",")))
                     .collect();
-                format!("runbook {} {}", r.document, params.join(" "))
+                let role = r
+                    .assume_role
+                    .as_deref()
+                    .map(|role| format!(" as {role}"))
+                    .unwrap_or_default();
+                format!("runbook {} {}{role}", r.document, params.join(" "))
             }
         }
     }
