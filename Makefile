@@ -6,6 +6,8 @@ SHELL := bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 4599
+# Where cargo puts the binary (CI sets CARGO_TARGET_DIR outside the clone).
+BIN := $(or $(CARGO_TARGET_DIR),target)/debug/redress
 
 # The local stack: the real AWS SDK talks to the emulator on loopback with dummy keys.
 LOCAL_ENV := env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ENDPOINT_URL=http://127.0.0.1:$(PORT) AWS_REGION=us-east-1 \
@@ -31,13 +33,13 @@ build: ## Build the redress binary
 
 up: venv build ## Start the local AWS stack on 127.0.0.1:$(PORT) and provision queues and rule
 	$(LOCAL_ENV) infra/local/stack.sh up
-	$(LOCAL_ENV) target/debug/redress provision
+	$(LOCAL_ENV) $(BIN) provision
 
 down: ## Stop the local stack
 	$(LOCAL_ENV) infra/local/stack.sh down
 
 run: up ## Demo: build a world with findings, let redress fix it, show what happened
-	$(LOCAL_ENV) infra/local/demo.sh
+	$(LOCAL_ENV) REDRESS_BIN=$(BIN) infra/local/demo.sh
 
 test: venv ## Unit, SDK-level (aws-smithy-mocks) and end-to-end tests on a private local stack
 	$(TEST_ENV) infra/local/stack.sh with cargo test --workspace

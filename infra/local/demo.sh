@@ -4,7 +4,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 py="$root/.venv/bin/python"
-redress="$root/target/debug/redress"
+redress="${REDRESS_BIN:-$root/target/debug/redress}"
 state="$root/.local"
 mkdir -p "$state"
 cd "$root"

@@ -463,3 +463,40 @@ mod tests {
         assert_eq!(e.compliance().as_str(), "SOMETHING_NEW");
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn good() -> String {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/events/sg-ssh-open-noncompliant.json"
+        ))
+        .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary bytes never panic the parser.
+        #[test]
+        fn never_panics_on_arbitrary_text(s in ".{0,400}") {
+            let _ = parse_message(&s);
+        }
+
+        /// A real event with one byte replaced either parses or is rejected; never a panic,
+        /// and whatever parses passes validation (no injection characters in the id).
+        #[test]
+        fn mutated_events_parse_or_are_rejected(pos in 0usize..2600, byte in any::<u8>()) {
+            let mut bytes = good().into_bytes();
+            let i = pos % bytes.len();
+            bytes[i] = byte;
+            let s = String::from_utf8_lossy(&bytes);
+            if let Ok(e) = parse_message(&s) {
+                prop_assert!(crate::validate::resource_id(&e.detail.resource_type, &e.detail.resource_id).is_ok());
+            }
+        }
+    }
+}

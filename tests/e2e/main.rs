@@ -1,1 +1,8 @@
+//! End-to-end tests: the `redress` binary, through the real AWS SDK, against the local
+//! stack (moto + the SSM Automation stand-in) on loopback. Each test owns its queues,
+//! bus, policy and resources, and asserts on the state of the world afterwards.
 
+mod bad_input;
+mod cli;
+mod pipeline;
+mod support;

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::cli::{Global, WorkerArgs};
 use crate::error::{CliError, CliResult};
-use crate::executor::{Automation, Executor, Parameters, SecurityGroups};
+use crate::executor::{Automation, Executor, KeyedLocks, Parameters, SecurityGroups};
 use crate::report::Tally;
 use crate::router::Router;
 use crate::worker::{Until, Worker};
@@ -103,6 +103,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
                     Duration::from_millis(args.poll_interval_ms),
                     Duration::from_secs(args.runbook_timeout),
                 ),
+                locks: KeyedLocks::default(),
                 tally: tally.clone(),
             }),
         };

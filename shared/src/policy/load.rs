@@ -566,3 +566,27 @@ action = { fix = "revoke_public_ingress" }
         );
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any text either loads or yields problems, never a panic; every problem with a
+        /// line points inside the file.
+        #[test]
+        fn never_panics_and_lines_are_in_range(s in "(\\[\\[rule\\]\\]\n|id = \"a\"\n|severity = \"[A-Z]{0,6}\"\n|config_rule = \"[*a-z{},]{0,8}\"\n|action = \\{ fix = \"[a-z_]{0,22}\" \\}\n|[a-z_]{1,8} = [0-9\"\\[\\]{}]{0,6}\n){0,12}") {
+            if let Err(e) = Policy::from_toml(&s, "p") {
+                let lines = s.lines().count().max(1);
+                for p in e.problems {
+                    if let Some(l) = p.line {
+                        prop_assert!(l >= 1 && l <= lines + 1, "line {l} of {lines}");
+                    }
+                }
+            }
+        }
+    }
+}

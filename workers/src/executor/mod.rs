@@ -3,6 +3,7 @@
 //! never make it do anything its policy does not allow for that finding.
 
 mod automation;
+mod locks;
 mod outcome;
 mod parameter;
 mod security_group;
@@ -16,6 +17,7 @@ use redress::retry::ErrorClass;
 use redress::sqs::Received;
 
 pub use automation::Automation;
+pub use locks::KeyedLocks;
 pub use parameter::Parameters;
 pub use security_group::SecurityGroups;
 
@@ -43,6 +45,8 @@ pub struct Executor {
     pub parameters: Parameters,
     /// SSM Automation seam.
     pub automation: Automation,
+    /// Serialises work on the same resource within this process.
+    pub locks: KeyedLocks,
     /// Report of what happened.
     pub tally: Arc<Tally>,
 }
@@ -167,6 +171,8 @@ impl Handler for Executor {
             self.tally.add(Fate::DryRun, subject, action.describe());
             return Ack::Done;
         }
+        let key = format!("{}/{}/{}", f.account_id, f.region, f.resource_id);
+        let _guard = self.locks.lock(&key).await;
         match self.execute(&task, &action).await {
             Ok(done) => {
                 r.outcome = Some(done.outcome);

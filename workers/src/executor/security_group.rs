@@ -102,7 +102,19 @@ pub async fn revoke_public_ingress(
             detail: "no world-open ingress on those ports".into(),
         });
     }
-    groups.revoke(group_id, &open).await?;
+    if let Err(e) = groups.revoke(group_id, &open).await {
+        // Someone else (a person, a duplicate task) may have revoked it first: judge by
+        // the state, not the error.
+        let now = groups.ingress(group_id).await?;
+        if world_open(&now, ports).is_empty() {
+            return Ok(Done {
+                outcome: Outcome::AlreadyCompliant,
+                execution_id: None,
+                detail: format!("already revoked by someone else ({})", e.code),
+            });
+        }
+        return Err(e.into());
+    }
     let after = groups.ingress(group_id).await?;
     let still = world_open(&after, ports);
     if !still.is_empty() {

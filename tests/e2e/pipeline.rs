@@ -1,0 +1,346 @@
+//! Events in, fixed resources out.
+
+use redress::message::{ApprovalRequest, Task};
+
+use crate::support::{event, executions, World, ACCOUNT, REGION};
+
+const SG: &str = "AWS::EC2::SecurityGroup";
+
+fn policy(param_prefix: &str) -> String {
+    format!(
+        r#"
+[routing]
+auto_max_severity = "MEDIUM"
+
+[[rule]]
+id = "sg-open-admin-ports"
+config_rule = "*restricted-ssh*"
+resource_types = ["AWS::EC2::SecurityGroup"]
+severity = "HIGH"
+action = {{ fix = "revoke_public_ingress", ports = [22, 3389] }}
+
+[[rule]]
+id = "sg-open-privileged-ports"
+config_rule = "restricted-common-ports"
+resource_types = ["AWS::EC2::SecurityGroup"]
+severity = "MEDIUM"
+action = {{ fix = "revoke_public_ingress", ports = [21] }}
+
+[[rule]]
+id = "param-drift"
+config_rule = "ssm-parameter-drift"
+severity = "MEDIUM"
+action = {{ fix = "restore_parameter_baseline", baseline_prefix = "{param_prefix}approved/", current_prefix = "{param_prefix}current/" }}
+
+[[rule]]
+id = "sg-runbook"
+config_rule = "sg-public-admin-access"
+severity = "LOW"
+action = {{ runbook = "AWS-DisablePublicAccessForSecurityGroup", parameters = {{ GroupId = ["{{resource_id}}"] }}, assume_role = "arn:aws:iam::{{account_id}}:role/redress-remediation" }}
+
+[[rule]]
+id = "always-fails"
+config_rule = "broken-runbook-rule"
+severity = "LOW"
+action = {{ runbook = "Redress-Test-AlwaysFail" }}
+"#
+    )
+}
+
+fn world_policy(prefix: &str) -> String {
+    policy(&format!("/{prefix}/"))
+}
+
+async fn world(test: &str) -> World {
+    // The policy embeds the world's prefix, which is only known once it exists; the
+    // parameter prefix uses the test name plus the process id instead.
+    let p = format!("{test}-{}", std::process::id());
+    World::new(test, &world_policy(&p)).await
+}
+
+fn param_prefix(test: &str) -> String {
+    format!("/{test}-{}/", std::process::id())
+}
+
+#[tokio::test]
+async fn findings_through_eventbridge_are_fixed_or_queued_for_approval() {
+    let w = world("demo").await;
+    let ssh = w
+        .security_group("ssh", &[(22, "0.0.0.0/0"), (443, "10.0.0.0/8")])
+        .await;
+    let ftp = w
+        .security_group(
+            "ftp",
+            &[(21, "0.0.0.0/0"), (21, "10.0.0.0/8"), (443, "0.0.0.0/0")],
+        )
+        .await;
+    let rb = w
+        .security_group(
+            "rb",
+            &[(22, "0.0.0.0/0"), (3389, "0.0.0.0/0"), (443, "10.0.0.0/8")],
+        )
+        .await;
+    let pp = param_prefix("demo");
+    let current = format!("{pp}current/db_pool_size");
+    w.put_parameter(&format!("{pp}approved/db_pool_size"), "20")
+        .await;
+    w.put_parameter(&current, "200").await;
+
+    for (rule, id, ty) in [
+        ("restricted-ssh", ssh.as_str(), SG),
+        ("restricted-common-ports", ftp.as_str(), SG),
+        (
+            "ssm-parameter-drift",
+            current.as_str(),
+            "AWS::SSM::Parameter",
+        ),
+        ("sg-public-admin-access", rb.as_str(), SG),
+    ] {
+        let out = w.redress(&[
+            "emit",
+            "--rule",
+            rule,
+            "--resource",
+            id,
+            "--resource-type",
+            ty,
+        ]);
+        assert!(
+            out.status.success(),
+            "emit: {}",
+            crate::support::text(&out.stderr)
+        );
+    }
+    let audit = w.run_once(&[]);
+
+    // HIGH: still open, and its approval request is on the approvals queue.
+    assert_eq!(
+        w.ingress(&ssh).await,
+        vec![(22, "0.0.0.0/0".into()), (443, "10.0.0.0/8".into())]
+    );
+    let approvals = w.drain("approvals").await;
+    assert_eq!(approvals.len(), 1);
+    let request: ApprovalRequest = serde_json::from_str(&approvals[0].body).unwrap();
+    assert_eq!(request.task.rule_id, "sg-open-admin-ports");
+    assert_eq!(request.task.finding.resource_id, ssh);
+    assert!(request.id.starts_with("ap-"));
+
+    // MEDIUM direct fix: only the world-open port-21 range went.
+    assert_eq!(
+        w.ingress(&ftp).await,
+        vec![(21, "10.0.0.0/8".into()), (443, "0.0.0.0/0".into())]
+    );
+    // Drift restored.
+    assert_eq!(w.parameter(&current).await, "20");
+    // Runbook: world-open 22 and 3389 revoked by the automation, 443 from 10/8 kept.
+    assert_eq!(w.ingress(&rb).await, vec![(443, "10.0.0.0/8".into())]);
+    let run = executions(&audit)
+        .into_iter()
+        .find(|r| r["rule"] == "sg-runbook")
+        .expect("runbook audit record");
+    assert_eq!(run["outcome"], "succeeded");
+    let exec_id = run["execution_id"].as_str().expect("execution id");
+    let exec = w
+        .clients
+        .ssm
+        .get_automation_execution()
+        .automation_execution_id(exec_id)
+        .send()
+        .await
+        .unwrap();
+    let exec = exec.automation_execution().unwrap();
+    assert_eq!(
+        exec.automation_execution_status().unwrap().as_str(),
+        "Success"
+    );
+    assert_eq!(exec.parameters().unwrap()["GroupId"], vec![rb.clone()]);
+
+    // Audit: every decision recorded with the contract's fields.
+    let requested: Vec<_> = audit
+        .iter()
+        .filter(|r| r["decision"] == "approval_requested")
+        .collect();
+    assert_eq!(requested.len(), 1);
+    assert_eq!(requested[0]["severity"], "HIGH");
+    let succeeded = executions(&audit)
+        .iter()
+        .filter(|r| r["outcome"] == "succeeded")
+        .count();
+    assert_eq!(succeeded, 3, "{audit:#?}");
+    for r in &audit {
+        for field in [
+            "event_id",
+            "rule",
+            "resource_id",
+            "resource_type",
+            "account",
+            "region",
+            "severity",
+            "decision",
+        ] {
+            assert!(!r[field].is_null(), "audit record lacks {field}: {r}");
+        }
+        assert_eq!(r["account"], ACCOUNT);
+        assert_eq!(r["region"], REGION);
+    }
+}
+
+#[tokio::test]
+async fn the_same_event_twice_starts_one_automation_execution() {
+    let w = world("twice-runbook").await;
+    let rb = w.security_group("rb", &[(22, "0.0.0.0/0")]).await;
+    let body = event("sg-public-admin-access", SG, &rb, "NON_COMPLIANT");
+    w.send("events", &body).await;
+    w.send("events", &body).await;
+    let audit = w.run_once(&[]);
+
+    let runs = executions(&audit);
+    assert_eq!(runs.len(), 2, "{audit:#?}");
+    let ids: std::collections::BTreeSet<&str> = runs
+        .iter()
+        .filter_map(|r| r["execution_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 1, "one execution, same ClientToken: {runs:#?}");
+    // Count the stand-in's executions that targeted this group: exactly one.
+    let list = w
+        .clients
+        .ssm
+        .describe_automation_executions()
+        .send()
+        .await
+        .unwrap();
+    let mut targeting = 0;
+    for meta in list.automation_execution_metadata_list() {
+        let id = meta.automation_execution_id().unwrap();
+        let exec = w
+            .clients
+            .ssm
+            .get_automation_execution()
+            .automation_execution_id(id)
+            .send()
+            .await
+            .unwrap();
+        let params = exec
+            .automation_execution()
+            .unwrap()
+            .parameters()
+            .cloned()
+            .unwrap_or_default();
+        if params.get("GroupId") == Some(&vec![rb.clone()]) {
+            targeting += 1;
+        }
+    }
+    assert_eq!(targeting, 1);
+    assert!(w.ingress(&rb).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_same_event_twice_fixes_once_then_finds_it_compliant() {
+    let w = world("twice-direct").await;
+    let ftp = w
+        .security_group("ftp", &[(21, "0.0.0.0/0"), (21, "10.0.0.0/8")])
+        .await;
+    let body = event("restricted-common-ports", SG, &ftp, "NON_COMPLIANT");
+    w.send("events", &body).await;
+    w.send("events", &body).await;
+    let audit = w.run_once(&[]);
+    let mut outcomes: Vec<&str> = executions(&audit)
+        .iter()
+        .filter_map(|r| r["outcome"].as_str())
+        .collect();
+    outcomes.sort();
+    assert_eq!(outcomes, vec!["already_compliant", "succeeded"]);
+    assert_eq!(w.ingress(&ftp).await, vec![(21, "10.0.0.0/8".into())]);
+}
+
+#[tokio::test]
+async fn a_failing_runbook_ends_in_the_tasks_dlq_with_its_reason() {
+    let w = world("failing-runbook").await;
+    w.send(
+        "events",
+        &event(
+            "broken-runbook-rule",
+            SG,
+            "sg-0123456789abcdef0",
+            "NON_COMPLIANT",
+        ),
+    )
+    .await;
+    let audit = w.run_once(&[]);
+    let failed: Vec<_> = executions(&audit)
+        .into_iter()
+        .filter(|r| r["outcome"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{audit:#?}");
+    assert!(failed[0]["execution_id"].is_string());
+    let dead = w.drain("tasks-dlq").await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attributes["redress.error_class"], "permanent");
+    assert!(
+        dead[0].attributes["redress.error"].contains("ended Failed"),
+        "{:?}",
+        dead[0].attributes
+    );
+    assert_eq!(dead[0].attributes["redress.worker"], "executor");
+    let task: Task = serde_json::from_str(&dead[0].body).unwrap();
+    assert_eq!(task.rule_id, "always-fails");
+}
+
+#[tokio::test]
+async fn a_forged_task_for_an_approval_rule_is_refused() {
+    let w = world("forged").await;
+    let ssh = w.security_group("ssh", &[(22, "0.0.0.0/0")]).await;
+    let parsed =
+        redress::event::parse_message(&event("restricted-ssh", SG, &ssh, "NON_COMPLIANT")).unwrap();
+    let task = Task::new(
+        "sg-open-admin-ports",
+        redress::policy::Severity::Low,
+        redress::message::Finding::from_event(&parsed),
+    );
+    w.send("tasks", &serde_json::to_string(&task).unwrap())
+        .await;
+    let out = w.redress(&["executor", "--once"]);
+    assert!(out.status.success());
+    assert_eq!(
+        w.ingress(&ssh).await,
+        vec![(22, "0.0.0.0/0".into())],
+        "nothing revoked"
+    );
+    let dead = w.drain("tasks-dlq").await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attributes["redress.error_class"], "refused");
+    assert!(dead[0].attributes["redress.error"].contains("requires approval"));
+}
+
+#[tokio::test]
+async fn dry_run_decides_and_changes_nothing() {
+    let w = world("dry-run").await;
+    let ftp = w.security_group("ftp", &[(21, "0.0.0.0/0")]).await;
+    let pp = param_prefix("dry-run");
+    let current = format!("{pp}current/x");
+    w.put_parameter(&format!("{pp}approved/x"), "1").await;
+    w.put_parameter(&current, "2").await;
+    w.send(
+        "events",
+        &event("restricted-common-ports", SG, &ftp, "NON_COMPLIANT"),
+    )
+    .await;
+    w.send(
+        "events",
+        &event(
+            "ssm-parameter-drift",
+            "AWS::SSM::Parameter",
+            &current,
+            "NON_COMPLIANT",
+        ),
+    )
+    .await;
+    let audit = w.run_once(&["--dry-run"]);
+    let outcomes: Vec<&str> = executions(&audit)
+        .iter()
+        .filter_map(|r| r["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes, vec!["dry_run", "dry_run"]);
+    assert_eq!(w.ingress(&ftp).await, vec![(21, "0.0.0.0/0".into())]);
+    assert_eq!(w.parameter(&current).await, "2");
+}

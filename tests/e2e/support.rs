@@ -1,0 +1,340 @@
+//! Test harness: one local stack per test process (or the one `make test` started), and
+//! per test its own queues, event bus, policy and resources, so tests run in parallel.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_ec2::types::{IpPermission, IpRange};
+use redress::sqs::{Queue, Received};
+
+pub const REGION: &str = "us-east-1";
+/// The account moto answers for with dummy credentials.
+pub const ACCOUNT: &str = "123456789012";
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+struct OwnStack {
+    _child: Child,
+    // Held open for the life of the test process: when the process ends, however it
+    // ends, the pipe closes and the stack exits (`--exit-with-stdin`).
+    _stdin: ChildStdin,
+}
+
+static STACK: OnceLock<(String, Mutex<Option<OwnStack>>)> = OnceLock::new();
+
+/// Endpoint of the local stack: `REDRESS_E2E_ENDPOINT` if set, else one started here.
+pub fn endpoint() -> &'static str {
+    &STACK
+        .get_or_init(|| {
+            if let Ok(ep) = std::env::var("REDRESS_E2E_ENDPOINT") {
+                return (ep, Mutex::new(None));
+            }
+            let python = root().join(".venv/bin/python");
+            assert!(
+                python.exists(),
+                "end-to-end tests need the local stack's virtualenv: run `make test` (it creates .venv)"
+            );
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free loopback port");
+            let mut child = Command::new(python)
+                .arg(root().join("infra/local/stack.py"))
+                .args(["--port", &port.to_string(), "--exit-with-stdin"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the local stack");
+            let stdin = child.stdin.take().expect("piped stdin");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "local stack did not start on port {port}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (
+                format!("http://127.0.0.1:{port}"),
+                Mutex::new(Some(OwnStack {
+                    _child: child,
+                    _stdin: stdin,
+                })),
+            )
+        })
+        .0
+}
+
+/// SDK configuration for the local stack.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "e2e",
+        ))
+        .load()
+        .await
+}
+
+/// One test's world: unique queue names, bus, policy file and clients.
+pub struct World {
+    pub prefix: String,
+    pub dir: PathBuf,
+    pub clients: redress::aws::Clients,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl World {
+    /// Provisions queues and an event bus named after the test, with this policy.
+    pub async fn new(test: &str, policy: &str) -> World {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("e2e-{test}-{}-{n}", std::process::id());
+        let dir = std::env::temp_dir().join("redress-e2e").join(&prefix);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("policy.toml"), policy).unwrap();
+        let world = World {
+            prefix,
+            dir,
+            clients: redress::aws::Clients::new(&sdk_config().await),
+        };
+        let out = world.redress(&["provision"]);
+        assert!(
+            out.status.success(),
+            "provision failed: {}",
+            text(&out.stderr)
+        );
+        world
+    }
+
+    pub fn queue_name(&self, which: &str) -> String {
+        format!("{}-{which}", self.prefix)
+    }
+
+    /// Runs the redress binary with this world's settings.
+    pub fn redress(&self, args: &[&str]) -> Output {
+        self.redress_with_stdin(args, None)
+    }
+
+    pub fn redress_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_redress"));
+        cmd.args(args)
+            .current_dir(root())
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_REGION", REGION)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("REDRESS_POLICY", self.dir.join("policy.toml"))
+            .env("REDRESS_EVENTS_QUEUE", self.queue_name("events"))
+            .env("REDRESS_TASKS_QUEUE", self.queue_name("tasks"))
+            .env("REDRESS_APPROVALS_QUEUE", self.queue_name("approvals"))
+            .env("REDRESS_EVENT_BUS", format!("{}-bus", self.prefix))
+            .env("REDRESS_LOG_FORMAT", "json")
+            .env("REDRESS_POLL_INTERVAL_MS", "100")
+            .env_remove("REDRESS_DRY_RUN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run redress");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("redress output")
+    }
+
+    /// `redress run --once` (plus `extra`), asserting it exits 0; returns its audit records.
+    pub fn run_once(&self, extra: &[&str]) -> Vec<serde_json::Value> {
+        let mut args = vec!["run", "--once"];
+        args.extend_from_slice(extra);
+        let out = self.redress(&args);
+        assert!(
+            out.status.success(),
+            "redress run --once failed ({:?}): {}",
+            out.status,
+            text(&out.stderr)
+        );
+        audit(&out)
+    }
+
+    pub async fn queue(&self, which: &str) -> Queue {
+        Queue::resolve(&self.clients.sqs, &self.queue_name(which))
+            .await
+            .unwrap()
+    }
+
+    /// Reads every message on a queue (each becomes invisible for the queue's timeout).
+    pub async fn drain(&self, which: &str) -> Vec<Received> {
+        let q = self.queue(which).await;
+        let mut all = Vec::new();
+        loop {
+            let batch = q.receive(10, 0).await.unwrap();
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch);
+        }
+    }
+
+    pub async fn send(&self, which: &str, body: &str) {
+        self.queue(which).await.send(body).await.unwrap();
+    }
+
+    /// A security group with the given (port, cidr) TCP ingress rules.
+    pub async fn security_group(&self, name: &str, rules: &[(i32, &str)]) -> String {
+        let ec2 = &self.clients.ec2;
+        let id = ec2
+            .create_security_group()
+            .group_name(format!("{}-{name}", self.prefix))
+            .description("redress e2e")
+            .send()
+            .await
+            .unwrap()
+            .group_id()
+            .unwrap()
+            .to_string();
+        for (port, cidr) in rules {
+            ec2.authorize_security_group_ingress()
+                .group_id(&id)
+                .ip_permissions(
+                    IpPermission::builder()
+                        .ip_protocol("tcp")
+                        .from_port(*port)
+                        .to_port(*port)
+                        .ip_ranges(IpRange::builder().cidr_ip(*cidr).build())
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        id
+    }
+
+    /// The group's TCP ingress as sorted (port, cidr) pairs.
+    pub async fn ingress(&self, group_id: &str) -> Vec<(i32, String)> {
+        let out = self
+            .clients
+            .ec2
+            .describe_security_groups()
+            .group_ids(group_id)
+            .send()
+            .await
+            .unwrap();
+        let mut rules: Vec<(i32, String)> = out
+            .security_groups()
+            .iter()
+            .flat_map(|g| g.ip_permissions())
+            .flat_map(|p| {
+                p.ip_ranges().iter().map(|r| {
+                    (
+                        p.from_port().unwrap_or(-1),
+                        r.cidr_ip().unwrap_or_default().to_string(),
+                    )
+                })
+            })
+            .collect();
+        rules.sort();
+        rules
+    }
+
+    pub async fn put_parameter(&self, name: &str, value: &str) {
+        self.clients
+            .ssm
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub async fn parameter(&self, name: &str) -> String {
+        let out = self
+            .clients
+            .ssm
+            .get_parameter()
+            .name(name)
+            .send()
+            .await
+            .unwrap();
+        out.parameter().unwrap().value().unwrap().to_string()
+    }
+}
+
+/// A compliance-change event (EventBridge form) for this account and region.
+pub fn event(
+    config_rule: &str,
+    resource_type: &str,
+    resource_id: &str,
+    compliance: &str,
+) -> String {
+    let template =
+        std::fs::read_to_string(root().join("tests/fixtures/events/sg-ssh-open-noncompliant.json"))
+            .unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&template).unwrap();
+    let id = format!(
+        "e2e-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    v["id"] = id.into();
+    v["account"] = ACCOUNT.into();
+    v["region"] = REGION.into();
+    let d = &mut v["detail"];
+    d["resourceId"] = resource_id.into();
+    d["resourceType"] = resource_type.into();
+    d["configRuleName"] = config_rule.into();
+    d["awsAccountId"] = ACCOUNT.into();
+    d["awsRegion"] = REGION.into();
+    let q =
+        &mut d["newEvaluationResult"]["evaluationResultIdentifier"]["evaluationResultQualifier"];
+    q["resourceId"] = resource_id.into();
+    q["resourceType"] = resource_type.into();
+    q["configRuleName"] = config_rule.into();
+    d["newEvaluationResult"]["complianceType"] = compliance.into();
+    d["newEvaluationResult"]["resultRecordedTime"] = redress::time::now_rfc3339().into();
+    if let Some(old) = d.as_object_mut() {
+        old.remove("oldEvaluationResult");
+    }
+    v.to_string()
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Audit records from a run's stderr.
+pub fn audit(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "audit")
+        .collect()
+}
+
+/// Audit records written by the executor.
+pub fn executions(records: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    records
+        .iter()
+        .filter(|r| r["worker"] == "executor")
+        .collect()
+}
