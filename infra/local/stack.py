@@ -64,6 +64,8 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import make_server
+
+import identity
 from werkzeug.wrappers import Request
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -512,7 +514,10 @@ def main(argv: list[str] | None = None) -> None:
     step_delay = int(os.environ.get("REDRESS_STANDIN_STEP_DELAY_MS", "300")) / 1000
     endpoint = f"http://{args.host}:{args.port}"
     moto_app = DomainDispatcherApplication(create_backend_app)
-    app = AutomationMiddleware(moto_app, Automation(step_delay=step_delay), endpoint)
+    identity.install()
+    app = identity.IdentityMiddleware(
+        AutomationMiddleware(moto_app, Automation(step_delay=step_delay), endpoint)
+    )
 
     # Threaded: runbook effects call back into this same server while it is
     # still answering the caller's polls.

@@ -37,17 +37,30 @@ impl Clients {
     }
 }
 
-/// The caller's account and ARN, from `sts:GetCallerIdentity`.
+/// Who the credentials belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Account id.
+    pub account: String,
+    /// Principal ARN.
+    pub arn: String,
+    /// Unique id (`AIDA…`, or `AROA…:session` for a role); SQS stamps the same value as
+    /// the SenderId of messages this principal sends.
+    pub user_id: String,
+}
+
+/// The caller's identity, from `sts:GetCallerIdentity`.
 pub async fn caller_identity(
     sts: &aws_sdk_sts::Client,
-) -> Result<(String, String), crate::retry::AwsError> {
+) -> Result<Identity, crate::retry::AwsError> {
     let out = sts
         .get_caller_identity()
         .send()
         .await
         .map_err(|e| crate::retry::AwsError::from_sdk("sts:GetCallerIdentity", e))?;
-    Ok((
-        out.account().unwrap_or_default().to_string(),
-        out.arn().unwrap_or_default().to_string(),
-    ))
+    Ok(Identity {
+        account: out.account().unwrap_or_default().to_string(),
+        arn: out.arn().unwrap_or_default().to_string(),
+        user_id: out.user_id().unwrap_or_default().to_string(),
+    })
 }

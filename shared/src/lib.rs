@@ -6,6 +6,7 @@
 //! how it ended). [`ingress`] and [`automation`] hold the pure parts of the fixes;
 //! [`sqs`], [`aws`] and [`retry`] are the seams to AWS.
 
+pub mod approval;
 pub mod audit;
 pub mod automation;
 pub mod aws;

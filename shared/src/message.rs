@@ -122,6 +122,27 @@ pub struct Task {
     pub generation: u32,
     /// When the router created the task.
     pub created_at: String,
+    /// Who approved it, for rules that need approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// A person's approval, recorded by `redress approvals approve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// The approval request approved.
+    pub request_id: String,
+    /// The approver's ARN, from STS (never typed by the approver).
+    pub approved_by: String,
+    /// The approver's STS UserId; SQS stamps the same id as the sender of the task
+    /// message, which lets the executor check who really sent it.
+    pub approver_user_id: String,
+    /// When.
+    pub approved_at: String,
+    /// Why, if the approver said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Task {
@@ -134,6 +155,7 @@ impl Task {
             finding,
             generation: 0,
             created_at: crate::time::now_rfc3339(),
+            approval: None,
         }
     }
 
@@ -173,10 +195,42 @@ pub struct ApprovalRequest {
     pub task: Task,
     /// What the policy would do, rendered for this resource.
     pub proposed_action: RenderedAction,
+    /// What the action would change, as read when the request was made (e.g. which
+    /// ingress permissions would be revoked).
+    #[serde(default)]
+    pub preview: Vec<String>,
     /// When the request was made.
     pub requested_at: String,
     /// After this it expires unacted.
     pub expires_at: String,
+}
+
+/// A note that a resource with a pending request became compliant (the request is moot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MootNotice {
+    /// Policy rule of the pending request.
+    pub rule_id: String,
+    /// Account of the resource.
+    pub account_id: String,
+    /// Region of the resource.
+    pub region: String,
+    /// The resource.
+    pub resource_id: String,
+    /// The COMPLIANT event.
+    pub event_id: String,
+    /// When the router saw it.
+    pub seen_at: String,
+}
+
+/// What the approvals queue holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ApprovalsMessage {
+    /// A request waiting for a person.
+    Request(ApprovalRequest),
+    /// A resource became compliant.
+    Moot(MootNotice),
 }
 
 #[cfg(test)]
@@ -241,6 +295,26 @@ mod tests {
         assert_eq!(serde_json::from_str::<Task>(&json).unwrap(), t);
         let forged = json.replacen("{", "{\"runbook\":\"AWS-RunShellScript\",", 1);
         assert!(serde_json::from_str::<Task>(&forged).is_err());
+    }
+
+    #[test]
+    fn approvals_messages_are_tagged_and_strict() {
+        let notice = ApprovalsMessage::Moot(MootNotice {
+            rule_id: "r".into(),
+            account_id: "111122223333".into(),
+            region: "eu-west-1".into(),
+            resource_id: "sg-1".into(),
+            event_id: "e".into(),
+            seen_at: "2026-11-02T09:14:03Z".into(),
+        });
+        let json = serde_json::to_string(&notice).unwrap();
+        assert!(json.contains("\"kind\":\"moot\""));
+        assert_eq!(
+            serde_json::from_str::<ApprovalsMessage>(&json).unwrap(),
+            notice
+        );
+        let extra = json.replacen('{', "{\"x\":1,", 1);
+        assert!(serde_json::from_str::<ApprovalsMessage>(&extra).is_err());
     }
 
     #[test]

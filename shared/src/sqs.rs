@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName,
+};
 
 use crate::retry::AwsError;
 
@@ -31,6 +34,8 @@ pub struct Received {
     pub receive_count: u32,
     /// String message attributes.
     pub attributes: HashMap<String, String>,
+    /// Who sent it: the sender's unique id (an STS UserId), as SQS stamped it.
+    pub sender_id: Option<String>,
 }
 
 /// Why a message was dead-lettered by a worker; written as message attributes.
@@ -131,13 +136,26 @@ impl Queue {
 
     /// Receives up to `max` (≤ 10) messages, long-polling up to `wait_seconds`.
     pub async fn receive(&self, max: i32, wait_seconds: i32) -> Result<Vec<Received>, AwsError> {
+        self.receive_hidden_for(max, wait_seconds, None).await
+    }
+
+    /// Like [`Queue::receive`], hiding what it returns for `visibility` seconds instead
+    /// of the queue's default.
+    pub async fn receive_hidden_for(
+        &self,
+        max: i32,
+        wait_seconds: i32,
+        visibility: Option<i32>,
+    ) -> Result<Vec<Received>, AwsError> {
         let out = self
             .client
             .receive_message()
             .queue_url(&self.url)
             .max_number_of_messages(max.clamp(1, 10))
             .wait_time_seconds(wait_seconds)
+            .set_visibility_timeout(visibility)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SenderId)
             .message_attribute_names("All")
             .send()
             .await
@@ -163,8 +181,62 @@ impl Queue {
                             .collect()
                     })
                     .unwrap_or_default(),
+                sender_id: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::SenderId))
+                    .cloned(),
             })
             .collect())
+    }
+
+    /// Reads every message on the queue, hiding each for `visibility` seconds (long
+    /// enough to finish reading); stops at the first empty receive. Pair with
+    /// [`Queue::release_all`] so others are not blocked.
+    pub async fn scan(&self, visibility: i32) -> Result<Vec<Received>, AwsError> {
+        let mut all = Vec::new();
+        loop {
+            let batch = self.receive_hidden_for(10, 1, Some(visibility)).await?;
+            if batch.is_empty() {
+                return Ok(all);
+            }
+            all.extend(batch);
+        }
+    }
+
+    /// Makes these messages visible again at once, ten per call.
+    pub async fn release_all(&self, receipt_handles: &[&str]) -> Result<(), AwsError> {
+        for chunk in receipt_handles.chunks(10) {
+            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*h)
+                        .visibility_timeout(0)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("sqs:ChangeMessageVisibilityBatch", e))?;
+            if let Some(failed) = out.failed().first() {
+                // Not fatal for the caller's work: the message reappears when its
+                // visibility times out.
+                tracing::warn!(
+                    queue = %self.name,
+                    code = failed.code(),
+                    "could not make a message visible again; it reappears after its timeout"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Sends a body; returns the new message id.

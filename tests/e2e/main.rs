@@ -2,6 +2,7 @@
 //! stack (moto + the SSM Automation stand-in) on loopback. Each test owns its queues,
 //! bus, policy and resources, and asserts on the state of the world afterwards.
 
+mod approvals;
 mod bad_input;
 mod cli;
 mod pipeline;

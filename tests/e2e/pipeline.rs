@@ -1,6 +1,6 @@
 //! Events in, fixed resources out.
 
-use redress::message::{ApprovalRequest, Task};
+use redress::message::{ApprovalsMessage, Task};
 
 use crate::support::{event, executions, World, ACCOUNT, REGION};
 
@@ -120,7 +120,10 @@ async fn findings_through_eventbridge_are_fixed_or_queued_for_approval() {
     );
     let approvals = w.drain("approvals").await;
     assert_eq!(approvals.len(), 1);
-    let request: ApprovalRequest = serde_json::from_str(&approvals[0].body).unwrap();
+    let ApprovalsMessage::Request(request) = serde_json::from_str(&approvals[0].body).unwrap()
+    else {
+        panic!("expected an approval request: {}", approvals[0].body);
+    };
     assert_eq!(request.task.rule_id, "sg-open-admin-ports");
     assert_eq!(request.task.finding.resource_id, ssh);
     assert!(request.id.starts_with("ap-"));

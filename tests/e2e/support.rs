@@ -1,7 +1,6 @@
 //! Test harness: one local stack per test process (or the one `make test` started), and
 //! per test its own queues, event bus, policy and resources, so tests run in parallel.
 
-use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -74,11 +73,16 @@ pub fn endpoint() -> &'static str {
 
 /// SDK configuration for the local stack.
 pub async fn sdk_config() -> aws_config::SdkConfig {
+    sdk_config_as("test").await
+}
+
+/// SDK configuration for the local stack, as the user behind `access_key`.
+pub async fn sdk_config_as(access_key: &str) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(aws_config::Region::new(REGION))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "e2e",
+            access_key, "test", None, None, "e2e",
         ))
         .load()
         .await
@@ -121,16 +125,18 @@ impl World {
 
     /// Runs the redress binary with this world's settings.
     pub fn redress(&self, args: &[&str]) -> Output {
-        self.redress_with_stdin(args, None)
+        self.redress_as("test", args)
     }
 
-    pub fn redress_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+    /// Runs the redress binary as another principal: on the local stack each access key
+    /// is its own IAM user (`arn:aws:sts::123456789012:user/<key>`).
+    pub fn redress_as(&self, access_key: &str, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_redress"));
         cmd.args(args)
             .current_dir(root())
             .env("AWS_ENDPOINT_URL", endpoint())
             .env("AWS_REGION", REGION)
-            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_ACCESS_KEY_ID", access_key)
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("AWS_PROFILE")
@@ -143,20 +149,8 @@ impl World {
             .env("REDRESS_LOG_FORMAT", "json")
             .env("REDRESS_POLL_INTERVAL_MS", "100")
             .env_remove("REDRESS_DRY_RUN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run redress");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().expect("redress output")
+            .stdin(Stdio::null());
+        cmd.output().expect("run redress")
     }
 
     /// `redress run --once` (plus `extra`), asserting it exits 0; returns its audit records.

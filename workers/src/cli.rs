@@ -92,6 +92,11 @@ pub enum Command {
     Router(WorkerArgs),
     /// Run only the executor: tasks queue → fixed resources.
     Executor(WorkerArgs),
+    /// Review and act on findings waiting for a person (high severity).
+    ///
+    /// Example: `redress approvals list`, then `redress approvals approve ap-1d2365eec0`.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
     /// Validate a policy, or show what it decides for an event.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -121,6 +126,44 @@ pub struct WorkerArgs {
     /// First interval between runbook status polls (milliseconds); grows with backoff.
     #[arg(long, env = "REDRESS_POLL_INTERVAL_MS", default_value_t = 500)]
     pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Every waiting request, oldest first (expired ones are removed and audited).
+    List {
+        /// One JSON document on stdout instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One request in full: the finding, the exact action and what it will change.
+    Show {
+        /// Request id, e.g. `ap-1d2365eec0`.
+        id: String,
+        /// One JSON document on stdout instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve: hand the task to the executor. Records who you are (from STS), when and why.
+    ///
+    /// With --dry-run, shows what would be executed and changes nothing.
+    Approve {
+        /// Request id.
+        id: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reject: remove the request; the resource is not touched.
+    Reject {
+        /// Request id.
+        id: String,
+        /// Why (required; recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Remove requests made moot (the resource became compliant) and stale notices.
+    Prune,
 }
 
 #[derive(Debug, Subcommand)]

@@ -58,7 +58,7 @@ pub async fn emit(global: &Global, args: &EmitArgs) -> CliResult {
         .region()
         .map(|r| r.to_string())
         .ok_or_else(|| CliError::input("no AWS region configured (set AWS_REGION)"))?;
-    let (account, _) = redress::aws::caller_identity(&clients.sts).await?;
+    let account = redress::aws::caller_identity(&clients.sts).await?.account;
     let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
         .source(CONFIG_SOURCE)
         .detail_type(COMPLIANCE_CHANGE_DETAIL_TYPE)

@@ -1,6 +1,7 @@
 //! The `redress` command. Thin: parse arguments, set up logging, run a command, map its
 //! result to an exit code (0 ok, 1 failed, 2 bad usage or input).
 
+mod approvals;
 mod cli;
 mod emit;
 mod error;
@@ -33,6 +34,7 @@ async fn dispatch(cli: &Cli) -> CliResult {
         Command::Policy(PolicyCommand::Explain { event, json }) => {
             policy_cmd::explain(&g.policy, event, *json)
         }
+        Command::Approvals(c) => approvals::run(g, c).await,
         Command::Emit(a) => emit::emit(g, a).await,
         Command::Provision => provision::provision(g).await,
     }

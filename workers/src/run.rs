@@ -69,6 +69,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
                 policy: policy.clone(),
                 tasks: tasks.clone(),
                 approvals,
+                security_groups: SecurityGroups::new(clients.ec2.clone()),
                 tally: tally.clone(),
             }),
         };
@@ -81,7 +82,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
         handles.push(tokio::spawn(async move { worker.run(until, rx).await }));
     }
     if which != Which::Router {
-        let (account, _) = redress::aws::caller_identity(&clients.sts).await?;
+        let account = redress::aws::caller_identity(&clients.sts).await?.account;
         let region = config
             .region()
             .map(|r| r.to_string())

@@ -13,11 +13,11 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Action, Fix, Mode, Policy, Routing, Rule, Runbook, Severity};
+use super::{Action, Approvals, Fix, Mode, Policy, Routing, Rule, Runbook, Severity};
 
 type SpannedTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
-const TOP_KEYS: [&str; 2] = ["routing", "rule"];
+const TOP_KEYS: [&str; 3] = ["routing", "approvals", "rule"];
 const RULE_KEYS: [&str; 6] = [
     "id",
     "config_rule",
@@ -164,6 +164,45 @@ impl Loader<'_> {
             routing.auto_max_severity = s;
         }
         routing
+    }
+
+    fn approvals(&mut self, table: Option<&SpannedTable>) -> Approvals {
+        let Some(table) = table else {
+            return Approvals::default();
+        };
+        self.check_keys(table, &["ttl", "approvers"], "[approvals]");
+        let mut approvals = Approvals::default();
+        if let Some((ttl, span)) = self.field::<String>(table, "ttl", "[approvals]") {
+            match humantime::parse_duration(&ttl) {
+                Ok(d) if !d.is_zero() => approvals.ttl = d,
+                Ok(_) => self.problem(span, "[approvals]: `ttl` must be longer than zero"),
+                Err(e) => self.problem(
+                    span,
+                    format!("[approvals]: `ttl` {ttl:?}: {e} (e.g. \"7d\", \"12h\")"),
+                ),
+            }
+        }
+        if let Some((approvers, span)) =
+            self.field::<Vec<String>>(table, "approvers", "[approvals]")
+        {
+            let mut set = globset::GlobSetBuilder::new();
+            for a in &approvers {
+                match globset::Glob::new(a) {
+                    Ok(g) => {
+                        set.add(g);
+                    }
+                    Err(e) => self.problem(span.clone(), format!("[approvals]: `approvers`: {e}")),
+                }
+            }
+            match set.build() {
+                Ok(matcher) => {
+                    approvals.matcher = matcher;
+                    approvals.approvers = approvers;
+                }
+                Err(e) => self.problem(span, format!("[approvals]: `approvers`: {e}")),
+            }
+        }
+        approvals
     }
 
     fn rule(&mut self, table: &SpannedTable, index: usize) -> Option<Rule> {
@@ -337,6 +376,8 @@ struct RawDoc {
     #[serde(default)]
     routing: Option<SpannedTable>,
     #[serde(default)]
+    approvals: Option<SpannedTable>,
+    #[serde(default)]
     rule: Vec<SpannedTable>,
 }
 
@@ -368,6 +409,7 @@ impl Policy {
             }
         };
         let routing = loader.routing(doc.routing.as_ref());
+        let approvals = loader.approvals(doc.approvals.as_ref());
         let mut rules = Vec::new();
         let mut first_line: HashMap<String, usize> = HashMap::new();
         for (i, table) in doc.rule.iter().enumerate() {
@@ -396,7 +438,11 @@ impl Policy {
             });
         }
         if loader.problems.is_empty() {
-            Ok(Policy { routing, rules })
+            Ok(Policy {
+                routing,
+                approvals,
+                rules,
+            })
         } else {
             loader.problems.sort_by_key(|p| p.line);
             Err(fail(loader.problems))
@@ -537,6 +583,23 @@ action = { fix = "revoke_public_ingress" }
         assert!(ps.iter().any(|p| p.message.contains("`action`")));
         let ps = problems("[routing]\nauto_max_severity = \"LOW\"\ncolour = 1\n[[rule]]\nid=\"a\"\nconfig_rule=\"x\"\nseverity=\"LOW\"\naction={fix=\"revoke_public_ingress\"}\nextra = 1\n");
         assert!(ps.iter().any(|p| p.line == Some(3)), "{ps:?}");
+    }
+
+    #[test]
+    fn approvals_table() {
+        let rule = "[[rule]]\nid=\"a\"\nconfig_rule=\"x\"\nseverity=\"LOW\"\naction={fix=\"revoke_public_ingress\"}\n";
+        let p = Policy::from_toml(rule, "p").unwrap();
+        assert_eq!(p.approvals.ttl, Approvals::DEFAULT_TTL);
+        assert!(p.approvals.allows("arn:aws:sts::1:user/anyone"));
+        let src = format!("[approvals]\nttl = \"12h\"\napprovers = [\"arn:aws:sts::*:assumed-role/SecOps/*\"]\n{rule}");
+        let p = Policy::from_toml(&src, "p").unwrap();
+        assert_eq!(p.approvals.ttl.as_secs(), 12 * 3600);
+        assert!(p
+            .approvals
+            .allows("arn:aws:sts::111122223333:assumed-role/SecOps/alice"));
+        assert!(!p.approvals.allows("arn:aws:sts::111122223333:user/mallory"));
+        let ps = problems(&format!("[approvals]\nttl = \"soon\"\n{rule}"));
+        assert_eq!(ps[0].line, Some(2), "{ps:?}");
     }
 
     #[test]

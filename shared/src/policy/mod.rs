@@ -86,6 +86,39 @@ impl Default for Routing {
     }
 }
 
+/// The `[approvals]` table.
+#[derive(Debug, Clone)]
+pub struct Approvals {
+    /// How long a request stays actionable before it expires (`ttl = "7d"`). Default 7
+    /// days, like SSM Automation's approve step.
+    pub ttl: std::time::Duration,
+    /// Globs over approver ARNs (`approvers = ["arn:aws:sts::*:assumed-role/SecOps/*"]`);
+    /// when set, the executor refuses approvals by anyone else. Empty: anyone who can use
+    /// the approvals and tasks queues.
+    pub approvers: Vec<String>,
+    matcher: globset::GlobSet,
+}
+
+impl Approvals {
+    /// Default TTL: 7 days.
+    pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+    /// Whether this principal may approve.
+    pub fn allows(&self, arn: &str) -> bool {
+        self.approvers.is_empty() || self.matcher.is_match(arn)
+    }
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        Approvals {
+            ttl: Approvals::DEFAULT_TTL,
+            approvers: Vec::new(),
+            matcher: globset::GlobSet::empty(),
+        }
+    }
+}
+
 /// A fix redress performs with direct API calls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fix", rename_all = "snake_case")]
@@ -204,6 +237,8 @@ impl Rule {
 pub struct Policy {
     /// The `[routing]` table.
     pub routing: Routing,
+    /// The `[approvals]` table.
+    pub approvals: Approvals,
     /// Rules in file order.
     pub rules: Vec<Rule>,
 }

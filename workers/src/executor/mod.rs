@@ -55,8 +55,42 @@ pub struct Executor {
 struct Refusal(String);
 
 impl Executor {
+    /// An approval-mode task runs only with an approval for this very finding, sent by
+    /// the approver themself (SQS's SenderId matches the approver's STS UserId), by a
+    /// principal the policy's `approvers` list allows.
+    fn check_approval(&self, task: &Task, sender_id: Option<&str>) -> Result<(), Refusal> {
+        let rule = &task.rule_id;
+        let Some(a) = &task.approval else {
+            return Err(Refusal(format!(
+                "rule {rule} requires approval and the task carries none"
+            )));
+        };
+        if a.request_id != task.approval_id() {
+            return Err(Refusal(format!(
+                "approval {} does not belong to this finding (its request is {})",
+                a.request_id,
+                task.approval_id()
+            )));
+        }
+        if sender_id != Some(a.approver_user_id.as_str()) {
+            return Err(Refusal(format!(
+                "task claims approval by {} ({}) but was sent by {}",
+                a.approved_by,
+                a.approver_user_id,
+                sender_id.unwrap_or("an unknown sender")
+            )));
+        }
+        if !self.policy.approvals.allows(&a.approved_by) {
+            return Err(Refusal(format!(
+                "approver {} is not on the policy's approvers list",
+                a.approved_by
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks the task against the policy and returns the action it allows.
-    fn authorise(&self, task: &Task) -> Result<RenderedAction, Refusal> {
+    fn authorise(&self, task: &Task, sender_id: Option<&str>) -> Result<RenderedAction, Refusal> {
         let f = &task.finding;
         f.validate()
             .map_err(|m| Refusal(format!("invalid finding: {m}")))?;
@@ -80,12 +114,7 @@ impl Executor {
         }
         match self.policy.mode_of(rule) {
             Mode::Auto => {}
-            Mode::Approve => {
-                return Err(Refusal(format!(
-                    "rule {} requires approval and the task carries none",
-                    rule.id
-                )))
-            }
+            Mode::Approve => self.check_approval(task, sender_id)?,
             Mode::Notify => return Err(Refusal(format!("rule {} is notify-only", rule.id))),
         }
         if f.account_id != self.account || f.region != self.region {
@@ -148,7 +177,7 @@ impl Handler for Executor {
                 AuditDecision::Remediate,
             )
         };
-        let action = match self.authorise(&task) {
+        let action = match self.authorise(&task, m.sender_id.as_deref()) {
             Ok(a) => a,
             Err(Refusal(reason)) => {
                 let mut r = record().reason(&reason);
@@ -162,6 +191,7 @@ impl Handler for Executor {
             }
         };
         let mut r = record();
+        r.actor = task.approval.as_ref().map(|a| a.approved_by.clone());
         r.action = Some(action.label());
         r.dry_run = self.dry_run;
         if self.dry_run {

@@ -1,23 +1,25 @@
 //! The router: events queue → a task (fix now), an approval request, or a skip; invalid
-//! messages go to the events dead-letter queue. It holds no remediation rights.
+//! messages go to the events dead-letter queue. It holds no remediation rights (it reads
+//! security groups, to show approvers what a fix would change).
+
+mod preview;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use redress::audit::{AuditDecision, AuditRecord};
-use redress::decision::{decide, Decision};
+use redress::decision::{decide, Decision, SkipReason};
 use redress::event::parse_message;
-use redress::message::{ApprovalRequest, Finding, Task, MESSAGE_VERSION};
-use redress::policy::Policy;
+use redress::message::{
+    ApprovalRequest, ApprovalsMessage, Finding, MootNotice, Task, MESSAGE_VERSION,
+};
+use redress::policy::{Mode, Policy};
 use redress::sqs::{Queue, Received};
 
+use crate::executor::SecurityGroups;
 use crate::report::{Fate, Tally};
 use crate::worker::{Ack, Handler};
 
 const WORKER: &str = "router";
-
-/// How long an approval request stays actionable.
-pub const APPROVAL_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Routes compliance events.
 pub struct Router {
@@ -27,6 +29,8 @@ pub struct Router {
     pub tasks: Queue,
     /// Where approval requests go.
     pub approvals: Queue,
+    /// Read-only EC2, for approval previews.
+    pub security_groups: SecurityGroups,
     /// Report of what happened.
     pub tally: Arc<Tally>,
 }
@@ -56,6 +60,9 @@ impl Handler for Router {
         };
         match &decision {
             Decision::Skip { reason, .. } => {
+                if let Err(ack) = self.note_moot(*reason, &decision, &finding).await {
+                    return ack;
+                }
                 record(AuditDecision::Skipped)
                     .reason(reason.as_str())
                     .emit();
@@ -94,14 +101,20 @@ impl Handler for Router {
                 let request = ApprovalRequest {
                     version: MESSAGE_VERSION,
                     id: task.approval_id(),
+                    preview: preview::preview(&proposed_action, &finding, &self.security_groups)
+                        .await,
                     proposed_action,
                     requested_at: redress::time::now_rfc3339(),
-                    expires_at: redress::time::rfc3339_after(APPROVAL_TTL),
+                    expires_at: redress::time::rfc3339_after(self.policy.approvals.ttl),
                     task,
                 };
-                if let Err(ack) = self.send(&self.approvals, &request).await {
+                let message = ApprovalsMessage::Request(request);
+                if let Err(ack) = self.send(&self.approvals, &message).await {
                     return ack;
                 }
+                let ApprovalsMessage::Request(request) = message else {
+                    unreachable!("built as a request just above")
+                };
                 let mut r = record(AuditDecision::ApprovalRequested);
                 r.action = Some(request.proposed_action.label());
                 r.reason = Some(format!("approval id {}", request.id));
@@ -123,6 +136,31 @@ impl Handler for Router {
 }
 
 impl Router {
+    /// A COMPLIANT event for a rule that needs approval makes any pending request for
+    /// that resource moot: leave a notice on the approvals queue for `approvals list`.
+    async fn note_moot(
+        &self,
+        reason: SkipReason,
+        decision: &Decision,
+        f: &Finding,
+    ) -> Result<(), Ack> {
+        let Some(rule) = decision.rule_id().and_then(|id| self.policy.rule(id)) else {
+            return Ok(());
+        };
+        if reason != SkipReason::Compliant || self.policy.mode_of(rule) != Mode::Approve {
+            return Ok(());
+        }
+        let notice = ApprovalsMessage::Moot(MootNotice {
+            rule_id: rule.id.clone(),
+            account_id: f.account_id.clone(),
+            region: f.region.clone(),
+            resource_id: f.resource_id.clone(),
+            event_id: f.event_id.clone(),
+            seen_at: redress::time::now_rfc3339(),
+        });
+        self.send(&self.approvals, &notice).await
+    }
+
     /// Sends a message on; a failure leaves the event for redelivery.
     async fn send<T: serde::Serialize>(&self, queue: &Queue, message: &T) -> Result<(), Ack> {
         let body = serde_json::to_string(message).map_err(|e| Ack::DeadLetter {

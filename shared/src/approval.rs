@@ -1,0 +1,258 @@
+//! The approvals board: what is pending, moot or expired, from the messages on the
+//! approvals queue. Pure: the CLI reads the queue, this decides, the CLI acts.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::message::{ApprovalRequest, ApprovalsMessage, MootNotice};
+use crate::time::parse_rfc3339;
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for a person.
+    Pending,
+    /// The resource became compliant after the request was made.
+    Moot,
+    /// Past its `expires_at`.
+    Expired,
+}
+
+/// One request and every queue message that carries it (duplicates share an id).
+#[derive(Debug, Clone)]
+pub struct Entry<H> {
+    /// The request (from its first copy).
+    pub request: ApprovalRequest,
+    /// Its status now.
+    pub status: Status,
+    /// Handles of every copy, so acting on it removes them all.
+    pub copies: Vec<H>,
+}
+
+/// Everything on the approvals queue, sorted out.
+#[derive(Debug, Clone)]
+pub struct Board<H> {
+    /// Requests, oldest first, one entry per id.
+    pub entries: Vec<Entry<H>>,
+    /// Moot notices with their handles.
+    pub notices: Vec<(MootNotice, H)>,
+}
+
+fn same_resource(n: &MootNotice, r: &ApprovalRequest) -> bool {
+    let f = &r.task.finding;
+    n.rule_id == r.task.rule_id
+        && n.account_id == f.account_id
+        && n.region == f.region
+        && n.resource_id == f.resource_id
+}
+
+/// Builds the board. A request is moot when a notice for its rule and resource was seen
+/// at or after the request; expired when `now` is past its expiry (expiry wins).
+pub fn board<H>(messages: Vec<(ApprovalsMessage, H)>, now: SystemTime) -> Board<H> {
+    let mut by_id: BTreeMap<String, Entry<H>> = BTreeMap::new();
+    let mut notices = Vec::new();
+    for (message, handle) in messages {
+        match message {
+            ApprovalsMessage::Moot(n) => notices.push((n, handle)),
+            ApprovalsMessage::Request(r) => match by_id.get_mut(&r.id) {
+                Some(e) => e.copies.push(handle),
+                None => {
+                    by_id.insert(
+                        r.id.clone(),
+                        Entry {
+                            request: r,
+                            status: Status::Pending,
+                            copies: vec![handle],
+                        },
+                    );
+                }
+            },
+        }
+    }
+    let mut entries: Vec<Entry<H>> = by_id.into_values().collect();
+    for e in &mut entries {
+        let expired = parse_rfc3339(&e.request.expires_at).is_some_and(|t| now > t);
+        let requested = parse_rfc3339(&e.request.requested_at);
+        let moot = notices.iter().any(|(n, _)| {
+            same_resource(n, &e.request)
+                && match (parse_rfc3339(&n.seen_at), requested) {
+                    (Some(seen), Some(req)) => seen >= req,
+                    _ => true,
+                }
+        });
+        e.status = if expired {
+            Status::Expired
+        } else if moot {
+            Status::Moot
+        } else {
+            Status::Pending
+        };
+    }
+    entries.sort_by(|a, b| {
+        (a.request.requested_at.as_str(), a.request.id.as_str())
+            .cmp(&(b.request.requested_at.as_str(), b.request.id.as_str()))
+    });
+    Board { entries, notices }
+}
+
+impl<H> Board<H> {
+    /// The entry with this id.
+    pub fn find(&self, id: &str) -> Option<&Entry<H>> {
+        self.entries.iter().find(|e| e.request.id == id)
+    }
+
+    /// Notices no pending or moot request refers to any more (safe to delete).
+    pub fn orphan_notices(&self) -> impl Iterator<Item = &(MootNotice, H)> {
+        self.notices.iter().filter(|(n, _)| {
+            !self
+                .entries
+                .iter()
+                .any(|e| e.status != Status::Expired && same_resource(n, &e.request))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Finding, Task, MESSAGE_VERSION};
+    use crate::policy::{Fix, RenderedAction, Severity};
+
+    fn request(id: &str, resource: &str, requested: &str, expires: &str) -> ApprovalRequest {
+        let finding = Finding {
+            event_id: "e".into(),
+            config_rule_name: "restricted-ssh".into(),
+            resource_id: resource.into(),
+            resource_type: "AWS::EC2::SecurityGroup".into(),
+            account_id: "111122223333".into(),
+            region: "eu-west-1".into(),
+            compliance: "NON_COMPLIANT".into(),
+            annotation: None,
+            evaluation_time: None,
+        };
+        ApprovalRequest {
+            version: MESSAGE_VERSION,
+            id: id.into(),
+            task: Task::new("ssh", Severity::High, finding),
+            proposed_action: RenderedAction::Fix(Fix::RevokePublicIngress {
+                ports: Some(vec![22]),
+            }),
+            preview: vec![],
+            requested_at: requested.into(),
+            expires_at: expires.into(),
+        }
+    }
+
+    fn notice(resource: &str, seen: &str) -> MootNotice {
+        MootNotice {
+            rule_id: "ssh".into(),
+            account_id: "111122223333".into(),
+            region: "eu-west-1".into(),
+            resource_id: resource.into(),
+            event_id: "c".into(),
+            seen_at: seen.into(),
+        }
+    }
+
+    fn now() -> SystemTime {
+        parse_rfc3339("2026-11-10T00:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn sorts_oldest_first_and_merges_copies() {
+        let b = board(
+            vec![
+                (
+                    ApprovalsMessage::Request(request(
+                        "ap-2",
+                        "sg-2",
+                        "2026-11-09T00:00:00Z",
+                        "2026-11-16T00:00:00Z",
+                    )),
+                    1,
+                ),
+                (
+                    ApprovalsMessage::Request(request(
+                        "ap-1",
+                        "sg-1",
+                        "2026-11-08T00:00:00Z",
+                        "2026-11-15T00:00:00Z",
+                    )),
+                    2,
+                ),
+                (
+                    ApprovalsMessage::Request(request(
+                        "ap-2",
+                        "sg-2",
+                        "2026-11-09T00:00:00Z",
+                        "2026-11-16T00:00:00Z",
+                    )),
+                    3,
+                ),
+            ],
+            now(),
+        );
+        let ids: Vec<&str> = b.entries.iter().map(|e| e.request.id.as_str()).collect();
+        assert_eq!(ids, vec!["ap-1", "ap-2"]);
+        assert_eq!(b.find("ap-2").unwrap().copies, vec![1, 3]);
+        assert!(b.entries.iter().all(|e| e.status == Status::Pending));
+    }
+
+    #[test]
+    fn moot_only_after_the_request_and_expiry_wins() {
+        let b = board(
+            vec![
+                (
+                    ApprovalsMessage::Request(request(
+                        "ap-1",
+                        "sg-1",
+                        "2026-11-08T00:00:00Z",
+                        "2026-11-15T00:00:00Z",
+                    )),
+                    1,
+                ),
+                (
+                    ApprovalsMessage::Request(request(
+                        "ap-2",
+                        "sg-2",
+                        "2026-11-08T00:00:00Z",
+                        "2026-11-15T00:00:00Z",
+                    )),
+                    2,
+                ),
+                (
+                    ApprovalsMessage::Request(request(
+                        "ap-3",
+                        "sg-3",
+                        "2026-11-01T00:00:00Z",
+                        "2026-11-08T00:00:00Z",
+                    )),
+                    3,
+                ),
+                (
+                    ApprovalsMessage::Moot(notice("sg-1", "2026-11-09T00:00:00Z")),
+                    4,
+                ),
+                (
+                    ApprovalsMessage::Moot(notice("sg-2", "2026-11-07T00:00:00Z")),
+                    5,
+                ),
+                (
+                    ApprovalsMessage::Moot(notice("sg-3", "2026-11-02T00:00:00Z")),
+                    6,
+                ),
+            ],
+            now(),
+        );
+        assert_eq!(b.find("ap-1").unwrap().status, Status::Moot);
+        assert_eq!(
+            b.find("ap-2").unwrap().status,
+            Status::Pending,
+            "notice older than request"
+        );
+        assert_eq!(b.find("ap-3").unwrap().status, Status::Expired);
+        let orphans: Vec<i32> = b.orphan_notices().map(|(_, h)| *h).collect();
+        assert_eq!(orphans, vec![6], "only sg-3's notice has no live request");
+    }
+}

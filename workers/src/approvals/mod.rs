@@ -1,0 +1,278 @@
+//! `redress approvals`: approvers list, inspect, approve and reject queued requests.
+//!
+//! Every command reads the whole approvals queue (hiding messages while it reads), sorts
+//! it into a board (pending, moot, expired), removes expired requests with an audit
+//! record, acts, and makes everything it did not consume visible again at once, so other
+//! approvers are not blocked. An approver needs only the approvals queue (receive,
+//! change visibility, delete) and the tasks queue (send): no remediation rights.
+
+mod view;
+
+use std::collections::HashSet;
+use std::time::SystemTime;
+
+use redress::approval::{board, Board, Entry, Status};
+use redress::audit::{AuditDecision, AuditRecord};
+use redress::message::{Approval, ApprovalsMessage};
+use redress::sqs::{Queue, Received};
+
+use crate::cli::{ApprovalsCommand, Global};
+use crate::error::{CliError, CliResult};
+
+const WORKER: &str = "approvals";
+/// Long enough to read a few thousand messages before any reappears.
+const SCAN_VISIBILITY_SECONDS: i32 = 120;
+
+/// The approvals queue, read in full.
+struct Session {
+    queue: Queue,
+    messages: Vec<Received>,
+    board: Board<usize>,
+    unreadable: usize,
+    consumed: HashSet<usize>,
+    expired: usize,
+}
+
+impl Session {
+    async fn open(sqs: &aws_sdk_sqs::Client, global: &Global) -> CliResult<Session> {
+        let queue = Queue::resolve(sqs, &global.approvals_queue).await?;
+        let messages = queue.scan(SCAN_VISIBILITY_SECONDS).await?;
+        let mut parsed = Vec::new();
+        let mut unreadable = 0;
+        for (i, m) in messages.iter().enumerate() {
+            match serde_json::from_str::<ApprovalsMessage>(&m.body) {
+                Ok(a) => parsed.push((a, i)),
+                Err(e) => {
+                    unreadable += 1;
+                    tracing::warn!(message_id = %m.message_id, error = %e, "unreadable message on the approvals queue; left in place");
+                }
+            }
+        }
+        let mut session = Session {
+            queue,
+            board: board(parsed, SystemTime::now()),
+            messages,
+            unreadable,
+            consumed: HashSet::new(),
+            expired: 0,
+        };
+        session.expire().await?;
+        Ok(session)
+    }
+
+    /// Removes every copy of an entry from the queue.
+    async fn remove(&mut self, copies: &[usize]) -> CliResult {
+        for &i in copies {
+            self.queue.delete(&self.messages[i].receipt_handle).await?;
+            self.consumed.insert(i);
+        }
+        Ok(())
+    }
+
+    /// Expired requests are removed with an audit record; nothing is fixed.
+    async fn expire(&mut self) -> CliResult {
+        let expired: Vec<Entry<usize>> = self
+            .board
+            .entries
+            .iter()
+            .filter(|e| e.status == Status::Expired)
+            .cloned()
+            .collect();
+        for e in expired {
+            self.remove(&e.copies).await?;
+            audit(&e, AuditDecision::Expired, None)
+                .reason(format!(
+                    "expired at {} without a decision",
+                    e.request.expires_at
+                ))
+                .emit();
+            self.expired += 1;
+        }
+        Ok(())
+    }
+
+    /// Makes everything not consumed visible again.
+    async fn close(self) -> CliResult {
+        let handles: Vec<&str> = self
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.consumed.contains(i))
+            .map(|(_, m)| m.receipt_handle.as_str())
+            .collect();
+        self.queue.release_all(&handles).await?;
+        Ok(())
+    }
+
+    fn live(&self, id: &str) -> CliResult<Entry<usize>> {
+        match self.board.find(id) {
+            Some(e) if e.status != Status::Expired => Ok(e.clone()),
+            Some(_) => Err(CliError::input(format!("approval request {id} has expired; nothing was done"))),
+            None => Err(CliError::input(format!(
+                "no pending approval request {id}: it does not exist, or was already approved, rejected or \
+                 expired, or another approver is acting on it now (see `redress approvals list`)"
+            ))),
+        }
+    }
+}
+
+fn audit(e: &Entry<usize>, decision: AuditDecision, actor: Option<&str>) -> AuditRecord {
+    let t = &e.request.task;
+    let mut r = AuditRecord::for_finding(
+        WORKER,
+        &t.finding,
+        Some(&t.rule_id),
+        Some(t.severity),
+        decision,
+    );
+    r.action = Some(e.request.proposed_action.label());
+    r.actor = actor.map(str::to_string);
+    r
+}
+
+/// Runs an approvals command.
+pub async fn run(global: &Global, command: &ApprovalsCommand) -> CliResult {
+    let config = redress::aws::load().await;
+    let clients = redress::aws::Clients::new(&config);
+    let mut session = Session::open(&clients.sqs, global).await?;
+    let result = act(global, command, &clients, &mut session).await;
+    // Release even when the command failed: nothing may stay hidden.
+    let released = session.close().await;
+    result.and(released)
+}
+
+async fn act(
+    global: &Global,
+    command: &ApprovalsCommand,
+    clients: &redress::aws::Clients,
+    s: &mut Session,
+) -> CliResult {
+    match command {
+        ApprovalsCommand::List { json } => {
+            if *json {
+                println!("{}", view::list_json(&s.board, s.expired, s.unreadable));
+            } else {
+                print!("{}", view::list_table(&s.board, s.expired, s.unreadable));
+            }
+            Ok(())
+        }
+        ApprovalsCommand::Show { id, json } => {
+            let e = s.live(id)?;
+            if *json {
+                println!("{}", view::show_json(&e));
+            } else {
+                print!("{}", view::show_text(&e));
+            }
+            Ok(())
+        }
+        ApprovalsCommand::Approve { id, reason } => {
+            let e = s.live(id)?;
+            let me = redress::aws::caller_identity(&clients.sts).await?;
+            let (arn, user_id) = (me.arn, me.user_id);
+            let mut task = e.request.task.clone();
+            task.approval = Some(Approval {
+                request_id: e.request.id.clone(),
+                approved_by: arn.clone(),
+                approver_user_id: user_id,
+                approved_at: redress::time::now_rfc3339(),
+                reason: reason.clone(),
+            });
+            if global.dry_run {
+                println!(
+                    "dry run: approving {} would hand this to the executor (nothing was changed):",
+                    e.request.id
+                );
+                println!("  {}", e.request.proposed_action.describe());
+                for line in &e.request.preview {
+                    println!("  {line}");
+                }
+                return Ok(());
+            }
+            let tasks = Queue::resolve(&clients.sqs, &global.tasks_queue).await?;
+            let body = serde_json::to_string(&task)
+                .map_err(|e| CliError::failed(format!("cannot serialise task: {e}")))?;
+            // Send first, then remove the request: a crash in between leaves a request
+            // that can be approved again (the executor's checks make that harmless).
+            tasks.send(&body).await?;
+            s.remove(&e.copies).await?;
+            let mut r = audit(&e, AuditDecision::Approved, Some(&arn));
+            r.reason = reason.clone();
+            r.emit();
+            println!(
+                "approved {} as {arn}: {} on {} handed to the executor",
+                e.request.id,
+                e.request.proposed_action.describe(),
+                e.request.task.finding.resource_id
+            );
+            Ok(())
+        }
+        ApprovalsCommand::Reject { id, reason } => {
+            let e = s.live(id)?;
+            let arn = redress::aws::caller_identity(&clients.sts).await?.arn;
+            if global.dry_run {
+                println!(
+                    "dry run: would reject {} (nothing was changed)",
+                    e.request.id
+                );
+                return Ok(());
+            }
+            s.remove(&e.copies).await?;
+            audit(&e, AuditDecision::Rejected, Some(&arn))
+                .reason(reason)
+                .emit();
+            println!(
+                "rejected {} as {arn}: {reason}; the resource was not touched",
+                e.request.id
+            );
+            Ok(())
+        }
+        ApprovalsCommand::Prune => {
+            let moot: Vec<Entry<usize>> = s
+                .board
+                .entries
+                .iter()
+                .filter(|e| e.status == Status::Moot)
+                .cloned()
+                .collect();
+            for e in &moot {
+                s.remove(&e.copies).await?;
+                audit(e, AuditDecision::Skipped, None)
+                    .reason("moot: the resource became compliant while waiting")
+                    .emit();
+            }
+            let live: Vec<String> = s
+                .board
+                .entries
+                .iter()
+                .filter(|e| e.status == Status::Pending)
+                .map(|e| e.request.task.finding.resource_id.clone())
+                .collect();
+            let stale: Vec<usize> = s
+                .board
+                .notices
+                .iter()
+                .filter(|(n, _)| !live.contains(&n.resource_id))
+                .map(|(_, i)| *i)
+                .collect();
+            s.remove(&stale).await?;
+            println!(
+                "removed {} moot request{} and {} notice{}; {} expired request{} removed",
+                moot.len(),
+                plural(moot.len()),
+                stale.len(),
+                plural(stale.len()),
+                s.expired,
+                plural(s.expired)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

@@ -1,0 +1,163 @@
+//! How approval requests are shown: a table, a full view, and JSON.
+
+use std::time::SystemTime;
+
+use redress::approval::{Board, Entry, Status};
+
+fn status_label(s: Status) -> &'static str {
+    match s {
+        Status::Pending => "pending",
+        Status::Moot => "moot",
+        Status::Expired => "expired",
+    }
+}
+
+/// `3d`, `5h`, `12m`, `40s`.
+fn age(since: &str) -> String {
+    let Some(t) = redress::time::parse_rfc3339(since) else {
+        return "?".into();
+    };
+    let secs = SystemTime::now()
+        .duration_since(t)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match secs {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The table `approvals list` prints, oldest first, with a summary line.
+pub fn list_table(board: &Board<usize>, expired: usize, unreadable: usize) -> String {
+    let live: Vec<&Entry<usize>> = board
+        .entries
+        .iter()
+        .filter(|e| e.status != Status::Expired)
+        .collect();
+    let mut out = String::new();
+    if live.is_empty() {
+        out.push_str("No approval requests are waiting.\n");
+    } else {
+        out.push_str(&format!(
+            "{:<14} {:>4}  {:<8} {:<8} {:<26} {:<40} {:<26} {}\n",
+            "ID",
+            "AGE",
+            "STATUS",
+            "SEVERITY",
+            "RULE",
+            "RESOURCE",
+            "ACCOUNT/REGION",
+            "PROPOSED ACTION"
+        ));
+    }
+    for e in &live {
+        let t = &e.request.task;
+        out.push_str(&format!(
+            "{:<14} {:>4}  {:<8} {:<8} {:<26} {:<40} {:<26} {}\n",
+            e.request.id,
+            age(&e.request.requested_at),
+            status_label(e.status),
+            t.severity.to_string(),
+            t.rule_id,
+            format!(
+                "{} {}",
+                t.finding.resource_type.rsplit("::").next().unwrap_or(""),
+                t.finding.resource_id
+            ),
+            format!("{}/{}", t.finding.account_id, t.finding.region),
+            e.request.proposed_action.describe()
+        ));
+    }
+    let pending = live.iter().filter(|e| e.status == Status::Pending).count();
+    let moot = live.len() - pending;
+    out.push_str(&format!("{pending} pending"));
+    if moot > 0 {
+        out.push_str(&format!(
+            ", {moot} moot (resource now compliant; remove with `redress approvals prune`)"
+        ));
+    }
+    if expired > 0 {
+        out.push_str(&format!(", {expired} expired and removed"));
+    }
+    if unreadable > 0 {
+        out.push_str(&format!(
+            ", {unreadable} unreadable message(s) left on the queue"
+        ));
+    }
+    out.push_str(".\nApprove with `redress approvals approve ID`, inspect with `redress approvals show ID`.\n");
+    out
+}
+
+fn entry_json(e: &Entry<usize>) -> serde_json::Value {
+    serde_json::json!({
+        "id": e.request.id,
+        "status": e.status,
+        "copies": e.copies.len(),
+        "request": e.request,
+    })
+}
+
+/// `approvals list --json`.
+pub fn list_json(board: &Board<usize>, expired: usize, unreadable: usize) -> String {
+    let requests: Vec<serde_json::Value> = board
+        .entries
+        .iter()
+        .filter(|e| e.status != Status::Expired)
+        .map(entry_json)
+        .collect();
+    serde_json::json!({
+        "requests": requests,
+        "expired_removed": expired,
+        "unreadable": unreadable,
+    })
+    .to_string()
+}
+
+/// `approvals show ID --json`.
+pub fn show_json(e: &Entry<usize>) -> String {
+    entry_json(e).to_string()
+}
+
+/// `approvals show ID`: everything needed to decide.
+pub fn show_text(e: &Entry<usize>) -> String {
+    let r = &e.request;
+    let t = &r.task;
+    let f = &t.finding;
+    let mut out = format!(
+        "Approval request {} ({})\n\
+         \x20 rule          {} (severity {})\n\
+         \x20 resource      {} {}\n\
+         \x20 account       {} in {}\n\
+         \x20 Config rule   {}\n\
+         \x20 annotation    {}\n\
+         \x20 first seen    {} ({} ago)\n\
+         \x20 expires       {}\n\
+         \x20 event         {}\n\
+         \x20 action        {}\n\
+         \x20 will change:\n",
+        r.id,
+        status_label(e.status),
+        t.rule_id,
+        t.severity,
+        f.resource_type,
+        f.resource_id,
+        f.account_id,
+        f.region,
+        f.config_rule_name,
+        f.annotation.as_deref().unwrap_or("(none)"),
+        r.requested_at,
+        age(&r.requested_at),
+        r.expires_at,
+        f.event_id,
+        r.proposed_action.describe(),
+    );
+    if r.preview.is_empty() {
+        out.push_str("    (no preview recorded)\n");
+    }
+    for line in &r.preview {
+        out.push_str(&format!("    {line}\n"));
+    }
+    out
+}
