@@ -61,7 +61,7 @@ pub fn board<H>(messages: Vec<(ApprovalsMessage, H)>, now: SystemTime) -> Board<
                     by_id.insert(
                         r.id.clone(),
                         Entry {
-                            request: r,
+                            request: *r,
                             status: Status::Pending,
                             copies: vec![handle],
                         },
@@ -119,7 +119,7 @@ mod tests {
     use crate::message::{Finding, Task, MESSAGE_VERSION};
     use crate::policy::{Fix, RenderedAction, Severity};
 
-    fn request(id: &str, resource: &str, requested: &str, expires: &str) -> ApprovalRequest {
+    fn request(id: &str, resource: &str, requested: &str, expires: &str) -> Box<ApprovalRequest> {
         let finding = Finding {
             event_id: "e".into(),
             config_rule_name: "restricted-ssh".into(),
@@ -131,7 +131,7 @@ mod tests {
             annotation: None,
             evaluation_time: None,
         };
-        ApprovalRequest {
+        Box::new(ApprovalRequest {
             version: MESSAGE_VERSION,
             id: id.into(),
             task: Task::new("ssh", Severity::High, finding),
@@ -141,7 +141,7 @@ mod tests {
             preview: vec![],
             requested_at: requested.into(),
             expires_at: expires.into(),
-        }
+        })
     }
 
     fn notice(resource: &str, seen: &str) -> MootNotice {

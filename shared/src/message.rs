@@ -228,7 +228,7 @@ pub struct MootNotice {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ApprovalsMessage {
     /// A request waiting for a person.
-    Request(ApprovalRequest),
+    Request(Box<ApprovalRequest>),
     /// A resource became compliant.
     Moot(MootNotice),
 }

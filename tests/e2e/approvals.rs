@@ -352,7 +352,7 @@ async fn list_shows_150_requests_exactly_once_and_hides_none_afterwards() {
         };
         sent.insert(request.id.clone());
         approvals
-            .send(&serde_json::to_string(&ApprovalsMessage::Request(request)).unwrap())
+            .send(&serde_json::to_string(&ApprovalsMessage::Request(Box::new(request))).unwrap())
             .await
             .unwrap();
     }

@@ -108,7 +108,7 @@ impl Handler for Router {
                     expires_at: redress::time::rfc3339_after(self.policy.approvals.ttl),
                     task,
                 };
-                let message = ApprovalsMessage::Request(request);
+                let message = ApprovalsMessage::Request(Box::new(request));
                 if let Err(ack) = self.send(&self.approvals, &message).await {
                     return ack;
                 }
