@@ -51,10 +51,16 @@ echo "== 4. The world afterwards"
 
 cat <<TXT
 
-Next:
-  - The SSH finding waits for a person: inspect the approvals queue, or explain the decision:
-      target/debug/redress policy explain tests/fixtures/events/sg-ssh-open-noncompliant.json
-  - Read the audit trail:  cat .local/audit.jsonl
-  - Try your own policy:   target/debug/redress policy check my-policy.toml
+Next, against the local stack (these variables point the AWS SDK at it):
+  export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+  - The SSH finding waits for a person:
+      $redress approvals list
+      $redress approvals show ID        # what it will change
+      $redress approvals approve ID --reason "why"   # then: $redress run --once
+  - The injection attempt is in the events dead-letter queue:
+      $redress dlq list events
+  - Why a finding is routed the way it is:
+      $redress policy explain tests/fixtures/events/sg-ssh-open-noncompliant.json
+  - The audit trail:  cat .local/audit.jsonl
   - Stop the local stack:  make down
 TXT

@@ -28,6 +28,8 @@ pub enum AuditDecision {
     Expired,
     /// An operator replayed a dead letter.
     Replayed,
+    /// An operator purged a dead letter.
+    Purged,
     /// The message could not be used and went to a dead-letter queue; see `reason`.
     DeadLettered,
 }

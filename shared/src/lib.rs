@@ -10,6 +10,7 @@ pub mod approval;
 pub mod audit;
 pub mod automation;
 pub mod aws;
+pub mod dead_letter;
 pub mod decision;
 pub mod event;
 pub mod ingress;

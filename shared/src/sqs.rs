@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
-    QueueAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 
 use crate::retry::AwsError;
@@ -36,6 +37,8 @@ pub struct Received {
     pub attributes: HashMap<String, String>,
     /// Who sent it: the sender's unique id (an STS UserId), as SQS stamped it.
     pub sender_id: Option<String>,
+    /// When it was first sent (milliseconds since the epoch).
+    pub sent_at_ms: Option<u64>,
 }
 
 /// Why a message was dead-lettered by a worker; written as message attributes.
@@ -156,6 +159,7 @@ impl Queue {
             .set_visibility_timeout(visibility)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SenderId)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names("All")
             .send()
             .await
@@ -185,6 +189,10 @@ impl Queue {
                     .attributes()
                     .and_then(|a| a.get(&MessageSystemAttributeName::SenderId))
                     .cloned(),
+                sent_at_ms: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                    .and_then(|t| t.parse().ok()),
             })
             .collect())
     }
@@ -259,6 +267,100 @@ impl Queue {
             .await
             .map_err(|e| AwsError::from_sdk("sqs:SendMessage", e))?;
         Ok(out.message_id().unwrap_or_default().to_string())
+    }
+
+    /// Sends up to ten messages in one call, each with string attributes. Returns the
+    /// indexes that failed, with the reason (partial failure is normal in SQS batches).
+    pub async fn send_batch(
+        &self,
+        messages: &[(String, HashMap<String, String>)],
+    ) -> Result<Vec<(usize, String)>, AwsError> {
+        let entries: Vec<SendMessageBatchRequestEntry> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (body, attrs))| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .set_message_attributes(
+                        (!attrs.is_empty())
+                            .then(|| attrs.iter().map(|(k, v)| (k.clone(), text(v))).collect()),
+                    )
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:SendMessageBatch", e))?;
+        Ok(out
+            .failed()
+            .iter()
+            .filter_map(|f| {
+                Some((
+                    f.id().parse().ok()?,
+                    f.message().unwrap_or(f.code()).to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    /// Deletes up to ten received messages in one call. Returns the indexes that failed.
+    pub async fn delete_batch(
+        &self,
+        receipt_handles: &[&str],
+    ) -> Result<Vec<(usize, String)>, AwsError> {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = receipt_handles
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(*h)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let out = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:DeleteMessageBatch", e))?;
+        Ok(out
+            .failed()
+            .iter()
+            .filter_map(|f| {
+                Some((
+                    f.id().parse().ok()?,
+                    f.message().unwrap_or(f.code()).to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    /// The queue's ARN.
+    pub async fn arn(&self) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:GetQueueAttributes", e))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// Deletes a received message.

@@ -5,5 +5,6 @@
 mod approvals;
 mod bad_input;
 mod cli;
+mod dlq;
 mod pipeline;
 mod support;

@@ -131,6 +131,13 @@ impl World {
     /// Runs the redress binary as another principal: on the local stack each access key
     /// is its own IAM user (`arn:aws:sts::123456789012:user/<key>`).
     pub fn redress_as(&self, access_key: &str, args: &[&str]) -> Output {
+        self.command_as(access_key, args)
+            .output()
+            .expect("run redress")
+    }
+
+    /// The redress command with this world's settings, not yet started.
+    pub fn command_as(&self, access_key: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_redress"));
         cmd.args(args)
             .current_dir(root())
@@ -150,7 +157,7 @@ impl World {
             .env("REDRESS_POLL_INTERVAL_MS", "100")
             .env_remove("REDRESS_DRY_RUN")
             .stdin(Stdio::null());
-        cmd.output().expect("run redress")
+        cmd
     }
 
     /// `redress run --once` (plus `extra`), asserting it exits 0; returns its audit records.
@@ -173,7 +180,8 @@ impl World {
             .unwrap()
     }
 
-    /// Reads every message on a queue (each becomes invisible for the queue's timeout).
+    /// Takes every message off a queue (received and deleted), so counts are exact and
+    /// nothing reappears later.
     pub async fn drain(&self, which: &str) -> Vec<Received> {
         let q = self.queue(which).await;
         let mut all = Vec::new();
@@ -182,12 +190,30 @@ impl World {
             if batch.is_empty() {
                 return all;
             }
+            let handles: Vec<&str> = batch.iter().map(|m| m.receipt_handle.as_str()).collect();
+            let failed = q.delete_batch(&handles).await.unwrap();
+            assert!(failed.is_empty(), "{failed:?}");
             all.extend(batch);
         }
     }
 
     pub async fn send(&self, which: &str, body: &str) {
         self.queue(which).await.send(body).await.unwrap();
+    }
+
+    /// Sends many messages (ten per call), each with these string attributes.
+    pub async fn send_many(&self, which: &str, bodies: &[String], attrs: &[(&str, &str)]) {
+        let q = self.queue(which).await;
+        let attrs: std::collections::HashMap<String, String> = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for chunk in bodies.chunks(10) {
+            let batch: Vec<(String, std::collections::HashMap<String, String>)> =
+                chunk.iter().map(|b| (b.clone(), attrs.clone())).collect();
+            let failed = q.send_batch(&batch).await.unwrap();
+            assert!(failed.is_empty(), "{failed:?}");
+        }
     }
 
     /// A security group with the given (port, cidr) TCP ingress rules.

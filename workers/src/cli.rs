@@ -97,6 +97,12 @@ pub enum Command {
     /// Example: `redress approvals list`, then `redress approvals approve ap-1d2365eec0`.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Inspect, replay or purge dead letters.
+    ///
+    /// QUEUE is `events`, `tasks`, `approvals` (the dead-letter queue of that queue), or a
+    /// queue name or URL. Example: `redress dlq list tasks`.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Validate a policy, or show what it decides for an event.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -164,6 +170,62 @@ pub enum ApprovalsCommand {
     },
     /// Remove requests made moot (the resource became compliant) and stale notices.
     Prune,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Every dead letter: id, age, receive count, rule, resource and error, with a count
+    /// by error class. Messages are visible again as soon as it has read them.
+    List {
+        /// events, tasks, approvals, or a queue name or URL.
+        queue: String,
+        /// One JSON document on stdout instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move matching dead letters back to their source queue (copy first, then delete).
+    Replay(ReplayArgs),
+    /// Move everything back with SQS's native message-move task.
+    Redrive {
+        /// events, tasks, approvals, or a queue name or URL.
+        queue: String,
+    },
+    /// Delete every message in the dead-letter queue (asks for --yes).
+    Purge {
+        /// events, tasks, approvals, or a queue name or URL.
+        queue: String,
+        /// Yes, delete them; prints how many were removed.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Options of `dlq replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// events, tasks, approvals, or a queue name or URL.
+    pub queue: String,
+    /// Only messages whose rule (policy rule id or Config rule name) matches this glob.
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Only messages about this resource id.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Only messages with this error class (e.g. permanent, exhausted, invalid_input).
+    #[arg(long)]
+    pub error: Option<String>,
+    /// Replay at most this many.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Replay even messages already replayed --max-replays times.
+    #[arg(long)]
+    pub force: bool,
+    /// Times a message may be replayed before it is skipped (a loop guard).
+    #[arg(long, env = "REDRESS_MAX_REPLAYS", default_value_t = 3)]
+    pub max_replays: u32,
+    /// Seconds a message read but not moved stays hidden if the replay is killed.
+    #[arg(long, env = "REDRESS_DLQ_VISIBILITY", default_value_t = 60)]
+    pub visibility: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 
 mod approvals;
 mod cli;
+mod dlq;
 mod emit;
 mod error;
 mod executor;
@@ -35,6 +36,7 @@ async fn dispatch(cli: &Cli) -> CliResult {
             policy_cmd::explain(&g.policy, event, *json)
         }
         Command::Approvals(c) => approvals::run(g, c).await,
+        Command::Dlq(c) => dlq::run(g, c).await,
         Command::Emit(a) => emit::emit(g, a).await,
         Command::Provision => provision::provision(g).await,
     }

@@ -4,6 +4,7 @@
 use aws_sdk_sqs::types::QueueAttributeName;
 use redress::aws::Clients;
 use redress::retry::AwsError;
+use redress::sqs::Queue;
 
 use crate::cli::Global;
 use crate::error::CliResult;
@@ -29,21 +30,6 @@ pub fn rule_name(events_queue: &str) -> String {
         "{}-compliance-change",
         events_queue.rsplit('/').next().unwrap_or(events_queue)
     )
-}
-
-async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, AwsError> {
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("sqs:GetQueueAttributes", e))?;
-    Ok(out
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .cloned()
-        .unwrap_or_default())
 }
 
 async fn create(
@@ -77,7 +63,7 @@ async fn queue_with_dlq(
         )],
     )
     .await?;
-    let dlq_arn = queue_arn(sqs, &dlq_url).await?;
+    let dlq_arn = Queue::at(sqs, &dlq_url).arn().await?;
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
         "maxReceiveCount": MAX_RECEIVE_COUNT,
@@ -95,7 +81,7 @@ async fn queue_with_dlq(
         ],
     )
     .await?;
-    let arn = queue_arn(sqs, &url).await?;
+    let arn = Queue::at(sqs, &url).arn().await?;
     println!("queue     {name}  (dead letters: {dlq_name}, after {MAX_RECEIVE_COUNT} receives)");
     Ok((url, arn))
 }
