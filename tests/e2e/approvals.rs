@@ -375,3 +375,23 @@ async fn list_shows_150_requests_exactly_once_and_hides_none_afterwards() {
     let again = w.drain("approvals").await;
     assert_eq!(again.len(), 150, "nothing left invisible");
 }
+
+#[tokio::test]
+async fn two_approvers_at_once_exactly_one_takes_effect() {
+    let (w, _sg, id) = pending("approve-race", &policy("")).await;
+    let spawn = |who: &str| {
+        w.command_as(who, &["approvals", "approve", &id])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("alice"), spawn("bob"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let mut codes = vec![a.status.code(), b.status.code()];
+    codes.sort();
+    assert_eq!(codes, vec![Some(0), Some(2)], "alice: {} bob: {}", text(&a.stderr), text(&b.stderr));
+    let loser = if a.status.code() == Some(2) { &a } else { &b };
+    assert!(text(&loser.stderr).contains("no pending approval request"), "{}", text(&loser.stderr));
+    assert_eq!(w.drain("tasks").await.len(), 1, "one task handed to the executor");
+}
