@@ -396,6 +396,18 @@ impl Queue {
         message: &Received,
         why: &DeadLetter<'_>,
     ) -> Result<(), AwsError> {
+        self.copy_to_dead_letter(dlq, message, why).await?;
+        self.delete(&message.receipt_handle).await
+    }
+
+    /// Sends a copy of `message` (from this queue) to `dlq` with the reason as attributes;
+    /// the caller removes the original (Lambda does it when the record succeeds).
+    pub async fn copy_to_dead_letter(
+        &self,
+        dlq: &Queue,
+        message: &Received,
+        why: &DeadLetter<'_>,
+    ) -> Result<(), AwsError> {
         let mut reason: String = why.error.chars().take(MAX_REASON).collect();
         if reason.is_empty() {
             reason.push_str("(no reason given)");
@@ -420,8 +432,7 @@ impl Queue {
         } else {
             &message.body
         };
-        dlq.send_with(body, attributes).await?;
-        self.delete(&message.receipt_handle).await
+        dlq.send_with(body, attributes).await.map(|_| ())
     }
 
     /// `(visible, in flight)` approximate counts.

@@ -390,8 +390,22 @@ async fn two_approvers_at_once_exactly_one_takes_effect() {
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     let mut codes = vec![a.status.code(), b.status.code()];
     codes.sort();
-    assert_eq!(codes, vec![Some(0), Some(2)], "alice: {} bob: {}", text(&a.stderr), text(&b.stderr));
+    assert_eq!(
+        codes,
+        vec![Some(0), Some(2)],
+        "alice: {} bob: {}",
+        text(&a.stderr),
+        text(&b.stderr)
+    );
     let loser = if a.status.code() == Some(2) { &a } else { &b };
-    assert!(text(&loser.stderr).contains("no pending approval request"), "{}", text(&loser.stderr));
-    assert_eq!(w.drain("tasks").await.len(), 1, "one task handed to the executor");
+    assert!(
+        text(&loser.stderr).contains("no pending approval request"),
+        "{}",
+        text(&loser.stderr)
+    );
+    assert_eq!(
+        w.drain("tasks").await.len(),
+        1,
+        "one task handed to the executor"
+    );
 }

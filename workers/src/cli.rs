@@ -103,6 +103,10 @@ pub enum Command {
     /// queue name or URL. Example: `redress dlq list tasks`.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Run the router or the executor as an SQS-triggered AWS Lambda function.
+    ///
+    /// The binary is the custom runtime's `bootstrap`; see infra/cloudformation/lambda.yaml.
+    Lambda(LambdaArgs),
     /// Validate a policy, or show what it decides for an event.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -123,6 +127,13 @@ pub struct WorkerArgs {
     /// Drain the queues and exit 0 when all are empty and nothing is in flight.
     #[arg(long)]
     pub once: bool,
+    #[command(flatten)]
+    pub executor: ExecutorArgs,
+}
+
+/// Options of the executor.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
     /// Attempts at a task before a transient failure is dead-lettered.
     #[arg(long, env = "REDRESS_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
@@ -226,6 +237,25 @@ pub struct ReplayArgs {
     /// Seconds a message read but not moved stays hidden if the replay is killed.
     #[arg(long, env = "REDRESS_DLQ_VISIBILITY", default_value_t = 60)]
     pub visibility: u32,
+}
+
+/// Options of `lambda`.
+#[derive(Debug, Args)]
+pub struct LambdaArgs {
+    /// Which worker this function is.
+    #[arg(long, env = "REDRESS_LAMBDA_WORKER", value_enum)]
+    pub worker: LambdaWorker,
+    #[command(flatten)]
+    pub executor: ExecutorArgs,
+}
+
+/// A worker that can run as a Lambda function.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LambdaWorker {
+    /// Events queue → tasks / approvals.
+    Router,
+    /// Tasks queue → fixes.
+    Executor,
 }
 
 #[derive(Debug, Subcommand)]

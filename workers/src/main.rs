@@ -7,6 +7,7 @@ mod dlq;
 mod emit;
 mod error;
 mod executor;
+mod lambda;
 mod logging;
 mod policy_cmd;
 mod provision;
@@ -38,6 +39,7 @@ async fn dispatch(cli: &Cli) -> CliResult {
         Command::Approvals(c) => approvals::run(g, c).await,
         Command::Dlq(c) => dlq::run(g, c).await,
         Command::Emit(a) => emit::emit(g, a).await,
+        Command::Lambda(a) => lambda::run(g, a).await,
         Command::Provision => provision::provision(g).await,
     }
 }

@@ -8,7 +8,7 @@ use redress::policy::Policy;
 use redress::sqs::Queue;
 use tokio::sync::watch;
 
-use crate::cli::{Global, WorkerArgs};
+use crate::cli::{ExecutorArgs, Global, WorkerArgs};
 use crate::error::{CliError, CliResult};
 use crate::executor::{Automation, Executor, KeyedLocks, Parameters, SecurityGroups};
 use crate::report::Tally;
@@ -48,6 +48,54 @@ async fn with_dlq(sqs: &aws_sdk_sqs::Client, name: &str) -> CliResult<(Queue, Qu
     Ok((q, dlq))
 }
 
+/// Builds the router's handler.
+pub async fn router(
+    global: &Global,
+    policy: Arc<Policy>,
+    clients: &Clients,
+    tally: Arc<Tally>,
+) -> CliResult<Router> {
+    Ok(Router {
+        policy,
+        tasks: Queue::resolve(&clients.sqs, &global.tasks_queue).await?,
+        approvals: Queue::resolve(&clients.sqs, &global.approvals_queue).await?,
+        security_groups: SecurityGroups::new(clients.ec2.clone()),
+        tally,
+    })
+}
+
+/// Builds the executor's handler; it acts in the credentials' account and region.
+pub async fn executor(
+    global: &Global,
+    args: &ExecutorArgs,
+    policy: Arc<Policy>,
+    clients: &Clients,
+    config: &aws_config::SdkConfig,
+    tally: Arc<Tally>,
+) -> CliResult<Executor> {
+    let account = redress::aws::caller_identity(&clients.sts).await?.account;
+    let region = config
+        .region()
+        .map(|r| r.to_string())
+        .ok_or_else(|| CliError::input("no AWS region configured (set AWS_REGION)"))?;
+    Ok(Executor {
+        policy,
+        account,
+        region,
+        dry_run: global.dry_run,
+        max_attempts: args.max_attempts,
+        security_groups: SecurityGroups::new(clients.ec2.clone()),
+        parameters: Parameters::new(clients.ssm.clone()),
+        automation: Automation::new(
+            clients.ssm.clone(),
+            Duration::from_millis(args.poll_interval_ms),
+            Duration::from_secs(args.runbook_timeout),
+        ),
+        locks: KeyedLocks::default(),
+        tally,
+    })
+}
+
 /// Runs the chosen workers until shutdown, or until drained with `--once`.
 pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult {
     let policy = load_policy(global)?;
@@ -56,7 +104,6 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
     let tally = Arc::new(Tally::default());
     let (events, events_dlq) = with_dlq(&clients.sqs, &global.events_queue).await?;
     let (tasks, tasks_dlq) = with_dlq(&clients.sqs, &global.tasks_queue).await?;
-    let approvals = Queue::resolve(&clients.sqs, &global.approvals_queue).await?;
     let shutdown = shutdown_signal();
     let mut handles = Vec::new();
 
@@ -65,13 +112,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
             name: "router",
             queue: events.clone(),
             dlq: events_dlq,
-            handler: Arc::new(Router {
-                policy: policy.clone(),
-                tasks: tasks.clone(),
-                approvals,
-                security_groups: SecurityGroups::new(clients.ec2.clone()),
-                tally: tally.clone(),
-            }),
+            handler: Arc::new(router(global, policy.clone(), &clients, tally.clone()).await?),
         };
         let until = if args.once {
             Until::Drained(vec![events.clone()])
@@ -82,31 +123,21 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
         handles.push(tokio::spawn(async move { worker.run(until, rx).await }));
     }
     if which != Which::Router {
-        let account = redress::aws::caller_identity(&clients.sts).await?.account;
-        let region = config
-            .region()
-            .map(|r| r.to_string())
-            .ok_or_else(|| CliError::input("no AWS region configured (set AWS_REGION)"))?;
         let worker = Worker {
             name: "executor",
             queue: tasks.clone(),
             dlq: tasks_dlq,
-            handler: Arc::new(Executor {
-                policy,
-                account,
-                region,
-                dry_run: global.dry_run,
-                max_attempts: args.max_attempts,
-                security_groups: SecurityGroups::new(clients.ec2.clone()),
-                parameters: Parameters::new(clients.ssm.clone()),
-                automation: Automation::new(
-                    clients.ssm.clone(),
-                    Duration::from_millis(args.poll_interval_ms),
-                    Duration::from_secs(args.runbook_timeout),
-                ),
-                locks: KeyedLocks::default(),
-                tally: tally.clone(),
-            }),
+            handler: Arc::new(
+                executor(
+                    global,
+                    &args.executor,
+                    policy,
+                    &clients,
+                    &config,
+                    tally.clone(),
+                )
+                .await?,
+            ),
         };
         // The executor drains after the router: its work arrives from the events queue.
         let until = if args.once {
