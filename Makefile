@@ -44,9 +44,10 @@ run: up ## Demo: build a world with findings, let redress fix it, show what happ
 test: venv ## Unit, SDK-level (aws-smithy-mocks) and end-to-end tests on a private local stack
 	$(TEST_ENV) infra/local/stack.sh with cargo test --workspace
 
-lint: ## cargo fmt --check, clippy -D warnings
+lint: venv ## cargo fmt --check, clippy -D warnings, cfn-lint on the CloudFormation templates
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint infra/cloudformation/*.yaml
 
 clean: down ## Remove build output, the virtualenv and local state
 	cargo clean

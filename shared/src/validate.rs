@@ -35,8 +35,14 @@ fn is_prefixed_hex(id: &str, prefix: &str) -> bool {
         .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// `AWS::Service::Type`.
+/// Config's type for account-level findings (root MFA, CloudTrail enabled, ...).
+pub const ACCOUNT_RESOURCE_TYPE: &str = "AWS::::Account";
+
+/// `AWS::Service::Type`, or `AWS::::Account`.
 pub fn resource_type(t: &str) -> Result<(), String> {
+    if t == ACCOUNT_RESOURCE_TYPE {
+        return Ok(());
+    }
     let parts: Vec<&str> = t.split("::").collect();
     let ok = parts.len() == 3
         && parts
@@ -109,6 +115,8 @@ mod tests {
     fn other_identifiers() {
         assert!(resource_type("AWS::EC2::SecurityGroup").is_ok());
         assert!(resource_type("AWS::EC2").is_err());
+        assert!(resource_type("AWS::::Account").is_ok());
+        assert!(resource_type("AWS::::Bucket").is_err());
         assert!(account("111122223333").is_ok());
         assert!(account("1111").is_err());
         assert!(region("eu-west-1").is_ok());

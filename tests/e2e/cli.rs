@@ -86,3 +86,41 @@ fn unknown_arguments_are_usage_errors() {
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("policy"));
 }
+
+#[test]
+fn every_policy_pack_is_valid() {
+    let mut packs = 0;
+    for entry in std::fs::read_dir(root().join("infra/policies")).unwrap() {
+        let path = entry.unwrap().path();
+        let out = redress(&["policy", "check", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), text(&out.stderr));
+        packs += 1;
+    }
+    assert!(packs >= 3, "default, soc2, hipaa");
+}
+
+#[test]
+fn explain_gives_the_expected_decision_for_every_fixture_under_the_default_pack() {
+    let expected = [
+        ("first-evaluation-no-old-result.json", "remediate", Some("sg-open-privileged-ports")),
+        ("imdsv1-instance.json", "skipped", Some("ec2-imdsv2")),
+        ("securityhub-suffixed-rule.json", "remediate", Some("s3-encryption")),
+        ("sg-ssh-back-to-compliant.json", "skipped", Some("sg-open-admin-ports")),
+        ("sg-ssh-open-noncompliant.json", "approval_requested", Some("sg-open-admin-ports")),
+        ("sns-wrapped-compliance-change.json", "approval_requested", Some("sg-open-admin-ports")),
+        ("ssm-parameter-drift.json", "remediate", Some("param-drift")),
+    ];
+    let fixtures = std::fs::read_dir(root().join("tests/fixtures/events"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_file())
+        .count();
+    assert_eq!(fixtures, expected.len(), "a fixture has no expected decision here");
+    for (file, decision, rule) in expected {
+        let path = format!("tests/fixtures/events/{file}");
+        let out = redress(&["policy", "explain", "--json", &path]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", text(&out.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["decision"], decision, "{file}");
+        assert_eq!(doc["rule"].as_str(), rule, "{file}");
+    }
+}

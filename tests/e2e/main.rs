@@ -6,5 +6,6 @@ mod approvals;
 mod bad_input;
 mod cli;
 mod dlq;
+mod iam;
 mod pipeline;
 mod support;

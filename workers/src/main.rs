@@ -45,7 +45,14 @@ async fn dispatch(cli: &Cli) -> CliResult {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Lambda starts a custom runtime's `bootstrap` with no arguments: this binary is
+    // that bootstrap, so then it runs as `redress lambda`.
+    let cli =
+        if std::env::args_os().len() == 1 && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+            Cli::parse_from(["redress", "lambda"])
+        } else {
+            Cli::parse()
+        };
     logging::init(cli.global.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,11 +9,39 @@ use redress::sqs::Queue;
 use crate::cli::Global;
 use crate::error::CliResult;
 
-/// Receives before SQS itself moves a message to the DLQ; above the executor's own
-/// attempt cap, so the worker dead-letters with a reason first.
-const MAX_RECEIVE_COUNT: u32 = 10;
 /// Fourteen days, the SQS maximum: dead letters wait for an operator.
-const DLQ_RETENTION_SECONDS: &str = "1209600";
+const RETENTION_14_DAYS: &str = "1209600";
+
+/// How a queue is set up.
+struct Shape {
+    /// Visibility timeout (seconds).
+    visibility: u32,
+    /// Receives before SQS itself moves a message to the DLQ.
+    max_receives: u32,
+    /// Retention, when not the SQS default (4 days).
+    retention: Option<&'static str>,
+}
+
+/// Events and tasks: SQS's backstop sits above the executor's own attempt cap (5), so
+/// the worker dead-letters with a reason first.
+const EVENTS: Shape = Shape {
+    visibility: 60,
+    max_receives: 10,
+    retention: None,
+};
+/// Runbooks can run for minutes; the executor's visibility outlasts a typical one.
+const TASKS: Shape = Shape {
+    visibility: 900,
+    max_receives: 10,
+    retention: None,
+};
+/// Every `approvals list` receives every request, so the backstop is SQS's maximum, and
+/// requests are kept as long as SQS allows (longer than the default 7-day TTL).
+const APPROVALS: Shape = Shape {
+    visibility: 60,
+    max_receives: 1000,
+    retention: Some(RETENTION_14_DAYS),
+};
 
 /// The detail-type redress consumes, as an EventBridge pattern.
 pub fn event_pattern() -> String {
@@ -51,7 +79,7 @@ async fn create(
 async fn queue_with_dlq(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
-    visibility_seconds: u32,
+    shape: &Shape,
 ) -> Result<(String, String), AwsError> {
     let dlq_name = format!("{name}-dlq");
     let dlq_url = create(
@@ -59,30 +87,32 @@ async fn queue_with_dlq(
         &dlq_name,
         vec![(
             QueueAttributeName::MessageRetentionPeriod,
-            DLQ_RETENTION_SECONDS.into(),
+            RETENTION_14_DAYS.into(),
         )],
     )
     .await?;
     let dlq_arn = Queue::at(sqs, &dlq_url).arn().await?;
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
-        "maxReceiveCount": MAX_RECEIVE_COUNT,
+        "maxReceiveCount": shape.max_receives,
     })
     .to_string();
-    let url = create(
-        sqs,
-        name,
-        vec![
-            (QueueAttributeName::RedrivePolicy, redrive),
-            (
-                QueueAttributeName::VisibilityTimeout,
-                visibility_seconds.to_string(),
-            ),
-        ],
-    )
-    .await?;
+    let mut attributes = vec![
+        (QueueAttributeName::RedrivePolicy, redrive),
+        (
+            QueueAttributeName::VisibilityTimeout,
+            shape.visibility.to_string(),
+        ),
+    ];
+    if let Some(r) = shape.retention {
+        attributes.push((QueueAttributeName::MessageRetentionPeriod, r.to_string()));
+    }
+    let url = create(sqs, name, attributes).await?;
     let arn = Queue::at(sqs, &url).arn().await?;
-    println!("queue     {name}  (dead letters: {dlq_name}, after {MAX_RECEIVE_COUNT} receives)");
+    println!(
+        "queue     {name}  (dead letters: {dlq_name}, after {} receives)",
+        shape.max_receives
+    );
     Ok((url, arn))
 }
 
@@ -92,10 +122,10 @@ pub async fn provision(global: &Global) -> CliResult {
     let clients = Clients::new(&config);
     let sqs = &clients.sqs;
     let plain = |n: &str| n.rsplit('/').next().unwrap_or(n).to_string();
-    let (events_url, events_arn) = queue_with_dlq(sqs, &plain(&global.events_queue), 60).await?;
-    // Runbooks can run for minutes; the executor's visibility outlasts a typical one.
-    queue_with_dlq(sqs, &plain(&global.tasks_queue), 900).await?;
-    queue_with_dlq(sqs, &plain(&global.approvals_queue), 60).await?;
+    let (events_url, events_arn) =
+        queue_with_dlq(sqs, &plain(&global.events_queue), &EVENTS).await?;
+    queue_with_dlq(sqs, &plain(&global.tasks_queue), &TASKS).await?;
+    queue_with_dlq(sqs, &plain(&global.approvals_queue), &APPROVALS).await?;
 
     let eb = &clients.eventbridge;
     if global.event_bus != "default" {
