@@ -93,7 +93,13 @@ fn every_policy_pack_is_valid() {
     for entry in std::fs::read_dir(root().join("infra/policies")).unwrap() {
         let path = entry.unwrap().path();
         let out = redress(&["policy", "check", path.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            path.display(),
+            text(&out.stderr)
+        );
         packs += 1;
     }
     assert!(packs >= 3, "default, soc2, hipaa");
@@ -102,19 +108,43 @@ fn every_policy_pack_is_valid() {
 #[test]
 fn explain_gives_the_expected_decision_for_every_fixture_under_the_default_pack() {
     let expected = [
-        ("first-evaluation-no-old-result.json", "remediate", Some("sg-open-privileged-ports")),
+        (
+            "first-evaluation-no-old-result.json",
+            "remediate",
+            Some("sg-open-privileged-ports"),
+        ),
         ("imdsv1-instance.json", "skipped", Some("ec2-imdsv2")),
-        ("securityhub-suffixed-rule.json", "remediate", Some("s3-encryption")),
-        ("sg-ssh-back-to-compliant.json", "skipped", Some("sg-open-admin-ports")),
-        ("sg-ssh-open-noncompliant.json", "approval_requested", Some("sg-open-admin-ports")),
-        ("sns-wrapped-compliance-change.json", "approval_requested", Some("sg-open-admin-ports")),
+        (
+            "securityhub-suffixed-rule.json",
+            "remediate",
+            Some("s3-encryption"),
+        ),
+        (
+            "sg-ssh-back-to-compliant.json",
+            "skipped",
+            Some("sg-open-admin-ports"),
+        ),
+        (
+            "sg-ssh-open-noncompliant.json",
+            "approval_requested",
+            Some("sg-open-admin-ports"),
+        ),
+        (
+            "sns-wrapped-compliance-change.json",
+            "approval_requested",
+            Some("sg-open-admin-ports"),
+        ),
         ("ssm-parameter-drift.json", "remediate", Some("param-drift")),
     ];
     let fixtures = std::fs::read_dir(root().join("tests/fixtures/events"))
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().is_file())
         .count();
-    assert_eq!(fixtures, expected.len(), "a fixture has no expected decision here");
+    assert_eq!(
+        fixtures,
+        expected.len(),
+        "a fixture has no expected decision here"
+    );
     for (file, decision, rule) in expected {
         let path = format!("tests/fixtures/events/{file}");
         let out = redress(&["policy", "explain", "--json", &path]);
