@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
-    SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
 };
 
 use crate::retry::AwsError;
@@ -66,6 +66,19 @@ pub mod attr {
     pub const ATTEMPTS: &str = "redress.attempts";
     /// Queue the message came from.
     pub const SOURCE_QUEUE: &str = "redress.source_queue";
+}
+
+/// The entries of a batch call that failed, as (index in the batch, reason).
+fn failures(failed: &[BatchResultErrorEntry]) -> Vec<(usize, String)> {
+    failed
+        .iter()
+        .filter_map(|f| {
+            Some((
+                f.id().parse().ok()?,
+                f.message().unwrap_or(f.code()).to_string(),
+            ))
+        })
+        .collect()
 }
 
 /// SQS caps a message attribute value's size with the body; keep reasons readable, short.
@@ -298,16 +311,7 @@ impl Queue {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("sqs:SendMessageBatch", e))?;
-        Ok(out
-            .failed()
-            .iter()
-            .filter_map(|f| {
-                Some((
-                    f.id().parse().ok()?,
-                    f.message().unwrap_or(f.code()).to_string(),
-                ))
-            })
-            .collect())
+        Ok(failures(out.failed()))
     }
 
     /// Deletes up to ten received messages in one call. Returns the indexes that failed.
@@ -334,16 +338,7 @@ impl Queue {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("sqs:DeleteMessageBatch", e))?;
-        Ok(out
-            .failed()
-            .iter()
-            .filter_map(|f| {
-                Some((
-                    f.id().parse().ok()?,
-                    f.message().unwrap_or(f.code()).to_string(),
-                ))
-            })
-            .collect())
+        Ok(failures(out.failed()))
     }
 
     /// The queue's ARN.

@@ -16,3 +16,17 @@ pub fn rfc3339_after(d: Duration) -> String {
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(s).ok()
 }
+
+/// How long ago `since` was, briefly: `3d`, `5h`, `12m`, `40s`.
+pub fn age(since: SystemTime) -> String {
+    let secs = SystemTime::now()
+        .duration_since(since)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match secs {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}

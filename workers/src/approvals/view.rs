@@ -1,7 +1,5 @@
 //! How approval requests are shown: a table, a full view, and JSON.
 
-use std::time::SystemTime;
-
 use redress::approval::{Board, Entry, Status};
 
 fn status_label(s: Status) -> &'static str {
@@ -12,21 +10,9 @@ fn status_label(s: Status) -> &'static str {
     }
 }
 
-/// `3d`, `5h`, `12m`, `40s`.
+/// How old an RFC 3339 timestamp is, briefly.
 fn age(since: &str) -> String {
-    let Some(t) = redress::time::parse_rfc3339(since) else {
-        return "?".into();
-    };
-    let secs = SystemTime::now()
-        .duration_since(t)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    match secs {
-        s if s >= 86_400 => format!("{}d", s / 86_400),
-        s if s >= 3_600 => format!("{}h", s / 3_600),
-        s if s >= 60 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
+    redress::time::parse_rfc3339(since).map_or_else(|| "?".into(), redress::time::age)
 }
 
 /// The table `approvals list` prints, oldest first, with a summary line.

@@ -8,7 +8,7 @@ mod redrive;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::dead_letter::{replay_body, summarise, Filter, Summary, REPLAY_COUNT};
@@ -61,20 +61,10 @@ async fn target(sqs: &aws_sdk_sqs::Client, global: &Global, which: &str) -> CliR
 }
 
 fn age(m: &Received) -> String {
-    let Some(ms) = m.sent_at_ms else {
-        return "?".into();
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let secs = now.saturating_sub(ms) / 1000;
-    match secs {
-        s if s >= 86_400 => format!("{}d", s / 86_400),
-        s if s >= 3_600 => format!("{}h", s / 3_600),
-        s if s >= 60 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
+    m.sent_at_ms.map_or_else(
+        || "?".into(),
+        |ms| redress::time::age(UNIX_EPOCH + Duration::from_millis(ms)),
+    )
 }
 
 /// Runs a dlq command.
