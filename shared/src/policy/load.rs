@@ -213,12 +213,12 @@ impl Loader<'_> {
             .unwrap_or(0..0);
         let line = self.line(at.clone());
         let label = format!("rule #{}", index + 1);
-        self.check_keys(table, &RULE_KEYS, &label);
         let id = self.required::<String>(table, "id", &label, at.clone());
         let what = match &id {
             Some((id, _)) => format!("rule `{id}`"),
             None => label,
         };
+        self.check_keys(table, &RULE_KEYS, &what);
         if let Some((id, span)) = &id {
             if let Err(m) = check_rule_id(id) {
                 self.problem(span.clone(), format!("{what}: `id`: {m}"));
