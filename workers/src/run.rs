@@ -154,7 +154,8 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
     }
     for h in handles {
         h.await
-            .map_err(|e| CliError::failed(format!("worker stopped abnormally: {e}")))?;
+            .map_err(|e| CliError::failed(format!("worker stopped abnormally: {e}")))?
+            .map_err(|e| CliError::failed(format!("cannot receive messages: {e}")))?;
     }
     if args.once {
         print!("{}", tally.render());

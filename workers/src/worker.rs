@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redress::retry::with_backoff;
+use redress::retry::{with_backoff, AwsError};
 use redress::sqs::{DeadLetter, Queue, Received};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -59,16 +59,25 @@ pub struct Worker<H> {
 
 /// Time allowed for a delete or dead-letter call to get through transient errors.
 const ACK_PATIENCE: Duration = Duration::from_secs(20);
+/// Consecutive receive failures after which a draining (`--once`) run stops.
+pub const DRAIN_RECEIVE_FAILURES: u32 = 10;
 
 impl<H: Handler> Worker<H> {
     /// Runs until `until` is met or `shutdown` turns true. A batch in progress is always
-    /// finished: shutdown only stops the next receive.
-    pub async fn run(&self, until: Until, mut shutdown: watch::Receiver<bool>) {
+    /// finished: shutdown only stops the next receive. Receive errors are retried; a
+    /// draining run gives up after [`DRAIN_RECEIVE_FAILURES`] in a row, since it is
+    /// expected to end.
+    pub async fn run(
+        &self,
+        until: Until,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), AwsError> {
         let wait = if matches!(until, Until::Drained(_)) {
             1
         } else {
             20
         };
+        let mut failures = 0;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -78,8 +87,15 @@ impl<H: Handler> Worker<H> {
                 _ = shutdown.changed() => break,
             };
             let batch = match batch {
-                Ok(b) => b,
+                Ok(b) => {
+                    failures = 0;
+                    b
+                }
                 Err(e) => {
+                    failures += 1;
+                    if matches!(until, Until::Drained(_)) && failures >= DRAIN_RECEIVE_FAILURES {
+                        return Err(e);
+                    }
                     tracing::warn!(worker = self.name, error = %e, "receive failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
@@ -100,6 +116,7 @@ impl<H: Handler> Worker<H> {
             }))
             .await;
         }
+        Ok(())
     }
 
     async fn process(&self, m: &Received) {
