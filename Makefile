@@ -16,7 +16,7 @@ LOCAL_ENV := env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ENDPOINT_URL=http://127
 TEST_ENV := env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
 	AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help run test lint up down build venv clean
+.PHONY: help run test lint up down build venv clean bench
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -48,6 +48,16 @@ lint: venv ## cargo fmt --check, clippy -D warnings, cfn-lint on the CloudFormat
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint infra/cloudformation/*.yaml
+
+bench: venv ## Benchmarks (not part of make test): domain, executor concurrency, pipeline vs Python; table in bench-results/
+	mkdir -p bench-results
+	cargo bench -p redress-shared --bench domain -- --noplot >/dev/null
+	$(PY) benches/domain_table.py $(or $(CARGO_TARGET_DIR),target) | tee bench-results/domain.txt
+	cargo bench -p redress-workers --bench concurrency | tee bench-results/concurrency.txt
+	cargo build --release -p redress-workers
+	REDRESS_BIN=$(or $(CARGO_TARGET_DIR),target)/release/redress $(PY) benches/pipeline.py
+	cat bench-results/domain.txt bench-results/concurrency.txt bench-results/pipeline.txt > bench-results/bench.txt
+	@echo "All tables: bench-results/bench.txt"
 
 clean: down ## Remove build output, the virtualenv and local state
 	cargo clean

@@ -37,6 +37,9 @@ Not emulated:
     some groups outside the default VPC that lack one of the patterns it revokes;
   - executions live in memory and are lost when the process stops.
 
+Every request is also counted by service and action (stats.py, outermost):
+GET /_redress/stats shows the counts, POST /_redress/stats/reset zeroes them.
+
 Usage: stack.py [--host 127.0.0.1] [--port N]   (port default: env
 REDRESS_LOCAL_PORT, else 4599)
 """
@@ -66,6 +69,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 import identity
+import stats
 from werkzeug.wrappers import Request
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -515,8 +519,11 @@ def main(argv: list[str] | None = None) -> None:
     endpoint = f"http://{args.host}:{args.port}"
     moto_app = DomainDispatcherApplication(create_backend_app)
     identity.install()
-    app = identity.IdentityMiddleware(
-        AutomationMiddleware(moto_app, Automation(step_delay=step_delay), endpoint)
+    # Outermost: stats counts every call (GET /_redress/stats, POST /_redress/stats/reset).
+    app = stats.StatsMiddleware(
+        identity.IdentityMiddleware(
+            AutomationMiddleware(moto_app, Automation(step_delay=step_delay), endpoint)
+        )
     )
 
     # Threaded: runbook effects call back into this same server while it is

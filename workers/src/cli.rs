@@ -127,6 +127,10 @@ pub struct WorkerArgs {
     /// Drain the queues and exit 0 when all are empty and nothing is in flight.
     #[arg(long)]
     pub once: bool,
+    /// Messages each worker handles at once (receive loops of up to 10 messages each).
+    /// Raise it when remediation calls are slow: throughput grows with it.
+    #[arg(long, env = "REDRESS_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub concurrency: u32,
     #[command(flatten)]
     pub executor: ExecutorArgs,
 }

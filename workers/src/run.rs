@@ -107,50 +107,62 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
     let shutdown = shutdown_signal();
     let mut handles = Vec::new();
 
+    // `--concurrency` messages in flight per worker: that many receive loops of up to
+    // ten messages each.
+    let loops = args.concurrency.div_ceil(10);
+    let batch = args.concurrency.div_ceil(loops) as i32;
     if which != Which::Executor {
-        let worker = Worker {
-            name: "router",
-            queue: events.clone(),
-            dlq: events_dlq,
-            handler: Arc::new(router(global, policy.clone(), &clients, tally.clone()).await?),
-        };
+        let handler = Arc::new(router(global, policy.clone(), &clients, tally.clone()).await?);
         let until = if args.once {
             Until::Drained(vec![events.clone()])
         } else {
             Until::Shutdown
         };
-        let rx = shutdown.clone();
-        handles.push(tokio::spawn(async move { worker.run(until, rx).await }));
+        for _ in 0..loops {
+            let worker = Worker {
+                name: "router",
+                queue: events.clone(),
+                dlq: events_dlq.clone(),
+                handler: handler.clone(),
+                batch,
+            };
+            let (until, rx) = (until.clone(), shutdown.clone());
+            handles.push(tokio::spawn(async move { worker.run(until, rx).await }));
+        }
     }
     if which != Which::Router {
-        let worker = Worker {
-            name: "executor",
-            queue: tasks.clone(),
-            dlq: tasks_dlq,
-            handler: Arc::new(
-                executor(
-                    global,
-                    &args.executor,
-                    policy,
-                    &clients,
-                    &config,
-                    tally.clone(),
-                )
-                .await?,
-            ),
-        };
+        let handler = Arc::new(
+            executor(
+                global,
+                &args.executor,
+                policy,
+                &clients,
+                &config,
+                tally.clone(),
+            )
+            .await?,
+        );
         // The executor drains after the router: its work arrives from the events queue.
         let until = if args.once {
             Until::Drained(if which == Which::Both {
-                vec![events, tasks]
+                vec![events, tasks.clone()]
             } else {
-                vec![tasks]
+                vec![tasks.clone()]
             })
         } else {
             Until::Shutdown
         };
-        let rx = shutdown.clone();
-        handles.push(tokio::spawn(async move { worker.run(until, rx).await }));
+        for _ in 0..loops {
+            let worker = Worker {
+                name: "executor",
+                queue: tasks.clone(),
+                dlq: tasks_dlq.clone(),
+                handler: handler.clone(),
+                batch,
+            };
+            let (until, rx) = (until.clone(), shutdown.clone());
+            handles.push(tokio::spawn(async move { worker.run(until, rx).await }));
+        }
     }
     for h in handles {
         h.await

@@ -55,6 +55,8 @@ pub struct Worker<H> {
     pub dlq: Queue,
     /// The handler.
     pub handler: Arc<H>,
+    /// Messages per receive (1–10), all handled at once.
+    pub batch: i32,
 }
 
 /// Time allowed for a delete or dead-letter call to get through transient errors.
@@ -83,7 +85,7 @@ impl<H: Handler> Worker<H> {
                 break;
             }
             let batch = tokio::select! {
-                r = self.queue.receive(10, wait) => r,
+                r = self.queue.receive(self.batch, wait) => r,
                 _ = shutdown.changed() => break,
             };
             let batch = match batch {
@@ -109,20 +111,45 @@ impl<H: Handler> Worker<H> {
                 }
                 continue;
             }
-            futures::future::join_all(batch.iter().map(|m| {
+            let done = futures::future::join_all(batch.iter().map(|m| {
                 let span =
                     tracing::info_span!("message", worker = self.name, message_id = %m.message_id);
                 self.process(m).instrument(span)
             }))
             .await;
+            // One DeleteMessageBatch for every message whose outcome is recorded.
+            let handles: Vec<&str> = batch
+                .iter()
+                .zip(done)
+                .filter(|(_, done)| *done)
+                .map(|(m, _)| m.receipt_handle.as_str())
+                .collect();
+            self.delete_all(&handles).await;
         }
         Ok(())
     }
 
-    async fn process(&self, m: &Received) {
+    async fn delete_all(&self, handles: &[&str]) {
+        if handles.is_empty() {
+            return;
+        }
+        match with_backoff(ACK_PATIENCE, || self.queue.delete_batch(handles)).await {
+            Ok(failed) => {
+                for (i, why) in failed {
+                    // It comes back and is handled again: handlers are idempotent.
+                    tracing::error!(receipt = handles[i], %why, "delete failed; message will be redelivered");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "delete failed; messages will be redelivered"),
+        }
+    }
+
+    /// Handles one message and applies its acknowledgement, except deletion: returns
+    /// whether the message is done and may be deleted.
+    async fn process(&self, m: &Received) -> bool {
         let ack = self.handler.handle(m).await;
         let result = match &ack {
-            Ack::Done => with_backoff(ACK_PATIENCE, || self.queue.delete(&m.receipt_handle)).await,
+            Ack::Done => return true,
             Ack::Retry { after_secs } => self.queue.release(&m.receipt_handle, *after_secs).await,
             Ack::DeadLetter { class, error } => {
                 let why = DeadLetter {
@@ -138,6 +165,7 @@ impl<H: Handler> Worker<H> {
             // The message stays on the queue and comes back: handlers are idempotent.
             tracing::error!(error = %e, ?ack, "acknowledgement failed; message will be redelivered");
         }
+        false
     }
 }
 
