@@ -11,11 +11,24 @@ use redress::sqs::{DeadLetter, Queue, Received};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+/// Runs once a forwarded message has been accepted (audit, report).
+pub type Then = Box<dyn FnOnce() + Send>;
+
 /// What to do with a handled message.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ack {
     /// Its outcome is recorded (sent on, audited): delete it.
     Done,
+    /// Send `body` to `to`; once SQS accepts it, run `then` and delete the message, else
+    /// leave it for redelivery. The loop sends in batches, so forwarding costs a tenth of
+    /// a call per message.
+    Forward {
+        /// Destination queue.
+        to: Queue,
+        /// The message to send.
+        body: String,
+        /// What to record once it is accepted.
+        then: Then,
+    },
     /// A transient failure: make it visible again after this many seconds.
     Retry {
         /// Delay before redelivery.
@@ -29,6 +42,23 @@ pub enum Ack {
         error: String,
     },
 }
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ack::Done => f.write_str("Done"),
+            Ack::Forward { to, .. } => write!(f, "Forward to {}", to.name),
+            Ack::Retry { after_secs } => write!(f, "Retry after {after_secs}s"),
+            Ack::DeadLetter { class, error } => write!(f, "DeadLetter {class}: {error}"),
+        }
+    }
+}
+
+/// A message waiting to be forwarded: its source, the body to send, what to run after.
+type Pending<'a> = (&'a Received, String, Then);
+
+/// Seconds before a message whose forward failed comes back.
+const FORWARD_RETRY_SECONDS: i32 = 5;
 
 /// Handles one message.
 pub trait Handler: Send + Sync + 'static {
@@ -111,22 +141,74 @@ impl<H: Handler> Worker<H> {
                 }
                 continue;
             }
-            let done = futures::future::join_all(batch.iter().map(|m| {
+            let acks = futures::future::join_all(batch.iter().map(|m| {
                 let span =
                     tracing::info_span!("message", worker = self.name, message_id = %m.message_id);
                 self.process(m).instrument(span)
             }))
             .await;
+            let mut done: Vec<&str> = Vec::new();
+            let mut forwards: Vec<(&Received, Queue, String, Then)> = Vec::new();
+            for (m, ack) in batch.iter().zip(acks) {
+                match ack {
+                    Some(Ack::Forward { to, body, then }) => forwards.push((m, to, body, then)),
+                    Some(_) => done.push(&m.receipt_handle),
+                    None => {}
+                }
+            }
+            done.extend(self.forward_all(forwards).await);
             // One DeleteMessageBatch for every message whose outcome is recorded.
-            let handles: Vec<&str> = batch
-                .iter()
-                .zip(done)
-                .filter(|(_, done)| *done)
-                .map(|(m, _)| m.receipt_handle.as_str())
-                .collect();
-            self.delete_all(&handles).await;
+            self.delete_all(&done).await;
         }
         Ok(())
+    }
+
+    /// Sends forwarded messages in batches per destination; returns the receipt handles
+    /// of the messages whose forward was accepted (their `then` has run).
+    async fn forward_all<'a>(
+        &self,
+        forwards: Vec<(&'a Received, Queue, String, Then)>,
+    ) -> Vec<&'a str> {
+        let mut by_queue: Vec<(Queue, Vec<Pending<'a>>)> = Vec::new();
+        for (m, to, body, then) in forwards {
+            match by_queue.iter_mut().find(|(q, _)| q.url == to.url) {
+                Some((_, group)) => group.push((m, body, then)),
+                None => by_queue.push((to, vec![(m, body, then)])),
+            }
+        }
+        let mut accepted = Vec::new();
+        for (queue, group) in by_queue {
+            let mut group = group.into_iter().peekable();
+            while group.peek().is_some() {
+                let chunk: Vec<Pending<'a>> = group.by_ref().take(10).collect();
+                let bodies: Vec<(String, std::collections::HashMap<String, String>)> = chunk
+                    .iter()
+                    .map(|(_, b, _)| (b.clone(), Default::default()))
+                    .collect();
+                let failed = match queue.send_batch(&bodies).await {
+                    Ok(failed) => failed,
+                    Err(e) => {
+                        tracing::warn!(queue = %queue.name, error = %e, "forward failed; messages left for redelivery");
+                        (0..chunk.len()).map(|i| (i, e.to_string())).collect()
+                    }
+                };
+                for (i, (m, _, then)) in chunk.into_iter().enumerate() {
+                    if failed.iter().any(|(f, _)| *f == i) {
+                        if let Err(e) = self
+                            .queue
+                            .release(&m.receipt_handle, FORWARD_RETRY_SECONDS)
+                            .await
+                        {
+                            tracing::warn!(error = %e, "could not release; the message returns after its timeout");
+                        }
+                    } else {
+                        then();
+                        accepted.push(m.receipt_handle.as_str());
+                    }
+                }
+            }
+        }
+        accepted
     }
 
     async fn delete_all(&self, handles: &[&str]) {
@@ -144,12 +226,12 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Handles one message and applies its acknowledgement, except deletion: returns
-    /// whether the message is done and may be deleted.
-    async fn process(&self, m: &Received) -> bool {
+    /// Handles one message and applies its acknowledgement, except deletion and
+    /// forwarding, which the loop batches: returns the ack when there is more to do.
+    async fn process(&self, m: &Received) -> Option<Ack> {
         let ack = self.handler.handle(m).await;
         let result = match &ack {
-            Ack::Done => return true,
+            Ack::Done | Ack::Forward { .. } => return Some(ack),
             Ack::Retry { after_secs } => self.queue.release(&m.receipt_handle, *after_secs).await,
             Ack::DeadLetter { class, error } => {
                 let why = DeadLetter {
@@ -165,7 +247,7 @@ impl<H: Handler> Worker<H> {
             // The message stays on the queue and comes back: handlers are idempotent.
             tracing::error!(error = %e, ?ack, "acknowledgement failed; message will be redelivered");
         }
-        false
+        None
     }
 }
 

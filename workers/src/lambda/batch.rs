@@ -101,6 +101,16 @@ pub async fn handle_batch<H: Handler>(
         let message = r.received();
         let durable = match handler.handle(&message).await {
             Ack::Done => true,
+            Ack::Forward { to, body, then } => match to.send(&body).await {
+                Ok(_) => {
+                    then();
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(message_id = %r.message_id, error = %e, "forward failed; reporting the record as failed");
+                    false
+                }
+            },
             Ack::Retry { .. } => false,
             Ack::DeadLetter { class, error } => match dead_letter_queues.get(r.event_source_arn.as_str()) {
                 Some(Some((source, dlq))) => {

@@ -76,12 +76,12 @@ impl Handler for Router {
             }
             Decision::Remediate { rule_id, severity } => {
                 let task = Task::new(rule_id, *severity, finding.clone());
-                if let Err(ack) = self.send(&self.tasks, &task).await {
-                    return ack;
-                }
-                record(AuditDecision::Remediate).emit();
-                self.tally.add(Fate::Forwarded, subject, rule_id.as_str());
-                Ack::Done
+                let audit = record(AuditDecision::Remediate);
+                let (tally, rule) = (self.tally.clone(), rule_id.clone());
+                forward(&self.tasks, &task, move || {
+                    audit.emit();
+                    tally.add(Fate::Forwarded, subject, rule);
+                })
             }
             Decision::RequestApproval { rule_id, severity } => {
                 let task = Task::new(rule_id, *severity, finding.clone());
@@ -108,30 +108,43 @@ impl Handler for Router {
                     expires_at: redress::time::rfc3339_after(self.policy.approvals.ttl),
                     task,
                 };
-                let message = ApprovalsMessage::Request(Box::new(request));
-                if let Err(ack) = self.send(&self.approvals, &message).await {
-                    return ack;
-                }
-                let ApprovalsMessage::Request(request) = message else {
-                    unreachable!("built as a request just above")
-                };
-                let mut r = record(AuditDecision::ApprovalRequested);
-                r.action = Some(request.proposed_action.label());
-                r.reason = Some(format!("approval id {}", request.id));
-                r.emit();
-                self.tally.add(
-                    Fate::AwaitingApproval,
-                    subject,
-                    format!(
-                        "{} ({}, {severity}): {}",
-                        request.id,
-                        rule_id,
-                        request.proposed_action.describe()
-                    ),
+                let mut audit = record(AuditDecision::ApprovalRequested);
+                audit.action = Some(request.proposed_action.label());
+                audit.reason = Some(format!("approval id {}", request.id));
+                let line = format!(
+                    "{} ({}, {severity}): {}",
+                    request.id,
+                    rule_id,
+                    request.proposed_action.describe()
                 );
-                Ack::Done
+                let tally = self.tally.clone();
+                let message = ApprovalsMessage::Request(Box::new(request));
+                forward(&self.approvals, &message, move || {
+                    audit.emit();
+                    tally.add(Fate::AwaitingApproval, subject, line);
+                })
             }
         }
+    }
+}
+
+/// Hands a message to the worker loop to send (batched); `then` records the decision
+/// once SQS has accepted it.
+fn forward<T: serde::Serialize>(
+    to: &Queue,
+    message: &T,
+    then: impl FnOnce() + Send + 'static,
+) -> Ack {
+    match serde_json::to_string(message) {
+        Ok(body) => Ack::Forward {
+            to: to.clone(),
+            body,
+            then: Box::new(then),
+        },
+        Err(e) => Ack::DeadLetter {
+            class: "permanent",
+            error: format!("cannot serialise message: {e}"),
+        },
     }
 }
 
