@@ -51,7 +51,7 @@ lint: venv ## cargo fmt --check, clippy -D warnings, cfn-lint on the CloudFormat
 
 bench: venv ## Benchmarks (not part of make test): domain, executor concurrency, pipeline vs Python; table in bench-results/
 	mkdir -p bench-results
-	cargo bench -p redress-shared --bench domain -- --noplot >/dev/null
+	cargo bench -p redress-benches --bench domain -- --noplot >/dev/null
 	$(PY) benches/domain_table.py $(or $(CARGO_TARGET_DIR),target) | tee bench-results/domain.txt
 	cargo bench -p redress-workers --bench concurrency | tee bench-results/concurrency.txt
 	cargo build --release -p redress-workers
