@@ -5,15 +5,17 @@ use std::time::Duration;
 
 use redress::aws::Clients;
 use redress::policy::Policy;
+use redress::retry::AwsError;
 use redress::sqs::Queue;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::cli::{ExecutorArgs, Global, WorkerArgs};
 use crate::error::{CliError, CliResult};
 use crate::executor::{Automation, Executor, KeyedLocks, Parameters, SecurityGroups};
 use crate::report::Tally;
 use crate::router::Router;
-use crate::worker::{Until, Worker};
+use crate::worker::{Handler, Until, Worker};
 
 /// Which workers to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,17 +120,14 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
         } else {
             Until::Shutdown
         };
-        for _ in 0..loops {
-            let worker = Worker {
-                name: "router",
-                queue: events.clone(),
-                dlq: events_dlq.clone(),
-                handler: handler.clone(),
-                batch,
-            };
-            let (until, rx) = (until.clone(), shutdown.clone());
-            handles.push(tokio::spawn(async move { worker.run(until, rx).await }));
-        }
+        let worker = Worker {
+            name: "router",
+            queue: events.clone(),
+            dlq: events_dlq,
+            handler,
+            batch,
+        };
+        spawn(worker, loops, until, &shutdown, &mut handles);
     }
     if which != Which::Router {
         let handler = Arc::new(
@@ -152,17 +151,14 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
         } else {
             Until::Shutdown
         };
-        for _ in 0..loops {
-            let worker = Worker {
-                name: "executor",
-                queue: tasks.clone(),
-                dlq: tasks_dlq.clone(),
-                handler: handler.clone(),
-                batch,
-            };
-            let (until, rx) = (until.clone(), shutdown.clone());
-            handles.push(tokio::spawn(async move { worker.run(until, rx).await }));
-        }
+        let worker = Worker {
+            name: "executor",
+            queue: tasks.clone(),
+            dlq: tasks_dlq,
+            handler,
+            batch,
+        };
+        spawn(worker, loops, until, &shutdown, &mut handles);
     }
     for h in handles {
         h.await
@@ -173,6 +169,21 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
         print!("{}", tally.render());
     }
     Ok(())
+}
+
+/// Runs `loops` receive loops of one worker, each on its own task.
+fn spawn<H: Handler>(
+    worker: Worker<H>,
+    loops: u32,
+    until: Until,
+    shutdown: &watch::Receiver<bool>,
+    handles: &mut Vec<JoinHandle<Result<(), AwsError>>>,
+) {
+    let worker = Arc::new(worker);
+    for _ in 0..loops {
+        let (worker, until, rx) = (worker.clone(), until.clone(), shutdown.clone());
+        handles.push(tokio::spawn(async move { worker.run(until, rx).await }));
+    }
 }
 
 /// A flag that turns true on SIGINT or SIGTERM.
