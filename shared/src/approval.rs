@@ -102,13 +102,14 @@ impl<H> Board<H> {
         self.entries.iter().find(|e| e.request.id == id)
     }
 
-    /// Notices no pending or moot request refers to any more (safe to delete).
-    pub fn orphan_notices(&self) -> impl Iterator<Item = &(MootNotice, H)> {
+    /// Notices no pending request refers to: once moot requests are pruned they have
+    /// served their purpose.
+    pub fn stale_notices(&self) -> impl Iterator<Item = &(MootNotice, H)> {
         self.notices.iter().filter(|(n, _)| {
             !self
                 .entries
                 .iter()
-                .any(|e| e.status != Status::Expired && same_resource(n, &e.request))
+                .any(|e| e.status == Status::Pending && same_resource(n, &e.request))
         })
     }
 }
@@ -252,7 +253,11 @@ mod tests {
             "notice older than request"
         );
         assert_eq!(b.find("ap-3").unwrap().status, Status::Expired);
-        let orphans: Vec<i32> = b.orphan_notices().map(|(_, h)| *h).collect();
-        assert_eq!(orphans, vec![6], "only sg-3's notice has no live request");
+        let stale: Vec<i32> = b.stale_notices().map(|(_, h)| *h).collect();
+        assert_eq!(
+            stale,
+            vec![4, 6],
+            "sg-2's notice still concerns a pending request"
+        );
     }
 }

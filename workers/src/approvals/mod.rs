@@ -240,20 +240,7 @@ async fn act(
                     .reason("moot: the resource became compliant while waiting")
                     .emit();
             }
-            let live: Vec<String> = s
-                .board
-                .entries
-                .iter()
-                .filter(|e| e.status == Status::Pending)
-                .map(|e| e.request.task.finding.resource_id.clone())
-                .collect();
-            let stale: Vec<usize> = s
-                .board
-                .notices
-                .iter()
-                .filter(|(n, _)| !live.contains(&n.resource_id))
-                .map(|(_, i)| *i)
-                .collect();
+            let stale: Vec<usize> = s.board.stale_notices().map(|(_, i)| *i).collect();
             s.remove(&stale).await?;
             println!(
                 "removed {} moot request{} and {} notice{}; {} expired request{} removed",
