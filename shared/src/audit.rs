@@ -32,6 +32,11 @@ pub enum AuditDecision {
     Purged,
     /// The message could not be used and went to a dead-letter queue; see `reason`.
     DeadLettered,
+    /// A blast-radius guard stopped automatic fixes (breaker opened, kill switch on, rate
+    /// cap reached); see `reason`.
+    GuardTripped,
+    /// A guard let automatic fixes run again (breaker closed, kill switch off).
+    GuardReset,
 }
 
 /// How an execution ended.

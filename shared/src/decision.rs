@@ -21,6 +21,8 @@ pub enum SkipReason {
     NoPolicy,
     /// The matching rule is `mode = "notify"`.
     NotifyOnly,
+    /// A policy `[[exception]]` covers the resource (see the audit reason).
+    Exempt,
 }
 
 impl SkipReason {
@@ -33,6 +35,7 @@ impl SkipReason {
             SkipReason::UnknownCompliance => "unknown_compliance",
             SkipReason::NoPolicy => "no_policy",
             SkipReason::NotifyOnly => "notify_only",
+            SkipReason::Exempt => "exempt",
         }
     }
 }
@@ -87,8 +90,13 @@ impl Decision {
     }
 }
 
-/// Decides what to do with an event. Only `NON_COMPLIANT` events can lead to a fix.
+/// Decides what to do with an event, now. Only `NON_COMPLIANT` events can lead to a fix.
 pub fn decide(event: &ComplianceEvent, policy: &Policy) -> Decision {
+    decide_at(event, policy, std::time::SystemTime::now())
+}
+
+/// [`decide`] at a given time (exceptions expire).
+pub fn decide_at(event: &ComplianceEvent, policy: &Policy, now: std::time::SystemTime) -> Decision {
     let d = &event.detail;
     let rule = policy.find(&d.config_rule_name, &d.resource_type);
     let skip = |reason| Decision::Skip {
@@ -106,6 +114,12 @@ pub fn decide(event: &ComplianceEvent, policy: &Policy) -> Decision {
     let Some(rule) = rule else {
         return skip(SkipReason::NoPolicy);
     };
+    if policy
+        .exception_for(&rule.id, &d.aws_account_id, &d.resource_id, now)
+        .is_some()
+    {
+        return skip(SkipReason::Exempt);
+    }
     let (rule_id, severity) = (rule.id.clone(), rule.severity);
     match policy.mode_of(rule) {
         Mode::Auto => Decision::Remediate { rule_id, severity },
@@ -227,6 +241,72 @@ action = { runbook = "AWS-EnforceEC2InstanceIMDSv2", parameters = { InstanceId =
                 reason: SkipReason::UnknownCompliance,
                 ..
             }
+        ));
+    }
+
+    fn with_exception(exception: &str) -> Policy {
+        Policy::from_toml(&format!("{POLICY}\n[[exception]]\n{exception}"), "p").unwrap()
+    }
+
+    fn at(rfc3339: &str) -> std::time::SystemTime {
+        crate::time::parse_rfc3339(rfc3339).unwrap()
+    }
+
+    #[test]
+    fn an_exception_applies_until_it_expires() {
+        let e = event("first-evaluation-no-old-result.json");
+        let p = with_exception(&format!(
+            "resource_id = \"{}\"\nexpires = \"2027-03-31\"\nreason = \"legacy, SEC-1\"\n",
+            e.detail.resource_id
+        ));
+        let before = decide_at(&e, &p, at("2027-03-30T23:59:59Z"));
+        assert!(
+            matches!(before, Decision::Skip { reason: SkipReason::Exempt, ref rule_id, .. } if rule_id.as_deref() == Some("common-ports")),
+            "{before:?}"
+        );
+        let after = decide_at(&e, &p, at("2027-03-31T00:00:00Z"));
+        assert!(matches!(after, Decision::Remediate { .. }), "{after:?}");
+    }
+
+    #[test]
+    fn an_exception_is_scoped_by_account_and_rule_globs() {
+        let e = event("first-evaluation-no-old-result.json");
+        let now = at("2026-12-01T00:00:00Z");
+        let account = e.detail.aws_account_id.clone();
+        let whole_account = with_exception(&format!(
+            "account = \"{account}\"\nexpires = \"2027-01-01T00:00:00Z\"\nreason = \"migration\"\n"
+        ));
+        assert!(matches!(
+            decide_at(&e, &whole_account, now),
+            Decision::Skip { reason: SkipReason::Exempt, .. }
+        ));
+        let other_account = with_exception(
+            "account = \"999999999999\"\nexpires = \"2027-01-01\"\nreason = \"x\"\n",
+        );
+        assert!(matches!(decide_at(&e, &other_account, now), Decision::Remediate { .. }));
+        let other_rule = with_exception(&format!(
+            "account = \"{account}\"\nrules = [\"ssh*\"]\nexpires = \"2027-01-01\"\nreason = \"x\"\n"
+        ));
+        assert!(matches!(decide_at(&e, &other_rule, now), Decision::Remediate { .. }));
+        let this_rule = with_exception(&format!(
+            "account = \"{account}\"\nrules = [\"common-*\"]\nexpires = \"2027-01-01\"\nreason = \"x\"\n"
+        ));
+        assert!(matches!(
+            decide_at(&e, &this_rule, now),
+            Decision::Skip { reason: SkipReason::Exempt, .. }
+        ));
+    }
+
+    #[test]
+    fn an_exception_never_turns_a_compliant_event_into_anything_else() {
+        let e = event("sg-ssh-back-to-compliant.json");
+        let p = with_exception(&format!(
+            "resource_id = \"{}\"\nexpires = \"2099-01-01\"\nreason = \"x\"\n",
+            e.detail.resource_id
+        ));
+        assert!(matches!(
+            decide(&e, &p),
+            Decision::Skip { reason: SkipReason::Compliant, .. }
         ));
     }
 }

@@ -13,6 +13,7 @@ pub mod aws;
 pub mod dead_letter;
 pub mod decision;
 pub mod event;
+pub mod guard;
 pub mod ingress;
 pub mod message;
 pub mod policy;

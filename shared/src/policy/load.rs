@@ -13,19 +13,40 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Action, Approvals, Fix, Mode, Policy, Routing, Rule, Runbook, Severity};
+use super::{
+    Accounts, Action, Approvals, Exception, Fix, Limits, Mode, Policy, Routing, Rule, Runbook,
+    Severity,
+};
 
 type SpannedTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
-const TOP_KEYS: [&str; 3] = ["routing", "approvals", "rule"];
-const RULE_KEYS: [&str; 6] = [
+const TOP_KEYS: [&str; 6] = [
+    "routing",
+    "approvals",
+    "limits",
+    "accounts",
+    "rule",
+    "exception",
+];
+const RULE_KEYS: [&str; 7] = [
     "id",
     "config_rule",
     "resource_types",
     "severity",
     "mode",
     "action",
+    "max_fixes_per_minute",
 ];
+const LIMIT_KEYS: [&str; 7] = [
+    "max_fixes_per_minute",
+    "breaker_error_rate",
+    "breaker_window",
+    "breaker_min_fixes",
+    "breaker_cooldown",
+    "kill_switch_parameter",
+    "kill_switch_cache",
+];
+const EXCEPTION_KEYS: [&str; 5] = ["resource_id", "account", "rules", "expires", "reason"];
 
 /// One problem in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +226,183 @@ impl Loader<'_> {
         approvals
     }
 
+    /// A humantime duration (`"10m"`, `"30s"`) longer than zero.
+    fn duration(
+        &mut self,
+        table: &SpannedTable,
+        key: &str,
+        what: &str,
+    ) -> Option<std::time::Duration> {
+        let (text, span) = self.field::<String>(table, key, what)?;
+        match humantime::parse_duration(&text) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.problem(span, format!("{what}: `{key}` must be longer than zero"));
+                None
+            }
+            Err(e) => {
+                self.problem(
+                    span,
+                    format!("{what}: `{key}` {text:?}: {e} (e.g. \"30s\", \"10m\", \"1h\")"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A per-minute cap: at least 1.
+    fn cap(&mut self, table: &SpannedTable, key: &str, what: &str) -> Option<u32> {
+        let (n, span) = self.field::<u32>(table, key, what)?;
+        if n == 0 {
+            self.problem(
+                span,
+                format!("{what}: `{key}` must be at least 1 (to stop automatic fixes, use mode = \"approve\" or the kill switch)"),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    fn limits(&mut self, table: Option<&SpannedTable>) -> Limits {
+        let mut limits = Limits::default();
+        let Some(table) = table else {
+            return limits;
+        };
+        let what = "[limits]";
+        self.check_keys(table, &LIMIT_KEYS, what);
+        limits.max_fixes_per_minute = self.cap(table, "max_fixes_per_minute", what);
+        let b = &mut limits.breaker;
+        if let Some((rate, span)) = self.field::<f64>(table, "breaker_error_rate", what) {
+            if rate > 0.0 && rate <= 1.0 {
+                b.error_rate = rate;
+            } else {
+                self.problem(
+                    span,
+                    format!("{what}: `breaker_error_rate` must be in (0, 1], e.g. 0.5 for half of the fixes failing"),
+                );
+            }
+        }
+        if let Some(w) = self.duration(table, "breaker_window", what) {
+            limits.breaker.window = w;
+        }
+        if let Some((n, _)) = self.field::<u32>(table, "breaker_min_fixes", what) {
+            limits.breaker.min_fixes = n.max(1);
+        }
+        if let Some(c) = self.duration(table, "breaker_cooldown", what) {
+            limits.breaker.cooldown = c;
+        }
+        if let Some((name, span)) = self.field::<String>(table, "kill_switch_parameter", what) {
+            let ok = name.starts_with('/')
+                && name.len() <= 1011
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/_.-".contains(c));
+            if ok {
+                limits.kill_switch_parameter = Some(name);
+            } else {
+                self.problem(
+                    span,
+                    format!("{what}: `kill_switch_parameter` {name:?} is not an SSM parameter name like \"/redress/kill-switch\""),
+                );
+            }
+        }
+        if let Some(c) = self.duration(table, "kill_switch_cache", what) {
+            limits.kill_switch_cache = c;
+        }
+        limits
+    }
+
+    fn accounts(&mut self, table: Option<&SpannedTable>) -> Accounts {
+        let Some(table) = table else {
+            return Accounts::default();
+        };
+        let what = "[accounts]";
+        self.check_keys(table, &["role"], what);
+        let mut accounts = Accounts::default();
+        if let Some((role, span)) = self.field::<String>(table, "role", what) {
+            match check_role_template(&role) {
+                Ok(()) => accounts.role = Some(role),
+                Err(m) => self.problem(span, format!("{what}: `role`: {m}")),
+            }
+        }
+        accounts
+    }
+
+    fn exception(&mut self, table: &SpannedTable, index: usize) -> Option<Exception> {
+        let at = table
+            .keys()
+            .map(|k| k.span())
+            .min_by_key(|s| s.start)
+            .unwrap_or(0..0);
+        let line = self.line(at.clone());
+        let what = format!("exception #{}", index + 1);
+        self.check_keys(table, &EXCEPTION_KEYS, &what);
+        let resource_id = self.field::<String>(table, "resource_id", &what);
+        if let Some((id, span)) = &resource_id {
+            if let Err(m) = crate::validate::resource_id("", id) {
+                self.problem(span.clone(), format!("{what}: `resource_id`: {m}"));
+            }
+        }
+        let account = self.field::<String>(table, "account", &what);
+        if let Some((a, span)) = &account {
+            if let Err(m) = crate::validate::account(a) {
+                self.problem(span.clone(), format!("{what}: `account`: {m}"));
+            }
+        }
+        if resource_id.is_none() && account.is_none() {
+            self.problem(
+                at.clone(),
+                format!("{what}: needs `resource_id`, `account`, or both"),
+            );
+        }
+        let rules = self
+            .field::<Vec<String>>(table, "rules", &what)
+            .unwrap_or_default();
+        let mut set = globset::GlobSetBuilder::new();
+        for r in &rules.0 {
+            match globset::Glob::new(r) {
+                Ok(g) => {
+                    set.add(g);
+                }
+                Err(e) => self.problem(rules.1.clone(), format!("{what}: `rules`: {e}")),
+            }
+        }
+        let rule_matcher = set.build().ok()?;
+        let expires = self
+            .required::<String>(table, "expires", &what, at.clone())
+            .and_then(|(text, span)| match parse_expiry(&text) {
+                Some(t) => Some((t, text)),
+                None => {
+                    self.problem(
+                        span,
+                        format!("{what}: `expires` {text:?} is not a date (2027-03-31) or an RFC 3339 time (2027-03-31T12:00:00Z)"),
+                    );
+                    None
+                }
+            });
+        let reason = self
+            .required::<String>(table, "reason", &what, at.clone())
+            .and_then(|(r, span)| {
+                if r.trim().is_empty() {
+                    self.problem(span, format!("{what}: `reason` must say why"));
+                    None
+                } else {
+                    Some(r)
+                }
+            });
+        let (expires, expires_text) = expires?;
+        Some(Exception {
+            resource_id: resource_id.map(|(r, _)| r),
+            account: account.map(|(a, _)| a),
+            rules: rules.0,
+            rule_matcher,
+            expires,
+            expires_text,
+            reason: reason?,
+            line,
+        })
+    }
+
     fn rule(&mut self, table: &SpannedTable, index: usize) -> Option<Rule> {
         let at = table
             .keys()
@@ -245,6 +443,7 @@ impl Loader<'_> {
         }
         let severity = self.required::<Severity>(table, "severity", &what, at.clone());
         let mode = self.field::<Mode>(table, "mode", &what);
+        let max_fixes_per_minute = self.cap(table, "max_fixes_per_minute", &what);
         let action = self
             .required::<ActionConfig>(table, "action", &what, at)
             .and_then(|(cfg, span)| match action(cfg) {
@@ -262,8 +461,38 @@ impl Loader<'_> {
             severity: severity?.0,
             mode: mode.map(|(m, _)| m),
             action: action?,
+            max_fixes_per_minute,
             line,
         })
+    }
+}
+
+/// An exception's expiry: a date (it applies until that day starts, UTC) or a time.
+fn parse_expiry(text: &str) -> Option<std::time::SystemTime> {
+    let is_date = text.len() == 10 && text.as_bytes().get(4) == Some(&b'-');
+    if is_date {
+        crate::time::parse_rfc3339(&format!("{text}T00:00:00Z"))
+    } else {
+        crate::time::parse_rfc3339(text)
+    }
+}
+
+/// `arn:aws:iam::{account_id}:role/NAME`, with `{account_id}` (a fixed account would
+/// send every finding to one account) and no other placeholder.
+fn check_role_template(role: &str) -> Result<(), String> {
+    let Some(rest) = role.strip_prefix("arn:aws:iam::{account_id}:role/") else {
+        return Err(format!(
+            "{role:?} must look like \"arn:aws:iam::{{account_id}}:role/redress-member\""
+        ));
+    };
+    let ok = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{rest:?} is not a role name (letters, digits and +=,.@_-/ only; no other placeholders)"))
     }
 }
 
@@ -378,7 +607,13 @@ struct RawDoc {
     #[serde(default)]
     approvals: Option<SpannedTable>,
     #[serde(default)]
+    limits: Option<SpannedTable>,
+    #[serde(default)]
+    accounts: Option<SpannedTable>,
+    #[serde(default)]
     rule: Vec<SpannedTable>,
+    #[serde(default)]
+    exception: Vec<SpannedTable>,
 }
 
 impl Policy {
@@ -410,6 +645,14 @@ impl Policy {
         };
         let routing = loader.routing(doc.routing.as_ref());
         let approvals = loader.approvals(doc.approvals.as_ref());
+        let limits = loader.limits(doc.limits.as_ref());
+        let accounts = loader.accounts(doc.accounts.as_ref());
+        let exceptions: Vec<Exception> = doc
+            .exception
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| loader.exception(t, i))
+            .collect();
         let mut rules = Vec::new();
         let mut first_line: HashMap<String, usize> = HashMap::new();
         for (i, table) in doc.rule.iter().enumerate() {
@@ -442,6 +685,9 @@ impl Policy {
                 routing,
                 approvals,
                 rules,
+                limits,
+                exceptions,
+                accounts,
             })
         } else {
             loader.problems.sort_by_key(|p| p.line);
@@ -600,6 +846,62 @@ action = { fix = "revoke_public_ingress" }
         assert!(!p.approvals.allows("arn:aws:sts::111122223333:user/mallory"));
         let ps = problems(&format!("[approvals]\nttl = \"soon\"\n{rule}"));
         assert_eq!(ps[0].line, Some(2), "{ps:?}");
+    }
+
+    const RULE: &str = "[[rule]]\nid=\"a\"\nconfig_rule=\"x\"\nseverity=\"LOW\"\naction={fix=\"revoke_public_ingress\"}\n";
+
+    #[test]
+    fn limits_accounts_and_exceptions_load_with_defaults() {
+        let p = Policy::from_toml(RULE, "p").unwrap();
+        assert_eq!(p.limits, Limits::default());
+        assert!(p.exceptions.is_empty() && p.accounts.role.is_none());
+        let src = format!(
+            "[limits]\nmax_fixes_per_minute = 30\nbreaker_error_rate = 0.25\nbreaker_window = \"2m\"\nbreaker_min_fixes = 3\nbreaker_cooldown = \"1h\"\nkill_switch_parameter = \"/redress/kill-switch\"\nkill_switch_cache = \"5s\"\n[accounts]\nrole = \"arn:aws:iam::{{account_id}}:role/redress-member\"\n{RULE}max_fixes_per_minute = 4\n[[exception]]\nresource_id = \"sg-0abc\"\nexpires = \"2027-03-31\"\nreason = \"legacy bastion, SEC-123\"\n"
+        );
+        let p = Policy::from_toml(&src, "p").unwrap();
+        assert_eq!(p.limits.max_fixes_per_minute, Some(30));
+        assert_eq!(p.limits.breaker.error_rate, 0.25);
+        assert_eq!(p.limits.breaker.window.as_secs(), 120);
+        assert_eq!(p.limits.breaker.min_fixes, 3);
+        assert_eq!(p.limits.breaker.cooldown.as_secs(), 3600);
+        assert_eq!(p.limits.kill_switch_parameter.as_deref(), Some("/redress/kill-switch"));
+        assert_eq!(p.limits.kill_switch_cache.as_secs(), 5);
+        assert_eq!(p.rules[0].max_fixes_per_minute, Some(4));
+        assert_eq!(
+            p.accounts.role_for("111122223333").as_deref(),
+            Some("arn:aws:iam::111122223333:role/redress-member")
+        );
+        assert_eq!(p.exceptions.len(), 1);
+        assert!(p.exceptions[0].describe().contains("2027-03-31"));
+        assert!(p.exceptions[0].describe().contains("SEC-123"));
+    }
+
+    #[test]
+    fn bad_limits_accounts_and_exceptions_name_their_lines() {
+        let src = format!(
+            "[limits]\nmax_fixes_per_minute = 0\nbreaker_error_rate = 1.5\nbreaker_window = \"soon\"\nkill_switch_parameter = \"kill switch\"\n[accounts]\nrole = \"arn:aws:iam::111122223333:role/fixed\"\n{RULE}[[exception]]\nexpires = \"next week\"\nreason = \"\"\n[[exception]]\nresource_id = \"sg-1\"\nreason = \"x\"\n"
+        );
+        let ps = problems(&src);
+        let text: Vec<String> = ps
+            .iter()
+            .map(|p| format!("{:?}: {}", p.line, p.message))
+            .collect();
+        for (line, needle) in [
+            (2, "`max_fixes_per_minute` must be at least 1"),
+            (3, "`breaker_error_rate` must be in (0, 1]"),
+            (4, "`breaker_window`"),
+            (5, "`kill_switch_parameter`"),
+            (7, "{account_id}"),
+            (14, "needs `resource_id`, `account`, or both"),
+            (14, "`expires` \"next week\""),
+            (15, "`reason` must say why"),
+            (17, "missing required key `expires`"),
+        ] {
+            assert!(
+                ps.iter().any(|p| p.line == Some(line) && p.message.contains(needle)),
+                "no problem on line {line} containing {needle:?} in {text:#?}"
+            );
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! A policy is loaded and validated once ([`Policy::from_toml`]); after that every lookup
 //! is infallible and pure.
 
+mod limits;
 mod load;
 mod render;
 
@@ -12,6 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use limits::{Accounts, BreakerSettings, Exception, Limits};
 pub use load::{PolicyError, Problem};
 pub use render::{Facts, RenderedAction, RenderedRunbook, PLACEHOLDERS};
 
@@ -217,6 +219,9 @@ pub struct Rule {
     pub mode: Option<Mode>,
     /// The fix.
     pub action: Action,
+    /// Automatic fixes per minute under this rule (per executor process); `None`: only
+    /// the global cap applies.
+    pub max_fixes_per_minute: Option<u32>,
     /// Line of the rule in its file, for messages.
     pub line: usize,
 }
@@ -241,6 +246,12 @@ pub struct Policy {
     pub approvals: Approvals,
     /// Rules in file order.
     pub rules: Vec<Rule>,
+    /// The `[limits]` table.
+    pub limits: Limits,
+    /// The `[[exception]]` tables, in file order.
+    pub exceptions: Vec<Exception>,
+    /// The `[accounts]` table.
+    pub accounts: Accounts,
 }
 
 impl Policy {
@@ -254,6 +265,19 @@ impl Policy {
     /// The rule with this id.
     pub fn rule(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// The first exception that covers this finding under `rule_id` at `now`.
+    pub fn exception_for(
+        &self,
+        rule_id: &str,
+        account: &str,
+        resource_id: &str,
+        now: std::time::SystemTime,
+    ) -> Option<&Exception> {
+        self.exceptions
+            .iter()
+            .find(|e| e.applies(rule_id, account, resource_id, now))
     }
 
     /// The rule's mode, falling back to `[routing]` by severity.
