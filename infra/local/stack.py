@@ -1,16 +1,18 @@
-"""The local AWS stack: moto's server plus a stand-in for SSM Automation executions.
+"""The local AWS stack: moto's server plus stand-ins for what moto lacks.
 
 One threaded WSGI server on loopback answers every AWS API call the pipeline makes
 locally. moto serves SQS, EventBridge (with delivery to SQS targets), EC2, SSM
-Parameter Store and documents, S3 and STS. moto does not implement SSM Automation
-executions, so a middleware in front of it answers these four JSON-protocol calls
-itself, speaking the real SSM wire format (application/x-amz-json-1.1, errors as
+Parameter Store and documents, S3, IAM, STS and Config's rule bookkeeping. moto does
+not implement SSM Automation executions or Config's StartConfigRulesEvaluation, so a
+middleware in front of it answers these JSON-protocol calls itself, speaking the real
+wire format (application/x-amz-json-1.1, the call named in X-Amz-Target, errors as
 HTTP 400 with a `__type` body):
 
     AmazonSSM.StartAutomationExecution
     AmazonSSM.GetAutomationExecution
     AmazonSSM.StopAutomationExecution
     AmazonSSM.DescribeAutomationExecutions
+    StarlingDoveService.StartConfigRulesEvaluation
 
 An execution starts `InProgress`, waits a short delay (env
 REDRESS_STANDIN_STEP_DELAY_MS, default 300) in a background thread, applies the
@@ -21,11 +23,31 @@ ClientToken idempotency, required/unknown/allowed parameter checks, regional
 scoping of executions and the documented error codes follow the real API.
 
 Runbooks: AWS-EnableS3BucketEncryption and AWS-DisablePublicAccessForSecurityGroup
-(AWS-owned documents, with their real parameters), and Redress-Test-AlwaysFail,
-a test-only document that always fails.
+(AWS-owned documents, with their real parameters), and two test-only documents (no
+such documents exist in AWS):
+  - Redress-Test-AlwaysFail always ends Failed;
+  - Redress-Test-Sleep (required parameter Seconds, a whole number 0-600 as a string)
+    stays InProgress for at least Seconds (plus the step delay), then ends Success;
+    it changes nothing. For testing long runs, e.g. the executor's visibility heartbeat.
+
+Config re-evaluation: StartConfigRulesEvaluation checks ConfigRuleNames (a list of 1
+to 25 rule names, each 1 to 128 characters and not blank, else
+InvalidParameterValueException), records the request (rule names, the signer's
+account, region, time) in memory and answers `{}`. If moto's Config holds any rules
+for that account and region (put_config_rule), every name must be one of them, else
+NoSuchConfigRuleException as in AWS; if it holds none, any name is accepted, since
+the stand-in cannot know which rules exist. GET /_redress/config-evaluations lists
+the recorded requests, oldest first: [{"config_rule_names": [...], "account": "...",
+"region": "...", "time": <unix time>}, ...].
+
+Caller identities, AssumeRole into missing roles (AccessDenied) and the
+OrganizationAccountAccessRole of every account: see identity.py.
 
 Not emulated:
   - AutomationAssumeRole is accepted but never checked against IAM;
+  - Config rules are never evaluated: StartConfigRulesEvaluation has no effect beyond
+    the record, and never answers LimitExceededException (AWS allows one evaluation
+    per rule at a time); recorded requests live in memory;
   - no step-level records or outputs (`Outputs` is always empty);
   - no approval or rate-control modes, no multi-account or multi-region targets;
     `Mode` is always `Auto`, DocumentVersion is always "1";
@@ -61,6 +83,7 @@ from typing import Callable, Iterable
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from moto.config.models import config_backends
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -84,7 +107,7 @@ CREDENTIAL_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/")
 
 
 class ApiError(Exception):
-    """An SSM error answer: HTTP 400 with {"__type": code, "message": message}."""
+    """A JSON-protocol error answer: HTTP 400 with {"__type": code, "message": message}."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -104,15 +127,23 @@ class Param:
     required: bool = False
     default: str = ""
     allowed: tuple[str, ...] = ()
+    # Returns what is wrong with a value, or None when it is acceptable.
+    check: Callable[[str], str | None] | None = None
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Whose request started an execution: its effects run as the same identity."""
+    """Who signed a request: an execution's effects run as the same identity."""
 
     access_key: str
     region: str
     endpoint: str
+
+    @property
+    def account(self) -> str:
+        """The account the request acts in, as moto decides it from the access key
+        (temporary credentials from AssumeRole act in the role's account)."""
+        return identity.account_of(self.access_key)
 
     def client(self, service: str):
         # A session of its own: boto3's shared default session is not thread-safe.
@@ -200,6 +231,19 @@ def always_fail(caller: Caller, params: dict[str, str]) -> None:
     raise RunbookFailure("step failed on purpose (test runbook)")
 
 
+MAX_SLEEP_SECONDS = 600
+
+
+def sleep_seconds(value: str) -> str | None:
+    if not value.isdigit() or not 0 <= int(value) <= MAX_SLEEP_SECONDS:
+        return f"is not a whole number of seconds from 0 to {MAX_SLEEP_SECONDS}"
+    return None
+
+
+def sleep(caller: Caller, params: dict[str, str]) -> None:
+    time.sleep(int(params["Seconds"]))
+
+
 ASSUME_ROLE = Param()  # accepted, never checked against IAM
 
 RUNBOOKS: dict[str, Runbook] = {
@@ -227,6 +271,15 @@ RUNBOOKS: dict[str, Runbook] = {
     "Redress-Test-AlwaysFail": Runbook(
         parameters={"AutomationAssumeRole": ASSUME_ROLE},
         apply=always_fail,
+    ),
+    # Test-only document: stays InProgress for Seconds, then ends Success without any
+    # effect, so long runs (the executor's visibility heartbeat) can be exercised.
+    "Redress-Test-Sleep": Runbook(
+        parameters={
+            "AutomationAssumeRole": ASSUME_ROLE,
+            "Seconds": Param(required=True, check=sleep_seconds),
+        },
+        apply=sleep,
     ),
 }
 
@@ -256,6 +309,9 @@ def resolve_parameters(document: str, runbook: Runbook, given: dict) -> dict[str
             raise invalid(
                 f"Parameter {name} value {values[0]!r} is not one of {list(spec.allowed)}."
             )
+        problem = spec.check(values[0]) if spec.check else None
+        if problem:
+            raise invalid(f"Parameter {name} value {values[0]!r} {problem}.")
         resolved[name] = values[0]
     return resolved
 
@@ -442,23 +498,101 @@ class Automation:
             return {"AutomationExecutionMetadataList": [e.metadata() for e in matching]}
 
 
+# --- Config ----------------------------------------------------------------------
+
+MAX_RULES_PER_EVALUATION = 25
+MAX_RULE_NAME_LENGTH = 128
+CONFIG_EVALUATIONS_PATH = "/_redress/config-evaluations"
+
+
+def known_config_rules(account: str, region: str) -> set[str]:
+    """The rule names moto's Config holds for this account and region."""
+    for _ in range(3):  # moto may add a rule while we read
+        try:
+            return set(config_backends[account][region].config_rules)
+        except KeyError:  # a region moto's Config does not know
+            return set()
+        except RuntimeError:
+            continue
+    return set()
+
+
+@dataclass
+class ConfigEvaluations:
+    """StartConfigRulesEvaluation requests, recorded so tests can assert on them; every
+    access holds `lock`."""
+
+    requests: list[dict] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, request: dict, caller: Caller) -> dict:
+        names = request.get("ConfigRuleNames")
+        valid = (
+            isinstance(names, list)
+            and 1 <= len(names) <= MAX_RULES_PER_EVALUATION
+            and all(
+                isinstance(n, str) and 1 <= len(n) <= MAX_RULE_NAME_LENGTH and n.strip()
+                for n in names
+            )
+        )
+        if not valid:
+            raise ApiError(
+                "InvalidParameterValueException",
+                f"ConfigRuleNames must list 1 to {MAX_RULES_PER_EVALUATION} Config rule "
+                f"names, each of 1 to {MAX_RULE_NAME_LENGTH} characters and not blank.",
+            )
+        account = caller.account
+        # Unknown rules fail as in AWS when moto's Config has rules to know them by;
+        # with none at all, every name is accepted.
+        known = known_config_rules(account, caller.region)
+        for name in names if known else []:
+            if name not in known:
+                raise ApiError(
+                    "NoSuchConfigRuleException",
+                    f"The ConfigRule '{name}' provided in the request is invalid. "
+                    "Please check the configRule name",
+                )
+        with self.lock:
+            self.requests.append(
+                {
+                    "config_rule_names": list(names),
+                    "account": account,
+                    "region": caller.region,
+                    "time": time.time(),
+                }
+            )
+        return {}
+
+    def recorded(self) -> list[dict]:
+        with self.lock:
+            return [dict(r, config_rule_names=list(r["config_rule_names"])) for r in self.requests]
+
+
 # --- WSGI ------------------------------------------------------------------------
 
+Handler = Callable[[dict, Caller], dict]
 
-class AutomationMiddleware:
-    """Answers the SSM Automation execution calls; passes everything else to moto."""
 
-    def __init__(self, app, automation: Automation, endpoint: str) -> None:
+class StandInMiddleware:
+    """Answers the JSON-protocol calls the stand-ins implement (chosen by X-Amz-Target)
+    and their GET inspection endpoints (chosen by path); passes everything else to moto."""
+
+    def __init__(
+        self,
+        app,
+        endpoint: str,
+        handlers: dict[str, Handler],
+        views: dict[str, Callable[[], object]],
+    ) -> None:
         self.app = app
         self.endpoint = endpoint
-        self.handlers = {
-            "AmazonSSM.StartAutomationExecution": automation.start,
-            "AmazonSSM.GetAutomationExecution": automation.get,
-            "AmazonSSM.StopAutomationExecution": automation.stop,
-            "AmazonSSM.DescribeAutomationExecutions": automation.describe,
-        }
+        self.handlers = handlers
+        self.views = views
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
+        view = self.views.get(environ.get("PATH_INFO", ""))
+        if view is not None and environ.get("REQUEST_METHOD") == "GET":
+            return self._respond(start_response, "200 OK", view(), "application/json")
         handler = self.handlers.get(environ.get("HTTP_X_AMZ_TARGET", ""))
         if handler is None:
             return self.app(environ, start_response)
@@ -483,12 +617,14 @@ class AutomationMiddleware:
         return Caller("testing", region, self.endpoint)
 
     @staticmethod
-    def _respond(start_response, status: str, payload: dict) -> list[bytes]:
+    def _respond(
+        start_response, status: str, payload: object, content_type: str = JSON_CONTENT_TYPE
+    ) -> list[bytes]:
         body = json.dumps(payload).encode()
         start_response(
             status,
             [
-                ("Content-Type", JSON_CONTENT_TYPE),
+                ("Content-Type", content_type),
                 ("Content-Length", str(len(body))),
                 ("x-amzn-RequestId", str(uuid.uuid4())),
             ],
@@ -520,11 +656,21 @@ def main(argv: list[str] | None = None) -> None:
     moto_app = DomainDispatcherApplication(create_backend_app)
     identity.install()
     # Outermost: stats counts every call (GET /_redress/stats, POST /_redress/stats/reset).
-    app = stats.StatsMiddleware(
-        identity.IdentityMiddleware(
-            AutomationMiddleware(moto_app, Automation(step_delay=step_delay), endpoint)
-        )
+    automation = Automation(step_delay=step_delay)
+    config = ConfigEvaluations()
+    stand_ins = StandInMiddleware(
+        moto_app,
+        endpoint,
+        handlers={
+            "AmazonSSM.StartAutomationExecution": automation.start,
+            "AmazonSSM.GetAutomationExecution": automation.get,
+            "AmazonSSM.StopAutomationExecution": automation.stop,
+            "AmazonSSM.DescribeAutomationExecutions": automation.describe,
+            "StarlingDoveService.StartConfigRulesEvaluation": config.start,
+        },
+        views={CONFIG_EVALUATIONS_PATH: config.recorded},
     )
+    app = stats.StatsMiddleware(identity.IdentityMiddleware(stand_ins))
 
     # Threaded: runbook effects call back into this same server while it is
     # still answering the caller's polls.

@@ -43,6 +43,7 @@ _TARGET_SERVICES = {
     "AmazonSSM": "ssm",
     "AWSEvents": "events",
     "AmazonEC2": "ec2",
+    "StarlingDoveService": "config",
 }
 # Bodies larger than this are not read for the action name (none of the query calls
 # the pipeline makes comes close); they are counted under the action "?".

@@ -73,18 +73,11 @@ fn executor_calls() -> BTreeSet<String> {
     ops
 }
 
-/// Granted for deploy-time configuration the code does not exercise yet: assuming the
-/// member-account remediation role for cross-account findings.
-const GRANTED_AHEAD: [&str; 1] = ["sts:AssumeRole"];
-
 fn check(template: &str) -> Result<(), String> {
     let granted = actions_of(template, "ExecutorTaskRole");
     let needed = executor_calls();
     let missing: Vec<&String> = needed.difference(&granted).collect();
-    let extra: Vec<&String> = granted
-        .difference(&needed)
-        .filter(|a| !GRANTED_AHEAD.contains(&a.as_str()))
-        .collect();
+    let extra: Vec<&String> = granted.difference(&needed).collect();
     if missing.is_empty() && extra.is_empty() {
         Ok(())
     } else {
