@@ -53,6 +53,18 @@ pub enum Outcome {
     DryRun,
 }
 
+impl Outcome {
+    /// The outcome as written in audit records.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::AlreadyCompliant => "already_compliant",
+            Outcome::DryRun => "dry_run",
+        }
+    }
+}
+
 /// One audit record.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {

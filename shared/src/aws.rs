@@ -22,6 +22,8 @@ pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     /// STS (caller identity).
     pub sts: aws_sdk_sts::Client,
+    /// AWS Config (re-evaluating a rule after a fix).
+    pub config: aws_sdk_config::Client,
 }
 
 impl Clients {
@@ -33,6 +35,7 @@ impl Clients {
             ssm: aws_sdk_ssm::Client::new(config),
             ec2: aws_sdk_ec2::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
+            config: aws_sdk_config::Client::new(config),
         }
     }
 }

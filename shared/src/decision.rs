@@ -278,22 +278,34 @@ action = { runbook = "AWS-EnforceEC2InstanceIMDSv2", parameters = { InstanceId =
         ));
         assert!(matches!(
             decide_at(&e, &whole_account, now),
-            Decision::Skip { reason: SkipReason::Exempt, .. }
+            Decision::Skip {
+                reason: SkipReason::Exempt,
+                ..
+            }
         ));
         let other_account = with_exception(
             "account = \"999999999999\"\nexpires = \"2027-01-01\"\nreason = \"x\"\n",
         );
-        assert!(matches!(decide_at(&e, &other_account, now), Decision::Remediate { .. }));
+        assert!(matches!(
+            decide_at(&e, &other_account, now),
+            Decision::Remediate { .. }
+        ));
         let other_rule = with_exception(&format!(
             "account = \"{account}\"\nrules = [\"ssh*\"]\nexpires = \"2027-01-01\"\nreason = \"x\"\n"
         ));
-        assert!(matches!(decide_at(&e, &other_rule, now), Decision::Remediate { .. }));
+        assert!(matches!(
+            decide_at(&e, &other_rule, now),
+            Decision::Remediate { .. }
+        ));
         let this_rule = with_exception(&format!(
             "account = \"{account}\"\nrules = [\"common-*\"]\nexpires = \"2027-01-01\"\nreason = \"x\"\n"
         ));
         assert!(matches!(
             decide_at(&e, &this_rule, now),
-            Decision::Skip { reason: SkipReason::Exempt, .. }
+            Decision::Skip {
+                reason: SkipReason::Exempt,
+                ..
+            }
         ));
     }
 
@@ -306,7 +318,10 @@ action = { runbook = "AWS-EnforceEC2InstanceIMDSv2", parameters = { InstanceId =
         ));
         assert!(matches!(
             decide(&e, &p),
-            Decision::Skip { reason: SkipReason::Compliant, .. }
+            Decision::Skip {
+                reason: SkipReason::Compliant,
+                ..
+            }
         ));
     }
 }

@@ -279,9 +279,7 @@ mod tests {
         assert!(r.try_acquire("a", Some(2), t0 + secs(60)).is_ok());
         assert!(r.try_acquire("a", Some(2), t0 + secs(60)).is_ok());
         assert!(r.try_acquire("c", None, t0 + secs(60)).is_err());
-        assert!(RateLimiter::new(None)
-            .try_acquire("x", None, t0)
-            .is_ok());
+        assert!(RateLimiter::new(None).try_acquire("x", None, t0).is_ok());
     }
 
     fn settings() -> BreakerSettings {
@@ -302,7 +300,14 @@ mod tests {
         assert_eq!(b.record(true, t0), None);
         let opened = b.record(true, t0 + secs(1));
         assert!(
-            matches!(opened, Some(Transition::Opened { failed: 2, total: 4, .. })),
+            matches!(
+                opened,
+                Some(Transition::Opened {
+                    failed: 2,
+                    total: 4,
+                    ..
+                })
+            ),
             "{opened:?}"
         );
         assert!(opened.unwrap().to_string().contains("2 of 4 fixes failed"));

@@ -125,6 +125,10 @@ pub struct Task {
     /// Who approved it, for rules that need approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// Made by a router in dry-run mode: any executor only decides and audits it, so a
+    /// dry run stays a dry run even when the executor is not in dry-run mode.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// A person's approval, recorded by `redress approvals approve`.
@@ -156,6 +160,7 @@ impl Task {
             generation: 0,
             created_at: crate::time::now_rfc3339(),
             approval: None,
+            dry_run: false,
         }
     }
 

@@ -137,6 +137,16 @@ impl AwsError {
         }
     }
 
+    /// A failure found before calling AWS (nothing to call with), never retried.
+    pub fn permanent(operation: &'static str, message: impl Into<String>) -> AwsError {
+        AwsError {
+            operation,
+            code: "NotConfigured".into(),
+            message: message.into(),
+            class: ErrorClass::Permanent,
+        }
+    }
+
     /// Whether retrying may help.
     pub fn is_transient(&self) -> bool {
         self.class == ErrorClass::Transient

@@ -131,6 +131,12 @@ pub struct WorkerArgs {
     /// Raise it when remediation calls are slow: throughput grows with it.
     #[arg(long, env = "REDRESS_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub concurrency: u32,
+    /// On SIGTERM or SIGINT, how long work in progress may take to finish (seconds).
+    /// Messages received but not started are handed back at once; work still running at
+    /// the deadline is abandoned and its message made visible again, and the process
+    /// exits 0. Keep it under the platform's kill timeout (ECS stopTimeout: 30 s).
+    #[arg(long, env = "REDRESS_SHUTDOWN_GRACE", default_value_t = 25)]
+    pub shutdown_grace: u64,
     #[command(flatten)]
     pub executor: ExecutorArgs,
 }
@@ -147,6 +153,11 @@ pub struct ExecutorArgs {
     /// First interval between runbook status polls (milliseconds); grows with backoff.
     #[arg(long, env = "REDRESS_POLL_INTERVAL_MS", default_value_t = 500)]
     pub poll_interval_ms: u64,
+    /// While a task runs, extend its message's visibility this often (seconds), to three
+    /// times as long, so a long runbook is not redelivered mid-run. 0 turns it off (the
+    /// queue's visibility timeout then bounds every task).
+    #[arg(long, env = "REDRESS_HEARTBEAT", default_value_t = 30)]
+    pub heartbeat: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::cli::{ExecutorArgs, Global, WorkerArgs};
 use crate::error::{CliError, CliResult};
-use crate::executor::{Automation, Executor, KeyedLocks, Parameters, SecurityGroups};
+use crate::executor::{Executor, Guards, KeyedLocks, Polling, Recent, SecurityGroups, Targets};
 use crate::report::Tally;
 use crate::router::Router;
 use crate::worker::{Handler, Until, Worker};
@@ -62,11 +62,18 @@ pub async fn router(
         tasks: Queue::resolve(&clients.sqs, &global.tasks_queue).await?,
         approvals: Queue::resolve(&clients.sqs, &global.approvals_queue).await?,
         security_groups: SecurityGroups::new(clients.ec2.clone()),
+        dry_run: global.dry_run,
         tally,
     })
 }
 
-/// Builds the executor's handler; it acts in the credentials' account and region.
+/// Tasks the executor remembers having finished, to recognise duplicates.
+const RECENT_TASKS: usize = 10_000;
+/// How long it remembers them.
+const RECENT_FOR: Duration = Duration::from_secs(3600);
+
+/// Builds the executor's handler; its own account and region come from the credentials
+/// and configuration, others are reached through the policy's `[accounts] role`.
 pub async fn executor(
     global: &Global,
     args: &ExecutorArgs,
@@ -74,26 +81,33 @@ pub async fn executor(
     clients: &Clients,
     config: &aws_config::SdkConfig,
     tally: Arc<Tally>,
+    shutdown: watch::Receiver<bool>,
 ) -> CliResult<Executor> {
     let account = redress::aws::caller_identity(&clients.sts).await?.account;
     let region = config
         .region()
         .map(|r| r.to_string())
         .ok_or_else(|| CliError::input("no AWS region configured (set AWS_REGION)"))?;
+    let polling = Polling {
+        interval: Duration::from_millis(args.poll_interval_ms),
+        timeout: Duration::from_secs(args.runbook_timeout),
+    };
     Ok(Executor {
+        targets: Targets::new(
+            config.clone(),
+            account,
+            region,
+            policy.accounts.role.clone(),
+            polling,
+        ),
+        guards: Guards::new(&policy.limits, clients.ssm.clone()),
+        recent: Recent::new(RECENT_TASKS, RECENT_FOR),
+        approvals: Queue::resolve(&clients.sqs, &global.approvals_queue).await?,
         policy,
-        account,
-        region,
         dry_run: global.dry_run,
         max_attempts: args.max_attempts,
-        security_groups: SecurityGroups::new(clients.ec2.clone()),
-        parameters: Parameters::new(clients.ssm.clone()),
-        automation: Automation::new(
-            clients.ssm.clone(),
-            Duration::from_millis(args.poll_interval_ms),
-            Duration::from_secs(args.runbook_timeout),
-        ),
         locks: KeyedLocks::default(),
+        shutdown,
         tally,
     })
 }
@@ -113,6 +127,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
     // ten messages each.
     let loops = args.concurrency.div_ceil(10);
     let batch = args.concurrency.div_ceil(loops) as i32;
+    let grace = Duration::from_secs(args.shutdown_grace);
     if which != Which::Executor {
         let handler = Arc::new(router(global, policy.clone(), &clients, tally.clone()).await?);
         let until = if args.once {
@@ -126,6 +141,8 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
             dlq: events_dlq,
             handler,
             batch,
+            heartbeat: None,
+            grace,
         };
         spawn(worker, loops, until, &shutdown, &mut handles);
     }
@@ -138,6 +155,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
                 &clients,
                 &config,
                 tally.clone(),
+                shutdown.clone(),
             )
             .await?,
         );
@@ -157,6 +175,9 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
             dlq: tasks_dlq,
             handler,
             batch,
+            heartbeat: (args.executor.heartbeat > 0)
+                .then(|| Duration::from_secs(args.executor.heartbeat)),
+            grace,
         };
         spawn(worker, loops, until, &shutdown, &mut handles);
     }

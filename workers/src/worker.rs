@@ -34,6 +34,8 @@ pub enum Ack {
         /// Delay before redelivery.
         after_secs: i32,
     },
+    /// Not started (shutting down): make it visible again at once for another worker.
+    Release,
     /// It can never succeed as is: move it to the dead-letter queue with the reason.
     DeadLetter {
         /// `invalid_input`, `permanent`, `exhausted`, ...
@@ -49,6 +51,7 @@ impl std::fmt::Debug for Ack {
             Ack::Done => f.write_str("Done"),
             Ack::Forward { to, .. } => write!(f, "Forward to {}", to.name),
             Ack::Retry { after_secs } => write!(f, "Retry after {after_secs}s"),
+            Ack::Release => f.write_str("Release"),
             Ack::DeadLetter { class, error } => write!(f, "DeadLetter {class}: {error}"),
         }
     }
@@ -87,6 +90,12 @@ pub struct Worker<H> {
     pub handler: Arc<H>,
     /// Messages per receive (1–10), all handled at once.
     pub batch: i32,
+    /// While a message is handled, extend its visibility this often (to three times as
+    /// long), so long work (a runbook) is not redelivered mid-run. `None`: never.
+    pub heartbeat: Option<Duration>,
+    /// After shutdown is requested, how long work in progress may take before it is
+    /// abandoned and its message made visible again.
+    pub grace: Duration,
 }
 
 /// Time allowed for a delete or dead-letter call to get through transient errors.
@@ -118,6 +127,14 @@ impl<H: Handler> Worker<H> {
                 r = self.queue.receive(self.batch, wait) => r,
                 _ = shutdown.changed() => break,
             };
+            if *shutdown.borrow() {
+                // Received as shutdown began: none started, so hand them all back now.
+                if let Ok(b) = &batch {
+                    let handles: Vec<&str> = b.iter().map(|m| m.receipt_handle.as_str()).collect();
+                    self.release_now(&handles).await;
+                }
+                break;
+            }
             let batch = match batch {
                 Ok(b) => {
                     failures = 0;
@@ -144,7 +161,7 @@ impl<H: Handler> Worker<H> {
             let acks = futures::future::join_all(batch.iter().map(|m| {
                 let span =
                     tracing::info_span!("message", worker = self.name, message_id = %m.message_id);
-                self.process(m).instrument(span)
+                self.process(m, shutdown.clone()).instrument(span)
             }))
             .await;
             let mut done: Vec<&str> = Vec::new();
@@ -226,12 +243,64 @@ impl<H: Handler> Worker<H> {
         }
     }
 
+    /// Makes messages visible again at once.
+    async fn release_now(&self, handles: &[&str]) {
+        if handles.is_empty() {
+            return;
+        }
+        match self.queue.release_all(handles).await {
+            Ok(()) => tracing::info!(
+                worker = self.name,
+                count = handles.len(),
+                "released unstarted messages"
+            ),
+            Err(e) => {
+                tracing::warn!(worker = self.name, error = %e, "could not release; the messages return after their visibility timeout")
+            }
+        }
+    }
+
+    /// Runs the handler, extending the message's visibility every heartbeat, and
+    /// abandoning it `grace` after shutdown is requested.
+    async fn handle(&self, m: &Received, mut shutdown: watch::Receiver<bool>) -> Ack {
+        let work = self.handler.handle(m);
+        tokio::pin!(work);
+        let deadline = async {
+            stop_requested(&mut shutdown).await;
+            tokio::time::sleep(self.grace).await;
+        };
+        tokio::pin!(deadline);
+        let period = self.heartbeat.unwrap_or(Duration::MAX);
+        let mut beat = tokio::time::interval_at(
+            tokio::time::Instant::now() + period.min(Duration::from_secs(86_400)),
+            period.min(Duration::from_secs(86_400)),
+        );
+        let extend_to =
+            i32::try_from(period.as_secs().saturating_mul(3).clamp(1, 43_200)).unwrap_or(43_200);
+        loop {
+            tokio::select! {
+                ack = &mut work => return ack,
+                _ = &mut deadline => {
+                    tracing::warn!(worker = self.name, grace = ?self.grace, "shutdown deadline passed; abandoning work in progress, its message returns to the queue");
+                    return Ack::Release;
+                }
+                _ = beat.tick(), if self.heartbeat.is_some() => {
+                    match self.queue.release(&m.receipt_handle, extend_to).await {
+                        Ok(()) => tracing::debug!(seconds = extend_to, "heartbeat: visibility extended"),
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed; the message may be redelivered while still in progress"),
+                    }
+                }
+            }
+        }
+    }
+
     /// Handles one message and applies its acknowledgement, except deletion and
     /// forwarding, which the loop batches: returns the ack when there is more to do.
-    async fn process(&self, m: &Received) -> Option<Ack> {
-        let ack = self.handler.handle(m).await;
+    async fn process(&self, m: &Received, shutdown: watch::Receiver<bool>) -> Option<Ack> {
+        let ack = self.handle(m, shutdown).await;
         let result = match &ack {
             Ack::Done | Ack::Forward { .. } => return Some(ack),
+            Ack::Release => self.queue.release(&m.receipt_handle, 0).await,
             Ack::Retry { after_secs } => self.queue.release(&m.receipt_handle, *after_secs).await,
             Ack::DeadLetter { class, error } => {
                 let why = DeadLetter {
@@ -248,6 +317,14 @@ impl<H: Handler> Worker<H> {
             tracing::error!(error = %e, ?ack, "acknowledgement failed; message will be redelivered");
         }
         None
+    }
+}
+
+/// Resolves once shutdown is requested; never, if it cannot be any more (the sender is
+/// gone without asking).
+pub async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -74,7 +74,13 @@ pub struct Exception {
 
 impl Exception {
     /// Whether it covers this finding under this rule at `now`.
-    pub fn applies(&self, rule_id: &str, account: &str, resource_id: &str, now: SystemTime) -> bool {
+    pub fn applies(
+        &self,
+        rule_id: &str,
+        account: &str,
+        resource_id: &str,
+        now: SystemTime,
+    ) -> bool {
         now < self.expires
             && self.resource_id.as_deref().is_none_or(|r| r == resource_id)
             && self.account.as_deref().is_none_or(|a| a == account)

@@ -864,7 +864,10 @@ action = { fix = "revoke_public_ingress" }
         assert_eq!(p.limits.breaker.window.as_secs(), 120);
         assert_eq!(p.limits.breaker.min_fixes, 3);
         assert_eq!(p.limits.breaker.cooldown.as_secs(), 3600);
-        assert_eq!(p.limits.kill_switch_parameter.as_deref(), Some("/redress/kill-switch"));
+        assert_eq!(
+            p.limits.kill_switch_parameter.as_deref(),
+            Some("/redress/kill-switch")
+        );
         assert_eq!(p.limits.kill_switch_cache.as_secs(), 5);
         assert_eq!(p.rules[0].max_fixes_per_minute, Some(4));
         assert_eq!(
@@ -898,7 +901,8 @@ action = { fix = "revoke_public_ingress" }
             (17, "missing required key `expires`"),
         ] {
             assert!(
-                ps.iter().any(|p| p.line == Some(line) && p.message.contains(needle)),
+                ps.iter()
+                    .any(|p| p.line == Some(line) && p.message.contains(needle)),
                 "no problem on line {line} containing {needle:?} in {text:#?}"
             );
         }

@@ -3,27 +3,39 @@
 //! never make it do anything its policy does not allow for that finding.
 
 mod automation;
+mod dedup;
+mod guards;
 mod locks;
 mod outcome;
 mod parameter;
+mod reevaluate;
 mod security_group;
+mod tags;
+mod targets;
 
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use redress::audit::{AuditDecision, AuditRecord, Outcome};
-use redress::message::Task;
-use redress::policy::{Fix, Mode, Policy, RenderedAction};
+use redress::message::{ApprovalsMessage, Task};
+use redress::policy::{Fix, Mode, Policy, RenderedAction, Rule};
 use redress::retry::ErrorClass;
-use redress::sqs::Received;
+use redress::sqs::{Queue, Received};
+use tokio::sync::watch;
 
 pub use automation::Automation;
+pub use dedup::{Recent, Seen};
+pub use guards::Guards;
 pub use locks::KeyedLocks;
 pub use parameter::Parameters;
+pub use reevaluate::{ConfigRules, Reevaluation};
 pub use security_group::SecurityGroups;
+pub use tags::Tags;
+pub use targets::{Polling, Seams, Targets};
 
 use crate::report::{Fate, Tally};
 use crate::worker::{Ack, Handler};
-use outcome::FixResult;
+use outcome::{FixError, FixResult};
 
 const WORKER: &str = "executor";
 
@@ -31,22 +43,23 @@ const WORKER: &str = "executor";
 pub struct Executor {
     /// The executor's own policy: the only source of actions.
     pub policy: Arc<Policy>,
-    /// Account the credentials act in.
-    pub account: String,
-    /// Region the clients act in.
-    pub region: String,
     /// Decide and audit, change nothing.
     pub dry_run: bool,
     /// Attempts before a transient failure is dead-lettered.
     pub max_attempts: u32,
-    /// EC2 seam.
-    pub security_groups: SecurityGroups,
-    /// Parameter Store seam.
-    pub parameters: Parameters,
-    /// SSM Automation seam.
-    pub automation: Automation,
+    /// The seams for each account and region.
+    pub targets: Targets,
+    /// Kill switch, breaker and rate caps on automatic fixes.
+    pub guards: Guards,
+    /// Tasks finished lately, to recognise duplicates.
+    pub recent: Recent,
+    /// Where automatic fixes a guard stopped go, as approval requests.
+    pub approvals: Queue,
     /// Serialises work on the same resource within this process.
     pub locks: KeyedLocks,
+    /// Turns true on SIGTERM/SIGINT: tasks still waiting for their resource's lock are
+    /// handed back instead of started.
+    pub shutdown: watch::Receiver<bool>,
     /// Report of what happened.
     pub tally: Arc<Tally>,
 }
@@ -54,10 +67,18 @@ pub struct Executor {
 /// A task the executor refuses, with the reason.
 struct Refusal(String);
 
+/// What the policy allows for a task.
+struct Allowed<'p> {
+    rule: &'p Rule,
+    action: RenderedAction,
+    /// A person approved it (guards do not apply to a person's decision).
+    approved: bool,
+}
+
 impl Executor {
-    /// An approval-mode task runs only with an approval for this very finding, sent by
-    /// the approver themself (SQS's SenderId matches the approver's STS UserId), by a
-    /// principal the policy's `approvers` list allows.
+    /// A task carrying an approval runs only if the approval is for this very finding,
+    /// was sent by the approver themself (SQS's SenderId matches the approver's STS
+    /// UserId), and the policy's `approvers` list allows that principal.
     fn check_approval(&self, task: &Task, sender_id: Option<&str>) -> Result<(), Refusal> {
         let rule = &task.rule_id;
         let Some(a) = &task.approval else {
@@ -89,8 +110,8 @@ impl Executor {
         Ok(())
     }
 
-    /// Checks the task against the policy and returns the action it allows.
-    fn authorise(&self, task: &Task, sender_id: Option<&str>) -> Result<RenderedAction, Refusal> {
+    /// Checks the task against the policy and returns what it allows.
+    fn authorise(&self, task: &Task, sender_id: Option<&str>) -> Result<Allowed<'_>, Refusal> {
         let f = &task.finding;
         f.validate()
             .map_err(|m| Refusal(format!("invalid finding: {m}")))?;
@@ -112,40 +133,157 @@ impl Executor {
                 f.compliance
             )));
         }
-        match self.policy.mode_of(rule) {
-            Mode::Auto => {}
-            Mode::Approve => self.check_approval(task, sender_id)?,
-            Mode::Notify => return Err(Refusal(format!("rule {} is notify-only", rule.id))),
+        let mode = self.policy.mode_of(rule);
+        if mode == Mode::Notify {
+            return Err(Refusal(format!("rule {} is notify-only", rule.id)));
         }
-        if f.account_id != self.account || f.region != self.region {
-            return Err(Refusal(format!(
-                "finding is in {}/{} but this executor acts in {}/{} (cross-account roles are not configured)",
-                f.account_id, f.region, self.account, self.region
-            )));
+        // An automatic fix a guard stopped comes back approved, so an approval is
+        // checked whatever the rule's mode.
+        let approved = task.approval.is_some() || mode == Mode::Approve;
+        if approved {
+            self.check_approval(task, sender_id)?;
         }
-        rule.action
+        if let Some(why) = self.targets.unreachable(&f.account_id) {
+            return Err(Refusal(why));
+        }
+        let action = rule
+            .action
             .render(&f.facts())
-            .map_err(|m| Refusal(format!("cannot render action: {m}")))
+            .map_err(|m| Refusal(format!("cannot render action: {m}")))?;
+        Ok(Allowed {
+            rule,
+            action,
+            approved,
+        })
     }
 
-    async fn execute(&self, task: &Task, action: &RenderedAction) -> FixResult {
+    async fn execute(&self, seams: &Seams, task: &Task, action: &RenderedAction) -> FixResult {
         let id = &task.finding.resource_id;
         match action {
             RenderedAction::Fix(Fix::RevokePublicIngress { ports }) => {
-                security_group::revoke_public_ingress(&self.security_groups, id, ports.as_deref())
+                security_group::revoke_public_ingress(&seams.security_groups, id, ports.as_deref())
                     .await
             }
             RenderedAction::Fix(Fix::RestoreParameterBaseline {
                 baseline_prefix,
                 current_prefix,
             }) => {
-                parameter::restore_baseline(&self.parameters, id, baseline_prefix, current_prefix)
+                parameter::restore_baseline(&seams.parameters, id, baseline_prefix, current_prefix)
                     .await
             }
             RenderedAction::Runbook(runbook) => {
-                self.automation.run(runbook, &task.client_token()).await
+                seams.automation.run(runbook, &task.client_token()).await
             }
         }
+    }
+
+    /// Why redress must leave this resource alone, if it must: a policy exception, or
+    /// the `redress:exempt=true` tag on an EC2 resource (read in the finding's account).
+    async fn exemption(&self, task: &Task, seams: &Seams) -> Result<Option<String>, FixError> {
+        let f = &task.finding;
+        let now = SystemTime::now();
+        if let Some(e) =
+            self.policy
+                .exception_for(&task.rule_id, &f.account_id, &f.resource_id, now)
+        {
+            return Ok(Some(format!("exempt: {}", e.describe())));
+        }
+        if tags::taggable(&f.resource_type) && seams.tags.exempt(&f.resource_id).await? {
+            let (k, v) = tags::EXEMPT_TAG;
+            return Ok(Some(format!("exempt: tagged {k}={v}")));
+        }
+        Ok(None)
+    }
+
+    /// Hands an automatic fix a guard stopped to a person, as an approval request.
+    async fn divert(&self, task: Task, why: String, record: AuditRecord, subject: String) -> Ack {
+        let groups = match self
+            .targets
+            .seams(&task.finding.account_id, &task.finding.region)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return self.failed(FixError::from(e), 1, record, subject),
+        };
+        let request = match crate::router::approval_request(
+            &self.policy,
+            task,
+            &groups.security_groups,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(error) => {
+                return Ack::DeadLetter {
+                    class: "permanent",
+                    error,
+                }
+            }
+        };
+        let mut audit = record;
+        audit.decision = AuditDecision::ApprovalRequested;
+        audit.action = Some(request.proposed_action.label());
+        audit.reason = Some(format!("{why}; approval id {}", request.id));
+        let line = format!("{} ({why})", request.id);
+        let body = match serde_json::to_string(&ApprovalsMessage::Request(Box::new(request))) {
+            Ok(b) => b,
+            Err(e) => {
+                return Ack::DeadLetter {
+                    class: "permanent",
+                    error: format!("cannot serialise approval request: {e}"),
+                }
+            }
+        };
+        let tally = self.tally.clone();
+        Ack::Forward {
+            to: self.approvals.clone(),
+            body,
+            then: Box::new(move || {
+                audit.emit();
+                tally.add(Fate::AwaitingApproval, subject, line);
+            }),
+        }
+    }
+
+    /// A fix that did not finish: retry a transient failure through the queue until the
+    /// attempt cap, else dead-letter it with the reason.
+    fn failed(&self, e: FixError, attempt: u32, mut r: AuditRecord, subject: String) -> Ack {
+        if e.class == ErrorClass::Transient && attempt < self.max_attempts {
+            tracing::warn!(error = %e.message, attempt, "transient failure; will retry");
+            self.tally.add(Fate::Retrying, subject, &e.message);
+            // Back off through the queue: 2, 4, 8 ... seconds, at most a minute.
+            return Ack::Retry {
+                after_secs: 2_i32.saturating_pow(attempt.min(6)),
+            };
+        }
+        let class = if e.class == ErrorClass::Transient {
+            "exhausted"
+        } else {
+            "permanent"
+        };
+        let reason = if class == "exhausted" {
+            format!("gave up after {attempt} attempts: {}", e.message)
+        } else {
+            e.message.clone()
+        };
+        r.outcome = Some(Outcome::Failed);
+        r.execution_id = e.execution_id.clone();
+        r.reason = Some(reason.clone());
+        r.emit();
+        self.tally.add(Fate::DeadLettered, subject, &reason);
+        Ack::DeadLetter {
+            class,
+            error: reason,
+        }
+    }
+
+    /// Audits a skip and reports it.
+    fn skip(&self, mut r: AuditRecord, subject: String, reason: String) -> Ack {
+        r.decision = AuditDecision::Skipped;
+        r.reason = Some(reason.clone());
+        r.emit();
+        self.tally.add(Fate::Skipped, subject, reason);
+        Ack::Done
     }
 }
 
@@ -177,7 +315,7 @@ impl Handler for Executor {
                 AuditDecision::Remediate,
             )
         };
-        let action = match self.authorise(&task, m.sender_id.as_deref()) {
+        let allowed = match self.authorise(&task, m.sender_id.as_deref()) {
             Ok(a) => a,
             Err(Refusal(reason)) => {
                 let mut r = record().reason(&reason);
@@ -192,22 +330,90 @@ impl Handler for Executor {
         };
         let mut r = record();
         r.actor = task.approval.as_ref().map(|a| a.approved_by.clone());
-        r.action = Some(action.label());
-        r.dry_run = self.dry_run;
-        if self.dry_run {
+        r.action = Some(allowed.action.label());
+        let dry_run = self.dry_run || task.dry_run;
+        r.dry_run = dry_run;
+        let seams = match self.targets.seams(&f.account_id, &f.region).await {
+            Ok(s) => s,
+            Err(e) => return self.failed(e.into(), m.receive_count, r, subject),
+        };
+        match self.exemption(&task, &seams).await {
+            Ok(Some(why)) => return self.skip(r, subject, why),
+            Ok(None) => {}
+            // Not knowing whether it is exempt, leave it alone.
+            Err(e) => return self.failed(e, m.receive_count, r, subject),
+        }
+        if !allowed.approved {
+            if let Err(why) = self.guards.admit(allowed.rule).await {
+                if dry_run {
+                    r.outcome = Some(Outcome::DryRun);
+                    r.reason = Some(format!("would ask for approval: {why}"));
+                    r.emit();
+                    self.tally.add(Fate::DryRun, subject, why);
+                    return Ack::Done;
+                }
+                return self.divert(task.clone(), why, r, subject).await;
+            }
+        }
+        if dry_run {
             r.outcome = Some(Outcome::DryRun);
-            r.reason = Some(format!("would run {}", action.describe()));
+            r.reason = Some(format!("would run {}", allowed.action.describe()));
             r.emit();
-            self.tally.add(Fate::DryRun, subject, action.describe());
+            self.tally
+                .add(Fate::DryRun, subject, allowed.action.describe());
             return Ack::Done;
         }
         let key = format!("{}/{}/{}", f.account_id, f.region, f.resource_id);
-        let _guard = self.locks.lock(&key).await;
-        match self.execute(&task, &action).await {
+        let mut shutdown = self.shutdown.clone();
+        let _guard = tokio::select! {
+            g = self.locks.lock(&key) => g,
+            // Not started yet: hand it back for another worker rather than hold it.
+            _ = crate::worker::stop_requested(&mut shutdown) => return Ack::Release,
+        };
+        let token = task.client_token();
+        if let Some(seen) = self.recent.get(&token, Instant::now()) {
+            let exec = seen
+                .execution_id
+                .map(|e| format!(", execution {e}"))
+                .unwrap_or_default();
+            return self.skip(
+                r,
+                subject,
+                format!(
+                    "duplicate: this executor finished the same task at {} ({}{exec})",
+                    seen.at, seen.outcome
+                ),
+            );
+        }
+        let result = self.execute(&seams, &task, &allowed.action).await;
+        let finished = |outcome: &str, execution_id: Option<String>| Seen {
+            outcome: outcome.into(),
+            at: redress::time::now_rfc3339(),
+            execution_id,
+        };
+        match result {
             Ok(done) => {
+                self.guards.record(true);
+                self.recent.insert(
+                    &token,
+                    finished(done.outcome.as_str(), done.execution_id.clone()),
+                    Instant::now(),
+                );
+                let mut detail = done.detail.clone();
+                if done.outcome == Outcome::Succeeded {
+                    let asked = seams
+                        .config_rules
+                        .request_reevaluation(&f.config_rule_name)
+                        .await;
+                    detail.push_str(match asked {
+                        Reevaluation::Requested => "; Config re-evaluation requested",
+                        Reevaluation::AlreadyRunning => "; Config evaluation already running",
+                        Reevaluation::Failed(_) => "; Config re-evaluation could not be requested",
+                    });
+                }
                 r.outcome = Some(done.outcome);
                 r.execution_id = done.execution_id.clone();
-                r.reason = Some(done.detail.clone());
+                r.reason = Some(detail);
                 r.emit();
                 let fate = if done.outcome == Outcome::AlreadyCompliant {
                     Fate::AlreadyCompliant
@@ -225,34 +431,17 @@ impl Handler for Executor {
                 );
                 Ack::Done
             }
-            Err(e) if e.class == ErrorClass::Transient && m.receive_count < self.max_attempts => {
-                tracing::warn!(error = %e.message, attempt = m.receive_count, "transient failure; will retry");
-                self.tally.add(Fate::Retrying, subject, &e.message);
-                // Back off through the queue: 2, 4, 8 ... seconds, at most a minute.
-                Ack::Retry {
-                    after_secs: 2_i32.saturating_pow(m.receive_count.min(6)),
-                }
-            }
             Err(e) => {
-                let class = if e.class == ErrorClass::Transient {
-                    "exhausted"
-                } else {
-                    "permanent"
-                };
-                let reason = if class == "exhausted" {
-                    format!("gave up after {} attempts: {}", m.receive_count, e.message)
-                } else {
-                    e.message.clone()
-                };
-                r.outcome = Some(Outcome::Failed);
-                r.execution_id = e.execution_id.clone();
-                r.reason = Some(reason.clone());
-                r.emit();
-                self.tally.add(Fate::DeadLettered, subject, &reason);
-                Ack::DeadLetter {
-                    class,
-                    error: reason,
+                let last = e.class != ErrorClass::Transient || m.receive_count >= self.max_attempts;
+                if last {
+                    self.guards.record(false);
+                    self.recent.insert(
+                        &token,
+                        finished("failed", e.execution_id.clone()),
+                        Instant::now(),
+                    );
                 }
+                self.failed(e, m.receive_count, r, subject)
             }
         }
     }

@@ -45,9 +45,10 @@ impl Parameters {
         }
     }
 
-    /// Overwrites the parameter's value, keeping its type.
-    pub async fn put(&self, name: &str, value: &str, kind: ParameterType) -> Result<(), AwsError> {
-        self.client
+    /// Overwrites the parameter's value, keeping its type; returns the new version.
+    pub async fn put(&self, name: &str, value: &str, kind: ParameterType) -> Result<i64, AwsError> {
+        let out = self
+            .client
             .put_parameter()
             .name(name)
             .value(value)
@@ -56,7 +57,7 @@ impl Parameters {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("ssm:PutParameter", e))?;
-        Ok(())
+        Ok(out.version())
     }
 }
 
@@ -90,7 +91,23 @@ pub async fn restore_baseline(
             detail: format!("{name} already equals {baseline_name}"),
         });
     }
-    params.put(name, &baseline, kind).await?;
+    let version = params.put(name, &baseline, kind).await?;
+    // Another executor (a duplicate task elsewhere) may have restored it between our read
+    // and our write: then the version we replaced already held the baseline, our write
+    // changed nothing, and only the other one counts as the remediation.
+    let replaced = match version {
+        v if v > 1 => params.get(&format!("{name}:{}", v - 1)).await?,
+        _ => None,
+    };
+    if replaced.is_some_and(|(before, _)| before == baseline) {
+        return Ok(Done {
+            outcome: Outcome::AlreadyCompliant,
+            execution_id: None,
+            detail: format!(
+                "{name} was restored by someone else first (our write, version {version}, repeated the baseline value)"
+            ),
+        });
+    }
     match params.get(name).await? {
         Some((now, _)) if now == baseline => Ok(Done {
             outcome: Outcome::Succeeded,

@@ -51,8 +51,14 @@ impl SecurityGroups {
             .collect())
     }
 
-    /// Revokes exactly these permissions (protocol, ports and sources).
-    pub async fn revoke(&self, group_id: &str, permissions: &[Permission]) -> Result<(), AwsError> {
+    /// Revokes exactly these permissions (protocol, ports and sources). Returns false
+    /// when EC2 reports some of them unknown (it answers so, without an error, for
+    /// permissions that no longer exist: someone revoked them first).
+    pub async fn revoke(
+        &self,
+        group_id: &str,
+        permissions: &[Permission],
+    ) -> Result<bool, AwsError> {
         let perms: Vec<IpPermission> = permissions
             .iter()
             .map(|p| {
@@ -75,14 +81,15 @@ impl SecurityGroups {
                     .build()
             })
             .collect();
-        self.client
+        let out = self
+            .client
             .revoke_security_group_ingress()
             .group_id(group_id)
             .set_ip_permissions(Some(perms))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("ec2:RevokeSecurityGroupIngress", e))?;
-        Ok(())
+        Ok(out.unknown_ip_permissions().is_empty())
     }
 }
 
@@ -102,18 +109,25 @@ pub async fn revoke_public_ingress(
             detail: "no world-open ingress on those ports".into(),
         });
     }
-    if let Err(e) = groups.revoke(group_id, &open).await {
+    let revoked = groups.revoke(group_id, &open).await;
+    if !matches!(revoked, Ok(true)) {
         // Someone else (a person, a duplicate task) may have revoked it first: judge by
-        // the state, not the error.
+        // the state, not the answer.
         let now = groups.ingress(group_id).await?;
         if world_open(&now, ports).is_empty() {
+            let why = match &revoked {
+                Err(e) => e.code.clone(),
+                Ok(_) => "UnknownIpPermissions".into(),
+            };
             return Ok(Done {
                 outcome: Outcome::AlreadyCompliant,
                 execution_id: None,
-                detail: format!("already revoked by someone else ({})", e.code),
+                detail: format!("already revoked by someone else ({why})"),
             });
         }
-        return Err(e.into());
+        if let Err(e) = revoked {
+            return Err(e.into());
+        }
     }
     let after = groups.ingress(group_id).await?;
     let still = world_open(&after, ports);

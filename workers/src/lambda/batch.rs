@@ -111,7 +111,7 @@ pub async fn handle_batch<H: Handler>(
                     false
                 }
             },
-            Ack::Retry { .. } => false,
+            Ack::Retry { .. } | Ack::Release => false,
             Ack::DeadLetter { class, error } => match dead_letter_queues.get(r.event_source_arn.as_str()) {
                 Some(Some((source, dlq))) => {
                     let why = DeadLetter {

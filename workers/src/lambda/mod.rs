@@ -68,9 +68,17 @@ pub async fn run(global: &Global, args: &LambdaArgs) -> CliResult {
             serve(handler, "router", clients.sqs.clone()).await
         }
         LambdaWorker::Executor => {
-            let handler =
-                crate::run::executor(global, &args.executor, policy, &clients, &config, tally)
-                    .await?;
+            let handler = crate::run::executor(
+                global,
+                &args.executor,
+                policy,
+                &clients,
+                &config,
+                tally,
+                // A Lambda invocation is not signalled; the platform ends it.
+                tokio::sync::watch::channel(false).1,
+            )
+            .await?;
             serve(handler, "executor", clients.sqs.clone()).await
         }
     }
@@ -121,6 +129,7 @@ action = { fix = "revoke_public_ingress", ports = [21] }
                 "https://sqs.eu-west-1.amazonaws.com/111122223333/redress-approvals",
             ),
             security_groups: SecurityGroups::new(ec2),
+            dry_run: false,
             tally: Arc::new(Tally::default()),
         }
     }

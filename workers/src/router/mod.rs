@@ -3,21 +3,22 @@
 //! security groups, to show approvers what a fix would change).
 
 mod preview;
+mod request;
 
 use std::sync::Arc;
 
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::decision::{decide, Decision, SkipReason};
 use redress::event::parse_message;
-use redress::message::{
-    ApprovalRequest, ApprovalsMessage, Finding, MootNotice, Task, MESSAGE_VERSION,
-};
+use redress::message::{ApprovalsMessage, Finding, MootNotice, Task};
 use redress::policy::{Mode, Policy};
 use redress::sqs::{Queue, Received};
 
 use crate::executor::SecurityGroups;
 use crate::report::{Fate, Tally};
 use crate::worker::{Ack, Handler};
+
+pub use request::approval_request;
 
 const WORKER: &str = "router";
 
@@ -31,6 +32,9 @@ pub struct Router {
     pub approvals: Queue,
     /// Read-only EC2, for approval previews.
     pub security_groups: SecurityGroups,
+    /// Decide and audit only: tasks are marked dry-run, approval requests and moot
+    /// notices are not sent.
+    pub dry_run: bool,
     /// Report of what happened.
     pub tally: Arc<Tally>,
 }
@@ -63,20 +67,30 @@ impl Handler for Router {
                 if let Err(ack) = self.note_moot(*reason, &decision, &finding).await {
                     return ack;
                 }
-                record(AuditDecision::Skipped)
-                    .reason(reason.as_str())
-                    .emit();
                 let rule = decision.rule_id().unwrap_or("-");
-                self.tally.add(
-                    Fate::Skipped,
-                    subject,
-                    format!("{} (rule {rule})", reason.as_str()),
-                );
+                let text = match reason {
+                    SkipReason::Exempt => self
+                        .policy
+                        .exception_for(
+                            rule,
+                            &finding.account_id,
+                            &finding.resource_id,
+                            std::time::SystemTime::now(),
+                        )
+                        .map(|e| format!("exempt: {}", e.describe()))
+                        .unwrap_or_else(|| "exempt".into()),
+                    other => other.as_str().to_string(),
+                };
+                record(AuditDecision::Skipped).reason(&text).emit();
+                self.tally
+                    .add(Fate::Skipped, subject, format!("{text} (rule {rule})"));
                 Ack::Done
             }
             Decision::Remediate { rule_id, severity } => {
-                let task = Task::new(rule_id, *severity, finding.clone());
-                let audit = record(AuditDecision::Remediate);
+                let mut task = Task::new(rule_id, *severity, finding.clone());
+                task.dry_run = self.dry_run;
+                let mut audit = record(AuditDecision::Remediate);
+                audit.dry_run = self.dry_run;
                 let (tally, rule) = (self.tally.clone(), rule_id.clone());
                 forward(&self.tasks, &task, move || {
                     audit.emit();
@@ -85,32 +99,32 @@ impl Handler for Router {
             }
             Decision::RequestApproval { rule_id, severity } => {
                 let task = Task::new(rule_id, *severity, finding.clone());
-                let Some(rule) = self.policy.rule(rule_id) else {
-                    // decide() only returns ids of rules in this policy.
-                    return Ack::Retry { after_secs: 5 };
-                };
-                let proposed_action = match rule.action.render(&finding.facts()) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        return Ack::DeadLetter {
-                            class: "permanent",
-                            error: format!("cannot render action of rule {rule_id}: {e}"),
+                let request =
+                    match approval_request(&self.policy, task, &self.security_groups).await {
+                        Ok(r) => r,
+                        Err(error) => {
+                            return Ack::DeadLetter {
+                                class: "permanent",
+                                error,
+                            }
                         }
-                    }
-                };
-                let request = ApprovalRequest {
-                    version: MESSAGE_VERSION,
-                    id: task.approval_id(),
-                    preview: preview::preview(&proposed_action, &finding, &self.security_groups)
-                        .await,
-                    proposed_action,
-                    requested_at: redress::time::now_rfc3339(),
-                    expires_at: redress::time::rfc3339_after(self.policy.approvals.ttl),
-                    task,
-                };
+                    };
                 let mut audit = record(AuditDecision::ApprovalRequested);
                 audit.action = Some(request.proposed_action.label());
                 audit.reason = Some(format!("approval id {}", request.id));
+                if self.dry_run {
+                    audit.dry_run = true;
+                    audit.outcome = Some(redress::audit::Outcome::DryRun);
+                    audit.reason = Some(format!(
+                        "would request approval {}: {}",
+                        request.id,
+                        request.proposed_action.describe()
+                    ));
+                    audit.emit();
+                    self.tally
+                        .add(Fate::DryRun, subject, "would request approval");
+                    return Ack::Done;
+                }
                 let line = format!(
                     "{} ({}, {severity}): {}",
                     request.id,
@@ -160,7 +174,10 @@ impl Router {
         let Some(rule) = decision.rule_id().and_then(|id| self.policy.rule(id)) else {
             return Ok(());
         };
-        if reason != SkipReason::Compliant || self.policy.mode_of(rule) != Mode::Approve {
+        if self.dry_run
+            || reason != SkipReason::Compliant
+            || self.policy.mode_of(rule) != Mode::Approve
+        {
             return Ok(());
         }
         let notice = ApprovalsMessage::Moot(MootNotice {

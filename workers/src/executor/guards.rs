@@ -1,0 +1,173 @@
+//! The executor's blast-radius guards around automatic fixes: the kill switch (an SSM
+//! parameter, cached briefly), the error-rate circuit breaker and per-minute caps. A
+//! stopped automatic fix is not lost: the executor turns it into an approval request.
+//! Every trip and reset is logged and audited.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redress::audit::{AuditDecision, AuditRecord};
+use redress::guard::{kill_switch_on, Breaker, Limited, RateLimiter, SwitchCache, Transition};
+use redress::policy::{Limits, Rule};
+use redress::retry::AwsError;
+
+const WORKER: &str = "executor";
+
+/// The kill switch: an SSM parameter and its cached value.
+struct KillSwitch {
+    parameter: String,
+    client: aws_sdk_ssm::Client,
+    cache: tokio::sync::Mutex<SwitchCache>,
+}
+
+/// The guards of one executor process.
+pub struct Guards {
+    limiter: Mutex<RateLimiter>,
+    breaker: Mutex<Breaker>,
+    switch: Option<KillSwitch>,
+    /// When each cap last had its trip audited: once a minute is enough.
+    cap_audited: Mutex<HashMap<String, Instant>>,
+}
+
+fn audit(decision: AuditDecision, reason: &str) {
+    match decision {
+        AuditDecision::GuardTripped => tracing::warn!(reason, "guard tripped"),
+        _ => tracing::info!(reason, "guard reset"),
+    }
+    AuditRecord::bare(WORKER, decision).reason(reason).emit();
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Guards {
+    /// Guards from the policy's `[limits]`; the kill switch is read with `ssm`.
+    pub fn new(limits: &Limits, ssm: aws_sdk_ssm::Client) -> Guards {
+        Guards {
+            limiter: Mutex::new(RateLimiter::new(limits.max_fixes_per_minute)),
+            breaker: Mutex::new(Breaker::new(limits.breaker)),
+            switch: limits
+                .kill_switch_parameter
+                .clone()
+                .map(|parameter| KillSwitch {
+                    parameter,
+                    client: ssm,
+                    cache: tokio::sync::Mutex::new(SwitchCache::new(limits.kill_switch_cache)),
+                }),
+            cap_audited: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Lets an automatic fix under `rule` run, taking one from the rate caps, or says
+    /// why not (the fix then goes to a person).
+    pub async fn admit(&self, rule: &Rule) -> Result<(), String> {
+        if let Some(switch) = &self.switch {
+            if switch.on().await {
+                return Err(format!(
+                    "kill switch {} is on: automatic fixes are paused",
+                    switch.parameter
+                ));
+            }
+        }
+        let now = Instant::now();
+        let (open, change) = lock(&self.breaker).check(now);
+        if let Some(t) = change {
+            audit(AuditDecision::GuardReset, &t.to_string());
+        }
+        if open {
+            return Err("circuit breaker open: too many recent fixes failed".into());
+        }
+        let limited = lock(&self.limiter).try_acquire(&rule.id, rule.max_fixes_per_minute, now);
+        limited.map_err(|l| {
+            self.audit_cap(&l, now);
+            l.to_string()
+        })
+    }
+
+    /// Records how a fix ended (approved ones too): failures feed the breaker.
+    pub fn record(&self, ok: bool) {
+        let opened = lock(&self.breaker).record(ok, Instant::now());
+        if let Some(t @ Transition::Opened { .. }) = opened {
+            audit(AuditDecision::GuardTripped, &t.to_string());
+        }
+    }
+
+    fn audit_cap(&self, limited: &Limited, now: Instant) {
+        let key = match limited {
+            Limited::Global { .. } => String::new(),
+            Limited::Rule { rule, .. } => rule.clone(),
+        };
+        let mut audited = lock(&self.cap_audited);
+        let recent = audited
+            .get(&key)
+            .is_some_and(|t| now.saturating_duration_since(*t) < Duration::from_secs(60));
+        if !recent {
+            audited.insert(key, now);
+            audit(
+                AuditDecision::GuardTripped,
+                &format!("{limited}: further automatic fixes go to approval"),
+            );
+        }
+    }
+}
+
+impl KillSwitch {
+    /// The switch's value: cached for the configured time; a missing parameter is off;
+    /// when it cannot be read, the last known value, or on if it was never read.
+    async fn on(&self) -> bool {
+        let mut cache = self.cache.lock().await;
+        let now = Instant::now();
+        if let Some(on) = cache.fresh(now) {
+            return on;
+        }
+        let on = match self.read().await {
+            Ok(value) => value.as_deref().is_some_and(kill_switch_on),
+            Err(e) => {
+                let fallback = cache.last_known().unwrap_or(true);
+                tracing::warn!(parameter = %self.parameter, error = %e, on = fallback, "cannot read the kill switch; using the last known value (on if never read)");
+                fallback
+            }
+        };
+        if let Some(changed) = cache.update(on, now) {
+            if changed {
+                audit(
+                    AuditDecision::GuardTripped,
+                    &format!(
+                        "kill switch {} is on: automatic fixes go to approval",
+                        self.parameter
+                    ),
+                );
+            } else {
+                audit(
+                    AuditDecision::GuardReset,
+                    &format!(
+                        "kill switch {} is off: automatic fixes resume",
+                        self.parameter
+                    ),
+                );
+            }
+        }
+        on
+    }
+
+    async fn read(&self) -> Result<Option<String>, AwsError> {
+        match self
+            .client
+            .get_parameter()
+            .name(&self.parameter)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_string)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_not_found()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(AwsError::from_sdk("ssm:GetParameter", e)),
+        }
+    }
+}
