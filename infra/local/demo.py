@@ -2,6 +2,7 @@
 
     demo.py create                 build the world; print its ids as one JSON object
     demo.py report --world FILE    describe the world as it is now (FILE: create's JSON)
+    demo.py findings --world FILE  the Config findings about it, one JSON object per line
 
 The world has three kinds of problem for the pipeline to find:
   - security groups redress-demo-ssh (TCP 22 open to the world, 443 from 10/8) and
@@ -117,6 +118,35 @@ def create() -> dict:
     }
 
 
+# --- findings --------------------------------------------------------------------
+
+
+def findings(world: dict) -> list[dict]:
+    """What AWS Config would report about the world (and some it would not act on)."""
+    sg, param, bucket = "AWS::EC2::SecurityGroup", "AWS::SSM::Parameter", "AWS::S3::Bucket"
+
+    def finding(rule, resource, kind, compliance="NON_COMPLIANT", annotation=None):
+        return {
+            "rule": rule,
+            "resource": resource,
+            "type": kind,
+            "compliance": compliance,
+            "annotation": annotation,
+        }
+
+    return [
+        finding("restricted-ssh", world["ssh_group"], sg, annotation="Port 22 is open to 0.0.0.0/0"),
+        finding(
+            "restricted-common-ports", world["ftp_group"], sg, annotation="Port 21 is open to 0.0.0.0/0"
+        ),
+        finding("ssm-parameter-drift", world["parameter"], param),
+        finding("s3-bucket-server-side-encryption-enabled", world["bucket"], bucket),
+        finding("ec2-imdsv2-check", "i-0123456789abcdef0", "AWS::EC2::Instance"),
+        finding("restricted-ssh", world["ftp_group"], sg, compliance="COMPLIANT"),
+        finding("cloudtrail-enabled", "management-trail", "AWS::CloudTrail::Trail"),
+    ]
+
+
 # --- report ----------------------------------------------------------------------
 
 
@@ -206,7 +236,13 @@ def parameter_value(ssm, name: str) -> str | None:
 
 def report(world: dict) -> list[str]:
     ec2, ssm, s3 = client("ec2"), client("ssm"), client("s3")
-    runs = executions()
+    # Only executions that targeted this world (others may share the stack).
+    mine = {world["ssh_group"], world["ftp_group"], world["bucket"]}
+    runs = [
+        r
+        for r in executions()
+        if any(v and v[0] in mine for v in r.get("Parameters", {}).values())
+    ]
     lines = []
     for key in ("ssh_group", "ftp_group"):
         lines += report_group(ec2, world[key], runs)
@@ -256,13 +292,20 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("create", help="build the demo world and print its ids as JSON")
     report_parser = commands.add_parser("report", help="describe the demo world as it is now")
     report_parser.add_argument("--world", required=True, help="the JSON that create printed")
+    findings_parser = commands.add_parser("findings", help="the findings about the world")
+    findings_parser.add_argument("--world", required=True, help="the JSON that create printed")
     args = parser.parse_args(argv)
 
     if args.command == "create":
         print(json.dumps(create()))
+        return 0
+    with open(args.world) as f:
+        world = json.load(f)
+    if args.command == "report":
+        print("\n".join(report(world)))
     else:
-        with open(args.world) as f:
-            print("\n".join(report(json.load(f))))
+        for f in findings(world):
+            print(json.dumps(f))
     return 0
 
 

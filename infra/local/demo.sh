@@ -9,7 +9,6 @@ state="$root/.local"
 mkdir -p "$state"
 cd "$root"
 
-field() { "$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$state/world.json" "$1"; }
 
 echo "== 1. Demo world (emulated AWS resources)"
 "$py" infra/local/demo.py create >"$state/world.json"
@@ -17,20 +16,17 @@ echo "== 1. Demo world (emulated AWS resources)"
 
 echo
 echo "== 2. AWS Config findings, sent through EventBridge to the events queue"
-"$redress" emit --rule restricted-ssh --resource "$(field ssh_group)" \
-  --resource-type AWS::EC2::SecurityGroup --annotation "Port 22 is open to 0.0.0.0/0"
-"$redress" emit --rule restricted-common-ports --resource "$(field ftp_group)" \
-  --resource-type AWS::EC2::SecurityGroup --annotation "Port 21 is open to 0.0.0.0/0"
-"$redress" emit --rule ssm-parameter-drift --resource "$(field parameter)" \
-  --resource-type AWS::SSM::Parameter
-"$redress" emit --rule s3-bucket-server-side-encryption-enabled --resource "$(field bucket)" \
-  --resource-type AWS::S3::Bucket
-"$redress" emit --rule ec2-imdsv2-check --resource i-0123456789abcdef0 \
-  --resource-type AWS::EC2::Instance
-"$redress" emit --rule restricted-ssh --resource "$(field ftp_group)" \
-  --resource-type AWS::EC2::SecurityGroup --compliance COMPLIANT
-"$redress" emit --rule cloudtrail-enabled --resource management-trail \
-  --resource-type AWS::CloudTrail::Trail
+"$py" infra/local/demo.py findings --world "$state/world.json" >"$state/findings.jsonl"
+while IFS=$'\t' read -r rule resource kind compliance annotation; do
+  args=(--rule "$rule" --resource "$resource" --resource-type "$kind" --compliance "$compliance")
+  [ -n "$annotation" ] && args+=(--annotation "$annotation")
+  "$redress" emit "${args[@]}"
+done < <("$py" -c '
+import json, sys
+for line in open(sys.argv[1]):
+    f = json.loads(line)
+    print("\t".join([f["rule"], f["resource"], f["type"], f["compliance"], f["annotation"] or ""]))
+' "$state/findings.jsonl")
 echo "and one malformed message straight onto the queue (an injection attempt):"
 "$py" - tests/fixtures/events/bad/resource-id-injection.json <<'PY'
 import os, sys, boto3
