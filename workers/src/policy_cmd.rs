@@ -17,15 +17,51 @@ pub fn check(path: &Path) -> CliResult {
         "  routing: auto_max_severity = {} (at or below: fixed automatically; above: approval)",
         policy.routing.auto_max_severity
     );
+    let l = &policy.limits;
+    let cap = |c: Option<u32>| c.map_or("no cap".to_string(), |n| format!("{n}/min"));
+    println!(
+        "  limits: automatic fixes {}; breaker at {:.0}% failed of >= {} in {}, open {}; kill switch {}",
+        cap(l.max_fixes_per_minute),
+        l.breaker.error_rate * 100.0,
+        l.breaker.min_fixes,
+        humantime::format_duration(l.breaker.window),
+        humantime::format_duration(l.breaker.cooldown),
+        l.kill_switch_parameter.as_deref().unwrap_or("none"),
+    );
+    println!(
+        "  accounts: {}",
+        policy
+            .accounts
+            .role
+            .as_deref()
+            .unwrap_or("own account only (no [accounts] role)")
+    );
     for r in &policy.rules {
         println!(
-            "  line {:<4} {:<28} {:<9} {:<8} {:<45} {}",
+            "  line {:<4} {:<28} {:<9} {:<8} {:<45} {}{}",
             r.line,
             r.id,
             r.severity.to_string(),
             policy.mode_of(r).to_string(),
             r.config_rule,
-            r.action.describe()
+            r.action.describe(),
+            r.max_fixes_per_minute
+                .map(|n| format!(" (at most {n}/min)"))
+                .unwrap_or_default()
+        );
+    }
+    let now = std::time::SystemTime::now();
+    for e in &policy.exceptions {
+        let scope = match (&e.resource_id, &e.account) {
+            (Some(r), Some(a)) => format!("{r} in {a}"),
+            (Some(r), None) => r.clone(),
+            (None, Some(a)) => format!("account {a}"),
+            (None, None) => "-".into(),
+        };
+        let state = if now < e.expires { "until" } else { "EXPIRED" };
+        println!(
+            "  line {:<4} exception {scope} {state} {}: {}",
+            e.line, e.expires_text, e.reason
         );
     }
     Ok(())
