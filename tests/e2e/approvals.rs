@@ -29,9 +29,7 @@ fn alice_only() -> String {
 }
 
 fn list(w: &World) -> serde_json::Value {
-    let out = w.redress(&["approvals", "list", "--json"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    w.approval_list()
 }
 
 fn only_id(w: &World) -> String {

@@ -2,10 +2,14 @@
 //! stack (moto + the SSM Automation stand-in) on loopback. Each test owns its queues,
 //! bus, policy and resources, and asserts on the state of the world afterwards.
 
+mod accounts;
 mod approvals;
 mod bad_input;
+mod chaos;
 mod cli;
 mod dlq;
 mod iam;
+mod lifecycle;
 mod pipeline;
+mod safety;
 mod support;

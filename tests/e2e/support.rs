@@ -78,12 +78,22 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// SDK configuration for the local stack, as the user behind `access_key`.
 pub async fn sdk_config_as(access_key: &str) -> aws_config::SdkConfig {
+    sdk_config_with(
+        aws_sdk_sqs::config::Credentials::new(access_key, "test", None, None, "e2e"),
+        REGION,
+    )
+    .await
+}
+
+/// SDK configuration for the local stack with these credentials, in this region.
+pub async fn sdk_config_with(
+    credentials: aws_sdk_sqs::config::Credentials,
+    region: &str,
+) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint())
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            access_key, "test", None, None, "e2e",
-        ))
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(credentials)
         .load()
         .await
 }
@@ -174,6 +184,67 @@ impl World {
         audit(&out)
     }
 
+    /// Replaces the world's policy file (for policies that name its resources).
+    pub fn set_policy(&self, policy: &str) {
+        std::fs::write(self.dir.join("policy.toml"), policy).unwrap();
+    }
+
+    /// `approvals list --json`.
+    pub fn approval_list(&self) -> serde_json::Value {
+        let out = self.redress(&["approvals", "list", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Ids of the waiting approval requests.
+    pub fn approval_ids(&self) -> Vec<String> {
+        let doc = self.approval_list();
+        doc["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Sets a queue's visibility timeout (seconds).
+    pub async fn set_visibility(&self, which: &str, seconds: u32) {
+        let q = self.queue(which).await;
+        self.clients
+            .sqs
+            .set_queue_attributes()
+            .queue_url(&q.url)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                seconds.to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// (visible, in flight) messages on a queue.
+    pub async fn depth(&self, which: &str) -> (u64, u64) {
+        self.queue(which).await.depth().await.unwrap()
+    }
+
+    /// Tags an EC2 resource.
+    pub async fn tag(&self, resource_id: &str, key: &str, value: &str) {
+        self.clients
+            .ec2
+            .create_tags()
+            .resources(resource_id)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     pub async fn queue(&self, which: &str) -> Queue {
         Queue::resolve(&self.clients.sqs, &self.queue_name(which))
             .await
@@ -218,60 +289,12 @@ impl World {
 
     /// A security group with the given (port, cidr) TCP ingress rules.
     pub async fn security_group(&self, name: &str, rules: &[(i32, &str)]) -> String {
-        let ec2 = &self.clients.ec2;
-        let id = ec2
-            .create_security_group()
-            .group_name(format!("{}-{name}", self.prefix))
-            .description("redress e2e")
-            .send()
-            .await
-            .unwrap()
-            .group_id()
-            .unwrap()
-            .to_string();
-        for (port, cidr) in rules {
-            ec2.authorize_security_group_ingress()
-                .group_id(&id)
-                .ip_permissions(
-                    IpPermission::builder()
-                        .ip_protocol("tcp")
-                        .from_port(*port)
-                        .to_port(*port)
-                        .ip_ranges(IpRange::builder().cidr_ip(*cidr).build())
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
-        }
-        id
+        security_group_with(&self.clients.ec2, &format!("{}-{name}", self.prefix), rules).await
     }
 
     /// The group's TCP ingress as sorted (port, cidr) pairs.
     pub async fn ingress(&self, group_id: &str) -> Vec<(i32, String)> {
-        let out = self
-            .clients
-            .ec2
-            .describe_security_groups()
-            .group_ids(group_id)
-            .send()
-            .await
-            .unwrap();
-        let mut rules: Vec<(i32, String)> = out
-            .security_groups()
-            .iter()
-            .flat_map(|g| g.ip_permissions())
-            .flat_map(|p| {
-                p.ip_ranges().iter().map(|r| {
-                    (
-                        p.from_port().unwrap_or(-1),
-                        r.cidr_ip().unwrap_or_default().to_string(),
-                    )
-                })
-            })
-            .collect();
-        rules.sort();
-        rules
+        ingress_with(&self.clients.ec2, group_id).await
     }
 
     pub async fn put_parameter(&self, name: &str, value: &str) {
@@ -300,8 +323,87 @@ impl World {
     }
 }
 
+/// A security group named `name` with these (port, cidr) TCP ingress rules, through
+/// this EC2 client (its account and region).
+pub async fn security_group_with(
+    ec2: &aws_sdk_ec2::Client,
+    name: &str,
+    rules: &[(i32, &str)],
+) -> String {
+    let id = ec2
+        .create_security_group()
+        .group_name(name)
+        .description("redress e2e")
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    for (port, cidr) in rules {
+        ec2.authorize_security_group_ingress()
+            .group_id(&id)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(*port)
+                    .to_port(*port)
+                    .ip_ranges(IpRange::builder().cidr_ip(*cidr).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    id
+}
+
+/// The group's TCP ingress as sorted (port, cidr) pairs, through this EC2 client.
+pub async fn ingress_with(ec2: &aws_sdk_ec2::Client, group_id: &str) -> Vec<(i32, String)> {
+    let out = ec2
+        .describe_security_groups()
+        .group_ids(group_id)
+        .send()
+        .await
+        .unwrap();
+    let mut rules: Vec<(i32, String)> = out
+        .security_groups()
+        .iter()
+        .flat_map(|g| g.ip_permissions())
+        .flat_map(|p| {
+            p.ip_ranges().iter().map(|r| {
+                (
+                    p.from_port().unwrap_or(-1),
+                    r.cidr_ip().unwrap_or_default().to_string(),
+                )
+            })
+        })
+        .collect();
+    rules.sort();
+    rules
+}
+
 /// A compliance-change event (EventBridge form) for this account and region.
 pub fn event(
+    config_rule: &str,
+    resource_type: &str,
+    resource_id: &str,
+    compliance: &str,
+) -> String {
+    event_in(
+        ACCOUNT,
+        REGION,
+        config_rule,
+        resource_type,
+        resource_id,
+        compliance,
+    )
+}
+
+/// A compliance-change event for a resource in another account or region.
+pub fn event_in(
+    account: &str,
+    region: &str,
     config_rule: &str,
     resource_type: &str,
     resource_id: &str,
@@ -317,14 +419,14 @@ pub fn event(
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
     v["id"] = id.into();
-    v["account"] = ACCOUNT.into();
-    v["region"] = REGION.into();
+    v["account"] = account.into();
+    v["region"] = region.into();
     let d = &mut v["detail"];
     d["resourceId"] = resource_id.into();
     d["resourceType"] = resource_type.into();
     d["configRuleName"] = config_rule.into();
-    d["awsAccountId"] = ACCOUNT.into();
-    d["awsRegion"] = REGION.into();
+    d["awsAccountId"] = account.into();
+    d["awsRegion"] = region.into();
     let q =
         &mut d["newEvaluationResult"]["evaluationResultIdentifier"]["evaluationResultQualifier"];
     q["resourceId"] = resource_id.into();
@@ -336,6 +438,78 @@ pub fn event(
         old.remove("oldEvaluationResult");
     }
     v.to_string()
+}
+
+/// `infra/local/demo.py` against the test stack.
+fn demo(args: &[&str]) -> String {
+    let out = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("infra/local/demo.py"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("run demo.py");
+    assert!(
+        out.status.success(),
+        "demo.py {args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Builds the demo world (`make run`'s); returns the file holding its ids.
+pub fn demo_world(w: &World) -> PathBuf {
+    let path = w.dir.join("world.json");
+    std::fs::write(&path, demo(&["create"])).unwrap();
+    path
+}
+
+/// The demo world's state, as `make run` reports it.
+pub fn demo_report(world: &Path) -> String {
+    demo(&["report", "--world", world.to_str().unwrap()])
+}
+
+/// The demo world's findings: (Config rule, resource id, type, compliance).
+pub fn demo_findings(world: &Path) -> Vec<(String, String, String, String)> {
+    demo(&["findings", "--world", world.to_str().unwrap()])
+        .lines()
+        .map(|l| {
+            let f: serde_json::Value = serde_json::from_str(l).unwrap();
+            let s = |k: &str| f[k].as_str().unwrap().to_string();
+            (s("rule"), s("resource"), s("type"), s("compliance"))
+        })
+        .collect()
+}
+
+/// GET a path on the local stack (its `/_redress/...` inspection endpoints).
+pub fn stack_get(path: &str) -> serde_json::Value {
+    http_get_json(endpoint(), path)
+}
+
+/// GET `base` + `path` and parse the JSON body.
+pub fn http_get_json(base: &str, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {response}"))
+}
+
+/// Sends a signal to a child process (SIGTERM, SIGKILL).
+pub fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {}", child.id());
 }
 
 pub fn text(bytes: &[u8]) -> String {
