@@ -72,8 +72,6 @@ import argparse
 import json
 import os
 import re
-import signal
-import sys
 import threading
 import time
 import uuid
@@ -92,6 +90,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 import identity
+import serving
 import stats
 from werkzeug.wrappers import Request
 
@@ -632,11 +631,6 @@ class StandInMiddleware:
         return [body]
 
 
-def _exit_on_stdin_eof() -> None:
-    sys.stdin.read()
-    os._exit(0)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -677,16 +671,9 @@ def main(argv: list[str] | None = None) -> None:
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
     )
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    if args.exit_with_stdin:
-        threading.Thread(target=_exit_on_stdin_eof, daemon=True).start()
-    print(f"redress local stack listening on {endpoint}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serving.serve_forever(
+        server, f"redress local stack listening on {endpoint}", args.exit_with_stdin
+    )
 
 
 if __name__ == "__main__":
