@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redress::aws::Clients;
 use redress::policy::Policy;
-use redress::retry::AwsError;
+use redress::retry::{with_backoff, AwsError};
 use redress::sqs::Queue;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -35,18 +35,29 @@ pub fn load_policy(global: &Global) -> CliResult<Arc<Policy>> {
         .map_err(CliError::input)
 }
 
+/// How long start-up calls ride out transient errors (a flapping network as a container
+/// starts) before the worker gives up.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Resolves a queue by name or URL, retrying transient errors.
+async fn resolve(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<Queue, AwsError> {
+    with_backoff(STARTUP_PATIENCE, || Queue::resolve(sqs, name)).await
+}
+
 async fn with_dlq(sqs: &aws_sdk_sqs::Client, name: &str) -> CliResult<(Queue, Queue)> {
-    let q = Queue::resolve(sqs, name).await.map_err(|e| {
+    let q = resolve(sqs, name).await.map_err(|e| {
         CliError::failed(format!(
             "queue {name}: {e} (run `redress provision` on a local stack?)"
         ))
     })?;
-    let dlq = q.dead_letter_queue().await?.ok_or_else(|| {
-        CliError::failed(format!(
+    let dlq = with_backoff(STARTUP_PATIENCE, || q.dead_letter_queue())
+        .await?
+        .ok_or_else(|| {
+            CliError::failed(format!(
             "queue {} has no dead-letter queue (RedrivePolicy); redress will not run without one",
             q.name
         ))
-    })?;
+        })?;
     Ok((q, dlq))
 }
 
@@ -59,8 +70,8 @@ pub async fn router(
 ) -> CliResult<Router> {
     Ok(Router {
         policy,
-        tasks: Queue::resolve(&clients.sqs, &global.tasks_queue).await?,
-        approvals: Queue::resolve(&clients.sqs, &global.approvals_queue).await?,
+        tasks: resolve(&clients.sqs, &global.tasks_queue).await?,
+        approvals: resolve(&clients.sqs, &global.approvals_queue).await?,
         security_groups: SecurityGroups::new(clients.ec2.clone()),
         dry_run: global.dry_run,
         tally,
@@ -83,7 +94,11 @@ pub async fn executor(
     tally: Arc<Tally>,
     shutdown: watch::Receiver<bool>,
 ) -> CliResult<Executor> {
-    let account = redress::aws::caller_identity(&clients.sts).await?.account;
+    let account = with_backoff(STARTUP_PATIENCE, || {
+        redress::aws::caller_identity(&clients.sts)
+    })
+    .await?
+    .account;
     let region = config
         .region()
         .map(|r| r.to_string())
@@ -102,7 +117,7 @@ pub async fn executor(
         ),
         guards: Guards::new(&policy.limits, clients.ssm.clone()),
         recent: Recent::new(RECENT_TASKS, RECENT_FOR),
-        approvals: Queue::resolve(&clients.sqs, &global.approvals_queue).await?,
+        approvals: resolve(&clients.sqs, &global.approvals_queue).await?,
         policy,
         dry_run: global.dry_run,
         max_attempts: args.max_attempts,

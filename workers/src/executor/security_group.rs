@@ -122,7 +122,11 @@ pub async fn revoke_public_ingress(
             return Ok(Done {
                 outcome: Outcome::AlreadyCompliant,
                 execution_id: None,
-                detail: format!("already revoked by someone else ({why})"),
+                // Not necessarily someone else: when the SDK retried our own revoke after
+                // losing its answer, the retry finds it gone too.
+                detail: format!(
+                    "no longer open when revoking ({why}): revoked by someone else, or by an earlier attempt of this call whose answer was lost"
+                ),
             });
         }
         if let Err(e) = revoked {
