@@ -16,7 +16,7 @@ LOCAL_ENV := env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ENDPOINT_URL=http://127
 TEST_ENV := env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
 	AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help run test lint up down build venv clean bench
+.PHONY: help run test chaos lint up down build venv clean bench
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -43,6 +43,13 @@ run: up ## Demo: build a world with findings, let redress fix it, show what happ
 
 test: venv ## Unit, SDK-level (aws-smithy-mocks) and end-to-end tests on a private local stack
 	$(TEST_ENV) infra/local/stack.sh with cargo test --workspace
+
+# Fault tests are slow and load the emulator, so they run one at a time, apart from
+# `make test`; the fuzz target runs many more cases than its quick run in `make test`.
+FUZZ_CASES ?= 100000
+chaos: venv ## Fault tests (kill -9 x10, fault-injecting proxy, duplicate delivery) and a long fuzz run
+	$(TEST_ENV) infra/local/stack.sh with cargo test -p redress-workers --test e2e -- --ignored --nocapture --test-threads 1 chaos::
+	REDRESS_FUZZ_CASES=$(FUZZ_CASES) cargo test -p redress-shared --test fuzz -- --nocapture
 
 lint: venv ## cargo fmt --check, clippy -D warnings, cfn-lint on the CloudFormation templates
 	cargo fmt --all --check
