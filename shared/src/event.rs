@@ -232,19 +232,23 @@ impl EventError {
 
 /// Parses and validates an SQS message body as a compliance-change event.
 pub fn parse_message(body: &str) -> Result<ComplianceEvent, EventError> {
-    let value: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| EventError::NotJson(e.to_string()))?;
-    let event = if value.get("Type").and_then(|t| t.as_str()) == Some("Notification") {
-        let sns: SnsNotification = typed(value, "")?;
-        let detail: ComplianceChangeDetail = match serde_json::from_str(&sns.message) {
-            Ok(v) => typed(v, "Message.")?,
-            Err(e) => {
-                return Err(EventError::invalid(
-                    "Message",
-                    format!("SNS message is not JSON: {e}"),
-                ))
-            }
-        };
+    // One cheap pass to check the JSON and see which envelope it is, then one typed pass
+    // straight from the text: no intermediate tree of values (this is the hot path).
+    let is_sns = match serde_json::from_str::<Probe>(body) {
+        Ok(p) => p.kind.as_ref().and_then(|t| t.as_str()) == Some("Notification"),
+        Err(e) if e.is_syntax() || e.is_eof() => return Err(EventError::NotJson(e.to_string())),
+        // Valid JSON of another shape: the typed pass says what is wrong with it.
+        Err(_) => false,
+    };
+    let event = if is_sns {
+        let sns: SnsNotification = typed(body, "")?;
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&sns.message) {
+            return Err(EventError::invalid(
+                "Message",
+                format!("SNS message is not JSON: {e}"),
+            ));
+        }
+        let detail: ComplianceChangeDetail = typed(&sns.message, "Message.")?;
         ComplianceEvent {
             event_id: sns.message_id,
             delivery: Delivery::Sns,
@@ -252,7 +256,7 @@ pub fn parse_message(body: &str) -> Result<ComplianceEvent, EventError> {
             detail,
         }
     } else {
-        let envelope: EventBridgeEvent<ComplianceChangeDetail> = typed(value, "")?;
+        let envelope: EventBridgeEvent<ComplianceChangeDetail> = typed(body, "")?;
         validate_envelope(&envelope)?;
         ComplianceEvent {
             event_id: envelope.id,
@@ -265,8 +269,16 @@ pub fn parse_message(body: &str) -> Result<ComplianceEvent, EventError> {
     Ok(event)
 }
 
-fn typed<T: DeserializeOwned>(value: serde_json::Value, prefix: &str) -> Result<T, EventError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+/// Just the SNS envelope's `Type`, when there is one.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(rename = "Type")]
+    kind: Option<serde_json::Value>,
+}
+
+fn typed<T: DeserializeOwned>(text: &str, prefix: &str) -> Result<T, EventError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." {
             prefix.trim_end_matches('.').to_string()
