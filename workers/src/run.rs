@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 
 use crate::cli::{ExecutorArgs, Global, WorkerArgs};
 use crate::error::{CliError, CliResult};
-use crate::executor::{Executor, Guards, KeyedLocks, Polling, Recent, SecurityGroups, Targets};
+use crate::executor::{
+    Executor, Guards, KeyedLocks, Polling, Recent, Reevaluator, SecurityGroups, Targets,
+};
 use crate::report::Tally;
 use crate::router::Router;
 use crate::worker::{Handler, Until, Worker};
@@ -82,6 +84,8 @@ pub async fn router(
 const RECENT_TASKS: usize = 10_000;
 /// How long it remembers them.
 const RECENT_FOR: Duration = Duration::from_secs(3600);
+/// Config re-evaluations asked for within this window are sent as one per rule.
+const REEVALUATION_WINDOW: Duration = Duration::from_secs(1);
 
 /// Builds the executor's handler; its own account and region come from the credentials
 /// and configuration, others are reached through the policy's `[accounts] role`.
@@ -117,6 +121,7 @@ pub async fn executor(
         ),
         guards: Guards::new(&policy.limits, clients.ssm.clone()),
         recent: Recent::new(RECENT_TASKS, RECENT_FOR),
+        reevaluator: Reevaluator::start(REEVALUATION_WINDOW),
         approvals: resolve(&clients.sqs, &global.approvals_queue).await?,
         policy,
         dry_run: global.dry_run,

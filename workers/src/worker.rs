@@ -67,6 +67,12 @@ const FORWARD_RETRY_SECONDS: i32 = 5;
 pub trait Handler: Send + Sync + 'static {
     /// Decides and acts; never panics, never deletes.
     fn handle(&self, message: &Received) -> impl Future<Output = Ack> + Send;
+
+    /// Finishes background work the handled messages started (before the process exits
+    /// or freezes). Nothing by default.
+    fn settle(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// How long a worker runs.
@@ -177,6 +183,7 @@ impl<H: Handler> Worker<H> {
             // One DeleteMessageBatch for every message whose outcome is recorded.
             self.delete_all(&done).await;
         }
+        self.handler.settle().await;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ mod locks;
 mod outcome;
 mod parameter;
 mod reevaluate;
+mod reevaluator;
 mod security_group;
 mod tags;
 mod targets;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use redress::audit::{AuditDecision, AuditRecord, Outcome};
+use redress::ingress::Permission;
 use redress::message::{ApprovalsMessage, Task};
 use redress::policy::{Fix, Mode, Policy, RenderedAction, Rule};
 use redress::retry::ErrorClass;
@@ -29,6 +31,7 @@ pub use guards::Guards;
 pub use locks::KeyedLocks;
 pub use parameter::Parameters;
 pub use reevaluate::{ConfigRules, Reevaluation};
+pub use reevaluator::Reevaluator;
 pub use security_group::SecurityGroups;
 pub use tags::Tags;
 pub use targets::{Polling, Seams, Targets};
@@ -53,6 +56,8 @@ pub struct Executor {
     pub guards: Guards,
     /// Tasks finished lately, to recognise duplicates.
     pub recent: Recent,
+    /// Asks Config to re-evaluate fixed rules, off the fix's critical path.
+    pub reevaluator: Reevaluator,
     /// Where automatic fixes a guard stopped go, as approval requests.
     pub approvals: Queue,
     /// Serialises work on the same resource within this process.
@@ -157,12 +162,23 @@ impl Executor {
         })
     }
 
-    async fn execute(&self, seams: &Seams, task: &Task, action: &RenderedAction) -> FixResult {
+    async fn execute(
+        &self,
+        seams: &Seams,
+        task: &Task,
+        action: &RenderedAction,
+        ingress: Option<Vec<Permission>>,
+    ) -> FixResult {
         let id = &task.finding.resource_id;
         match action {
             RenderedAction::Fix(Fix::RevokePublicIngress { ports }) => {
-                security_group::revoke_public_ingress(&seams.security_groups, id, ports.as_deref())
-                    .await
+                security_group::revoke_public_ingress(
+                    &seams.security_groups,
+                    id,
+                    ports.as_deref(),
+                    ingress,
+                )
+                .await
             }
             RenderedAction::Fix(Fix::RestoreParameterBaseline {
                 baseline_prefix,
@@ -177,22 +193,41 @@ impl Executor {
         }
     }
 
-    /// Why redress must leave this resource alone, if it must: a policy exception, or
-    /// the `redress:exempt=true` tag on an EC2 resource (read in the finding's account).
-    async fn exemption(&self, task: &Task, seams: &Seams) -> Result<Option<String>, FixError> {
+    /// The policy exception covering this finding now, if any.
+    fn exception(&self, task: &Task) -> Option<String> {
         let f = &task.finding;
-        let now = SystemTime::now();
-        if let Some(e) =
-            self.policy
-                .exception_for(&task.rule_id, &f.account_id, &f.resource_id, now)
-        {
-            return Ok(Some(format!("exempt: {}", e.describe())));
-        }
-        if tags::taggable(&f.resource_type) && seams.tags.exempt(&f.resource_id).await? {
-            let (k, v) = tags::EXEMPT_TAG;
-            return Ok(Some(format!("exempt: tagged {k}={v}")));
-        }
-        Ok(None)
+        self.policy
+            .exception_for(
+                &task.rule_id,
+                &f.account_id,
+                &f.resource_id,
+                SystemTime::now(),
+            )
+            .map(|e| format!("exempt: {}", e.describe()))
+    }
+
+    /// Reads the `redress:exempt=true` tag of an EC2 resource in the finding's account.
+    /// When the fix revokes a security group's ingress, one read returns the tags and the
+    /// ingress, which the fix then uses as its pre-check instead of reading it again.
+    async fn tag_check(
+        &self,
+        task: &Task,
+        seams: &Seams,
+        action: &RenderedAction,
+    ) -> Result<(Option<String>, Option<Vec<Permission>>), FixError> {
+        let f = &task.finding;
+        let revoke = matches!(action, RenderedAction::Fix(Fix::RevokePublicIngress { .. }));
+        let (exempt, ingress) = if revoke {
+            let (ingress, tags) = seams.security_groups.describe(&f.resource_id).await?;
+            let exempt = tags::exempt(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            (exempt, Some(ingress))
+        } else if tags::taggable(&f.resource_type) {
+            (seams.tags.exempt(&f.resource_id).await?, None)
+        } else {
+            (false, None)
+        };
+        let (k, v) = tags::EXEMPT_TAG;
+        Ok((exempt.then(|| format!("exempt: tagged {k}={v}")), ingress))
     }
 
     /// Hands an automatic fix a guard stopped to a person, as an approval request.
@@ -288,6 +323,10 @@ impl Executor {
 }
 
 impl Handler for Executor {
+    async fn settle(&self) {
+        self.reevaluator.flush().await;
+    }
+
     async fn handle(&self, m: &Received) -> Ack {
         let task: Task = match serde_json::from_str(&m.body) {
             Ok(t) => t,
@@ -337,11 +376,8 @@ impl Handler for Executor {
             Ok(s) => s,
             Err(e) => return self.failed(e.into(), m.receive_count, r, subject),
         };
-        match self.exemption(&task, &seams).await {
-            Ok(Some(why)) => return self.skip(r, subject, why),
-            Ok(None) => {}
-            // Not knowing whether it is exempt, leave it alone.
-            Err(e) => return self.failed(e, m.receive_count, r, subject),
+        if let Some(why) = self.exception(&task) {
+            return self.skip(r, subject, why);
         }
         if !allowed.approved {
             if let Err(why) = self.guards.admit(allowed.rule).await {
@@ -356,6 +392,11 @@ impl Handler for Executor {
             }
         }
         if dry_run {
+            match self.tag_check(&task, &seams, &allowed.action).await {
+                Ok((Some(why), _)) => return self.skip(r, subject, why),
+                Ok(_) => {}
+                Err(e) => return self.failed(e, m.receive_count, r, subject),
+            }
             r.outcome = Some(Outcome::DryRun);
             r.reason = Some(format!("would run {}", allowed.action.describe()));
             r.emit();
@@ -385,7 +426,14 @@ impl Handler for Executor {
                 ),
             );
         }
-        let result = self.execute(&seams, &task, &allowed.action).await;
+        // Under the lock, so the state read here is current for the fix.
+        let ingress = match self.tag_check(&task, &seams, &allowed.action).await {
+            Ok((Some(why), _)) => return self.skip(r, subject, why),
+            Ok((None, ingress)) => ingress,
+            // Not knowing whether it is exempt, leave it alone.
+            Err(e) => return self.failed(e, m.receive_count, r, subject),
+        };
+        let result = self.execute(&seams, &task, &allowed.action, ingress).await;
         let finished = |outcome: &str, execution_id: Option<String>| Seen {
             outcome: outcome.into(),
             at: redress::time::now_rfc3339(),
@@ -401,15 +449,13 @@ impl Handler for Executor {
                 );
                 let mut detail = done.detail.clone();
                 if done.outcome == Outcome::Succeeded {
-                    let asked = seams
-                        .config_rules
-                        .request_reevaluation(&f.config_rule_name)
-                        .await;
-                    detail.push_str(match asked {
-                        Reevaluation::Requested => "; Config re-evaluation requested",
-                        Reevaluation::AlreadyRunning => "; Config evaluation already running",
-                        Reevaluation::Failed(_) => "; Config re-evaluation could not be requested",
-                    });
+                    self.reevaluator.request(
+                        &seams.config_rules,
+                        &f.account_id,
+                        &f.region,
+                        &f.config_rule_name,
+                    );
+                    detail.push_str("; Config re-evaluation queued");
                 }
                 r.outcome = Some(done.outcome);
                 r.execution_id = done.execution_id.clone();

@@ -22,6 +22,14 @@ impl SecurityGroups {
 
     /// The group's ingress permissions.
     pub async fn ingress(&self, group_id: &str) -> Result<Vec<Permission>, AwsError> {
+        Ok(self.describe(group_id).await?.0)
+    }
+
+    /// The group's ingress permissions and tags, in one call.
+    pub async fn describe(
+        &self,
+        group_id: &str,
+    ) -> Result<(Vec<Permission>, Vec<(String, String)>), AwsError> {
         let out = self
             .client
             .describe_security_groups()
@@ -29,7 +37,18 @@ impl SecurityGroups {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("ec2:DescribeSecurityGroups", e))?;
-        Ok(out
+        let tags = out
+            .security_groups()
+            .iter()
+            .flat_map(|g| g.tags())
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let permissions = out
             .security_groups()
             .iter()
             .flat_map(|g| g.ip_permissions())
@@ -48,7 +67,8 @@ impl SecurityGroups {
                     .filter_map(|r| r.cidr_ipv6().map(str::to_string))
                     .collect(),
             })
-            .collect())
+            .collect();
+        Ok((permissions, tags))
     }
 
     /// Revokes exactly these permissions (protocol, ports and sources). Returns false
@@ -94,13 +114,18 @@ impl SecurityGroups {
 }
 
 /// Revokes world-open ingress covering `ports`; checks before (nothing to do →
-/// `already_compliant`) and after (still open → failure).
+/// `already_compliant`) and after (still open → failure). `before` is the group's ingress
+/// if the caller has just read it (under the resource's lock), saving a second read.
 pub async fn revoke_public_ingress(
     groups: &SecurityGroups,
     group_id: &str,
     ports: Option<&[u16]>,
+    before: Option<Vec<Permission>>,
 ) -> FixResult {
-    let before = groups.ingress(group_id).await?;
+    let before = match before {
+        Some(b) => b,
+        None => groups.ingress(group_id).await?,
+    };
     let open = world_open(&before, ports);
     if open.is_empty() {
         return Ok(Done {

@@ -34,11 +34,15 @@ impl Tags {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("ec2:DescribeTags", e))?;
-        Ok(out.tags().iter().any(|t| {
-            t.value()
-                .is_some_and(|v| v.eq_ignore_ascii_case(EXEMPT_TAG.1))
-        }))
+        Ok(exempt(out.tags().iter().map(|t| {
+            (t.key().unwrap_or_default(), t.value().unwrap_or_default())
+        })))
     }
+}
+
+/// Whether these (key, value) tags include `redress:exempt=true` (value without case).
+pub fn exempt<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+    tags.any(|(k, v)| k == EXEMPT_TAG.0 && v.eq_ignore_ascii_case(EXEMPT_TAG.1))
 }
 
 /// Whether the tag applies to this resource type (EC2 resources carry tags EC2 can read).

@@ -26,6 +26,8 @@ async fn invoke_once<H: Handler>(
     match serde_json::from_str::<SqsEvent>(&invocation.body) {
         Ok(event) => {
             let response = handle_batch(handler, worker, sqs, &event).await;
+            // Lambda may freeze the process once it answers: finish background work first.
+            handler.settle().await;
             api.respond(&invocation.request_id, &response.to_string())
                 .await
         }
