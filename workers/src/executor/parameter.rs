@@ -18,8 +18,8 @@ impl Parameters {
         Parameters { client }
     }
 
-    /// The parameter's value and type; `None` when it does not exist.
-    pub async fn get(&self, name: &str) -> Result<Option<(String, ParameterType)>, AwsError> {
+    /// The parameter's value, type and version; `None` when it does not exist.
+    pub async fn get(&self, name: &str) -> Result<Option<(String, ParameterType, i64)>, AwsError> {
         match self
             .client
             .get_parameter()
@@ -32,6 +32,7 @@ impl Parameters {
                 (
                     p.value().unwrap_or_default().to_string(),
                     p.r#type().cloned().unwrap_or(ParameterType::String),
+                    p.version(),
                 )
             })),
             Err(e) => {
@@ -74,12 +75,12 @@ pub async fn restore_baseline(
         )));
     };
     let baseline_name = format!("{baseline_prefix}{rest}");
-    let Some((baseline, _)) = params.get(&baseline_name).await? else {
+    let Some((baseline, _, _)) = params.get(&baseline_name).await? else {
         return Err(FixError::permanent(format!(
             "no baseline: parameter {baseline_name} does not exist"
         )));
     };
-    let Some((current, kind)) = params.get(name).await? else {
+    let Some((current, kind, read_version)) = params.get(name).await? else {
         return Err(FixError::permanent(format!(
             "parameter {name} does not exist"
         )));
@@ -94,12 +95,13 @@ pub async fn restore_baseline(
     let version = params.put(name, &baseline, kind).await?;
     // Another executor (a duplicate task elsewhere) may have restored it between our read
     // and our write: then the version we replaced already held the baseline, our write
-    // changed nothing, and only the other one counts as the remediation.
+    // changed nothing, and only the other one counts as the remediation. Our write made
+    // the version right after the one we read unless someone wrote in between.
     let replaced = match version {
-        v if v > 1 => params.get(&format!("{name}:{}", v - 1)).await?,
+        v if v > read_version + 1 => params.get(&format!("{name}:{}", v - 1)).await?,
         _ => None,
     };
-    if replaced.is_some_and(|(before, _)| before == baseline) {
+    if replaced.is_some_and(|(before, _, _)| before == baseline) {
         return Ok(Done {
             outcome: Outcome::AlreadyCompliant,
             execution_id: None,
@@ -109,7 +111,7 @@ pub async fn restore_baseline(
         });
     }
     match params.get(name).await? {
-        Some((now, _)) if now == baseline => Ok(Done {
+        Some((now, _, _)) if now == baseline => Ok(Done {
             outcome: Outcome::Succeeded,
             execution_id: None,
             detail: format!("{name} restored from {baseline_name}"),
