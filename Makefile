@@ -46,24 +46,35 @@ test: venv ## Unit, SDK-level (aws-smithy-mocks) and end-to-end tests on a priva
 
 # Fault tests are slow and load the emulator, so they run one at a time, apart from
 # `make test`; the fuzz target runs many more cases than its quick run in `make test`.
+# `--workspace` keeps the feature set of `make test`: building one package alone would
+# resolve other features and compile the AWS SDK a second time.
 FUZZ_CASES ?= 100000
 chaos: venv ## Fault tests (kill -9 x10, fault-injecting proxy, duplicate delivery) and a long fuzz run
-	$(TEST_ENV) infra/local/stack.sh with cargo test -p redress-workers --test e2e -- --ignored --nocapture --test-threads 1 chaos::
-	REDRESS_FUZZ_CASES=$(FUZZ_CASES) cargo test -p redress-shared --test fuzz -- --nocapture
+	$(TEST_ENV) infra/local/stack.sh with cargo test --workspace --test e2e -- --ignored --nocapture --test-threads 1 chaos::
+	REDRESS_FUZZ_CASES=$(FUZZ_CASES) cargo test --workspace --test fuzz -- --nocapture
 
 lint: venv ## cargo fmt --check, clippy -D warnings, cfn-lint on the CloudFormation templates
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint infra/cloudformation/*.yaml
 
+# Conditions of a bench run (commit, machine, load), written beside the tables.
+BENCH_WHEN = $$(date -u '+%F %T UTC'), load average $$(cut -d' ' -f1-3 /proc/loadavg)
+
 bench: venv ## Benchmarks (not part of make test): domain, executor concurrency, pipeline vs Python; table in bench-results/
 	mkdir -p bench-results
+	{ echo "make bench: commit $$(git rev-parse --short HEAD 2>/dev/null)$$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"; \
+	  echo "machine: $$(nproc) CPUs, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $$(uname -sr)"; \
+	  echo "start: $(BENCH_WHEN)"; } > bench-results/conditions.txt
+	touch bench-results/.domain-start
 	cargo bench -p redress-benches --bench domain -- --noplot >/dev/null
-	$(PY) benches/domain_table.py $(or $(CARGO_TARGET_DIR),target) | tee bench-results/domain.txt
+	$(PY) benches/domain_table.py $(or $(CARGO_TARGET_DIR),target) --since bench-results/.domain-start | tee bench-results/domain.txt
 	cargo bench -p redress-workers --bench concurrency | tee bench-results/concurrency.txt
 	cargo build --release -p redress-workers
 	REDRESS_BIN=$(or $(CARGO_TARGET_DIR),target)/release/redress $(PY) benches/pipeline.py
-	cat bench-results/domain.txt bench-results/concurrency.txt bench-results/pipeline.txt > bench-results/bench.txt
+	echo "end:   $(BENCH_WHEN)" >> bench-results/conditions.txt
+	cat bench-results/conditions.txt
+	for f in conditions domain concurrency pipeline; do cat bench-results/$$f.txt; echo; done > bench-results/bench.txt
 	@echo "All tables: bench-results/bench.txt"
 
 clean: down ## Remove build output, the virtualenv and local state
