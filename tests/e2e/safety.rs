@@ -109,7 +109,7 @@ async fn after_a_fix_config_is_asked_to_reevaluate_the_rule() {
     let done = executions(&records);
     assert_eq!(done.len(), 1, "{records:#?}");
     assert_eq!(done[0]["outcome"], "succeeded");
-    assert!(reason(done[0]).contains("Config re-evaluation requested"));
+    assert!(reason(done[0]).contains("Config re-evaluation queued"));
     let asked = stack_get("/_redress/config-evaluations");
     let mine: Vec<_> = asked
         .as_array()
