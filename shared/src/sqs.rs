@@ -226,6 +226,15 @@ impl Queue {
 
     /// Makes these messages visible again at once, ten per call.
     pub async fn release_all(&self, receipt_handles: &[&str]) -> Result<(), AwsError> {
+        self.set_visibility_all(receipt_handles, 0).await
+    }
+
+    /// Sets these messages' visibility timeout (seconds from now), ten per call.
+    pub async fn set_visibility_all(
+        &self,
+        receipt_handles: &[&str],
+        seconds: i32,
+    ) -> Result<(), AwsError> {
         for chunk in receipt_handles.chunks(10) {
             let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
                 .iter()
@@ -234,7 +243,7 @@ impl Queue {
                     ChangeMessageVisibilityBatchRequestEntry::builder()
                         .id(i.to_string())
                         .receipt_handle(*h)
-                        .visibility_timeout(0)
+                        .visibility_timeout(seconds)
                         .build()
                         .ok()
                 })
@@ -253,7 +262,7 @@ impl Queue {
                 tracing::warn!(
                     queue = %self.name,
                     code = failed.code(),
-                    "could not make a message visible again; it reappears after its timeout"
+                    "could not change a message's visibility"
                 );
             }
         }

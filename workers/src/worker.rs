@@ -96,8 +96,8 @@ pub struct Worker<H> {
     pub handler: Arc<H>,
     /// Messages per receive (1–10), all handled at once.
     pub batch: i32,
-    /// While a message is handled, extend its visibility this often (to three times as
-    /// long), so long work (a runbook) is not redelivered mid-run. `None`: never.
+    /// While a batch is handled, extend its messages' visibility this often (to three
+    /// times as long), so long work (a runbook) is not redelivered mid-run. `None`: never.
     pub heartbeat: Option<Duration>,
     /// After shutdown is requested, how long work in progress may take before it is
     /// abandoned and its message made visible again.
@@ -164,27 +164,36 @@ impl<H: Handler> Worker<H> {
                 }
                 continue;
             }
-            let acks = futures::future::join_all(batch.iter().map(|m| {
-                let span =
-                    tracing::info_span!("message", worker = self.name, message_id = %m.message_id);
-                self.process(m, shutdown.clone()).instrument(span)
-            }))
-            .await;
-            let mut done: Vec<&str> = Vec::new();
-            let mut forwards: Vec<(&Received, Queue, String, Then)> = Vec::new();
-            for (m, ack) in batch.iter().zip(acks) {
-                match ack {
-                    Some(Ack::Forward { to, body, then }) => forwards.push((m, to, body, then)),
-                    Some(_) => done.push(&m.receipt_handle),
-                    None => {}
-                }
+            // The heartbeat runs until the whole batch is acknowledged.
+            tokio::select! {
+                () = self.round(&batch, &shutdown) => {}
+                never = self.heartbeat(&batch) => match never {},
             }
-            done.extend(self.forward_all(forwards).await);
-            // One DeleteMessageBatch for every message whose outcome is recorded.
-            self.delete_all(&done).await;
         }
         self.handler.settle().await;
         Ok(())
+    }
+
+    /// Handles a batch concurrently, then forwards and deletes in batches.
+    async fn round(&self, batch: &[Received], shutdown: &watch::Receiver<bool>) {
+        let acks = futures::future::join_all(batch.iter().map(|m| {
+            let span =
+                tracing::info_span!("message", worker = self.name, message_id = %m.message_id);
+            self.process(m, shutdown.clone()).instrument(span)
+        }))
+        .await;
+        let mut done: Vec<&str> = Vec::new();
+        let mut forwards: Vec<(&Received, Queue, String, Then)> = Vec::new();
+        for (m, ack) in batch.iter().zip(acks) {
+            match ack {
+                Some(Ack::Forward { to, body, then }) => forwards.push((m, to, body, then)),
+                Some(_) => done.push(&m.receipt_handle),
+                None => {}
+            }
+        }
+        done.extend(self.forward_all(forwards).await);
+        // One DeleteMessageBatch for every message whose outcome is recorded.
+        self.delete_all(&done).await;
     }
 
     /// Sends forwarded messages in batches per destination; returns the receipt handles
@@ -267,35 +276,42 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Runs the handler, extending the message's visibility every heartbeat, and
-    /// abandoning it `grace` after shutdown is requested.
+    /// Runs the handler, abandoning it `grace` after shutdown is requested.
     async fn handle(&self, m: &Received, mut shutdown: watch::Receiver<bool>) -> Ack {
-        let work = self.handler.handle(m);
-        tokio::pin!(work);
         let deadline = async {
             stop_requested(&mut shutdown).await;
             tokio::time::sleep(self.grace).await;
         };
-        tokio::pin!(deadline);
-        let period = self.heartbeat.unwrap_or(Duration::MAX);
-        let mut beat = tokio::time::interval_at(
-            tokio::time::Instant::now() + period.min(Duration::from_secs(86_400)),
-            period.min(Duration::from_secs(86_400)),
-        );
-        let extend_to =
-            i32::try_from(period.as_secs().saturating_mul(3).clamp(1, 43_200)).unwrap_or(43_200);
+        tokio::select! {
+            ack = self.handler.handle(m) => ack,
+            _ = deadline => {
+                tracing::warn!(worker = self.name, grace = ?self.grace, "shutdown deadline passed; abandoning work in progress, its message returns to the queue");
+                Ack::Release
+            }
+        }
+    }
+
+    /// Extends the visibility of every message of the batch every heartbeat (to three
+    /// times as long), until the batch is acknowledged: a message whose work is done
+    /// still waits for the batch's delete, and must not come back meanwhile. Never ends.
+    async fn heartbeat(&self, batch: &[Received]) -> std::convert::Infallible {
+        let Some(period) = self.heartbeat else {
+            return std::future::pending().await;
+        };
+        let period = period.clamp(Duration::from_secs(1), Duration::from_secs(43_200 / 3));
+        let extend_to = i32::try_from(period.as_secs() * 3).unwrap_or(43_200);
+        let handles: Vec<&str> = batch.iter().map(|m| m.receipt_handle.as_str()).collect();
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
-            tokio::select! {
-                ack = &mut work => return ack,
-                _ = &mut deadline => {
-                    tracing::warn!(worker = self.name, grace = ?self.grace, "shutdown deadline passed; abandoning work in progress, its message returns to the queue");
-                    return Ack::Release;
-                }
-                _ = beat.tick(), if self.heartbeat.is_some() => {
-                    match self.queue.release(&m.receipt_handle, extend_to).await {
-                        Ok(()) => tracing::debug!(seconds = extend_to, "heartbeat: visibility extended"),
-                        Err(e) => tracing::warn!(error = %e, "heartbeat failed; the message may be redelivered while still in progress"),
-                    }
+            beat.tick().await;
+            match self.queue.set_visibility_all(&handles, extend_to).await {
+                Ok(()) => tracing::debug!(
+                    seconds = extend_to,
+                    count = handles.len(),
+                    "heartbeat: visibility extended"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat failed; messages may be redelivered while still in progress")
                 }
             }
         }
