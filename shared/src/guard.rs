@@ -76,6 +76,22 @@ impl RateLimiter {
         rule_cap: Option<u32>,
         now: Instant,
     ) -> Result<(), Limited> {
+        self.check(rule, rule_cap, now)?;
+        self.by_rule
+            .entry(rule.to_string())
+            .or_default()
+            .push_back(now);
+        self.all.push_back(now);
+        Ok(())
+    }
+
+    /// Whether [`try_acquire`](Self::try_acquire) would succeed, taking nothing.
+    pub fn check(
+        &mut self,
+        rule: &str,
+        rule_cap: Option<u32>,
+        now: Instant,
+    ) -> Result<(), Limited> {
         expire(&mut self.all, now);
         if let Some(limit) = self.global {
             if self.all.len() >= limit as usize {
@@ -92,8 +108,6 @@ impl RateLimiter {
                 });
             }
         }
-        mine.push_back(now);
-        self.all.push_back(now);
         Ok(())
     }
 }
@@ -195,7 +209,11 @@ impl Breaker {
         if !tripped {
             return None;
         }
-        self.open_until = Some(now + self.settings.cooldown);
+        // A cooldown too long to represent means "until restarted".
+        self.open_until = Some(
+            now.checked_add(self.settings.cooldown)
+                .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400)),
+        );
         Some(Transition::Opened {
             failed,
             total,

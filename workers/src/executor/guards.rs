@@ -60,9 +60,9 @@ impl Guards {
         }
     }
 
-    /// Lets an automatic fix under `rule` run, taking one from the rate caps, or says
-    /// why not (the fix then goes to a person).
-    pub async fn admit(&self, rule: &Rule) -> Result<(), String> {
+    /// Lets an automatic fix under `rule` run, or says why not (the fix then goes to a
+    /// person). `take`: count it against the rate caps (a dry run only asks).
+    pub async fn admit(&self, rule: &Rule, take: bool) -> Result<(), String> {
         if let Some(switch) = &self.switch {
             if switch.on().await {
                 return Err(format!(
@@ -79,7 +79,13 @@ impl Guards {
         if open {
             return Err("circuit breaker open: too many recent fixes failed".into());
         }
-        let limited = lock(&self.limiter).try_acquire(&rule.id, rule.max_fixes_per_minute, now);
+        let mut limiter = lock(&self.limiter);
+        let limited = if take {
+            limiter.try_acquire(&rule.id, rule.max_fixes_per_minute, now)
+        } else {
+            limiter.check(&rule.id, rule.max_fixes_per_minute, now)
+        };
+        drop(limiter);
         limited.map_err(|l| {
             self.audit_cap(&l, now);
             l.to_string()

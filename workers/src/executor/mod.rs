@@ -379,19 +379,17 @@ impl Handler for Executor {
         if let Some(why) = self.exception(&task) {
             return self.skip(r, subject, why);
         }
-        if !allowed.approved {
-            if let Err(why) = self.guards.admit(allowed.rule).await {
-                if dry_run {
+        if dry_run {
+            // Ask the guards without taking from the rate caps: a dry run fixes nothing.
+            if !allowed.approved {
+                if let Err(why) = self.guards.admit(allowed.rule, false).await {
                     r.outcome = Some(Outcome::DryRun);
                     r.reason = Some(format!("would ask for approval: {why}"));
                     r.emit();
                     self.tally.add(Fate::DryRun, subject, why);
                     return Ack::Done;
                 }
-                return self.divert(task.clone(), why, r, subject).await;
             }
-        }
-        if dry_run {
             match self.tag_check(&task, &seams, &allowed.action).await {
                 Ok((Some(why), _)) => return self.skip(r, subject, why),
                 Ok(_) => {}
@@ -433,6 +431,12 @@ impl Handler for Executor {
             // Not knowing whether it is exempt, leave it alone.
             Err(e) => return self.failed(e, m.receive_count, r, subject),
         };
+        // Last, so duplicates and exempt resources take nothing from the rate caps.
+        if !allowed.approved {
+            if let Err(why) = self.guards.admit(allowed.rule, true).await {
+                return self.divert(task.clone(), why, r, subject).await;
+            }
+        }
         let result = self.execute(&seams, &task, &allowed.action, ingress).await;
         let finished = |outcome: &str, execution_id: Option<String>| Seen {
             outcome: outcome.into(),
@@ -481,11 +485,8 @@ impl Handler for Executor {
                 let last = e.class != ErrorClass::Transient || m.receive_count >= self.max_attempts;
                 if last {
                     self.guards.record(false);
-                    self.recent.insert(
-                        &token,
-                        finished("failed", e.execution_id.clone()),
-                        Instant::now(),
-                    );
+                    // Not remembered as finished: if dead-lettering fails, the message
+                    // must come back and fail again, not pass as a duplicate.
                 }
                 self.failed(e, m.receive_count, r, subject)
             }
