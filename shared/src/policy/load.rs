@@ -48,6 +48,9 @@ const LIMIT_KEYS: [&str; 7] = [
 ];
 const EXCEPTION_KEYS: [&str; 5] = ["resource_id", "account", "rules", "expires", "reason"];
 
+/// Longest duration a policy may give (longer ones overflow clock arithmetic).
+const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
+
 /// One problem in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -195,6 +198,10 @@ impl Loader<'_> {
         let mut approvals = Approvals::default();
         if let Some((ttl, span)) = self.field::<String>(table, "ttl", "[approvals]") {
             match humantime::parse_duration(&ttl) {
+                Ok(d) if d > MAX_DURATION => self.problem(
+                    span,
+                    format!("[approvals]: `ttl` {ttl:?} is longer than 10 years"),
+                ),
                 Ok(d) if !d.is_zero() => approvals.ttl = d,
                 Ok(_) => self.problem(span, "[approvals]: `ttl` must be longer than zero"),
                 Err(e) => self.problem(
@@ -235,6 +242,13 @@ impl Loader<'_> {
     ) -> Option<std::time::Duration> {
         let (text, span) = self.field::<String>(table, key, what)?;
         match humantime::parse_duration(&text) {
+            Ok(d) if d > MAX_DURATION => {
+                self.problem(
+                    span,
+                    format!("{what}: `{key}` {text:?} is longer than 10 years"),
+                );
+                None
+            }
             Ok(d) if !d.is_zero() => Some(d),
             Ok(_) => {
                 self.problem(span, format!("{what}: `{key}` must be longer than zero"));
@@ -882,7 +896,7 @@ action = { fix = "revoke_public_ingress" }
     #[test]
     fn bad_limits_accounts_and_exceptions_name_their_lines() {
         let src = format!(
-            "[limits]\nmax_fixes_per_minute = 0\nbreaker_error_rate = 1.5\nbreaker_window = \"soon\"\nkill_switch_parameter = \"kill switch\"\n[accounts]\nrole = \"arn:aws:iam::111122223333:role/fixed\"\n{RULE}[[exception]]\nexpires = \"next week\"\nreason = \"\"\n[[exception]]\nresource_id = \"sg-1\"\nreason = \"x\"\n"
+            "[limits]\nmax_fixes_per_minute = 0\nbreaker_error_rate = 1.5\nbreaker_window = \"soon\"\nkill_switch_parameter = \"kill switch\"\nbreaker_cooldown = \"300000000000y\"\n[accounts]\nrole = \"arn:aws:iam::111122223333:role/fixed\"\n{RULE}[[exception]]\nexpires = \"next week\"\nreason = \"\"\n[[exception]]\nresource_id = \"sg-1\"\nreason = \"x\"\n"
         );
         let ps = problems(&src);
         let text: Vec<String> = ps
@@ -893,12 +907,13 @@ action = { fix = "revoke_public_ingress" }
             (2, "`max_fixes_per_minute` must be at least 1"),
             (3, "`breaker_error_rate` must be in (0, 1]"),
             (4, "`breaker_window`"),
+            (6, "longer than 10 years"),
             (5, "`kill_switch_parameter`"),
-            (7, "{account_id}"),
-            (14, "needs `resource_id`, `account`, or both"),
-            (14, "`expires` \"next week\""),
-            (15, "`reason` must say why"),
-            (17, "missing required key `expires`"),
+            (8, "{account_id}"),
+            (15, "needs `resource_id`, `account`, or both"),
+            (15, "`expires` \"next week\""),
+            (16, "`reason` must say why"),
+            (18, "missing required key `expires`"),
         ] {
             assert!(
                 ps.iter()

@@ -60,24 +60,28 @@ impl Reevaluator {
 
 async fn run(mut rx: mpsc::UnboundedReceiver<Message>, window: Duration) {
     let mut pending: BTreeMap<Key, ConfigRules> = BTreeMap::new();
+    // Set by the first request of a window, so a steady stream cannot hold it back.
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
-        let message = if pending.is_empty() {
-            rx.recv().await
-        } else {
-            match tokio::time::timeout(window, rx.recv()).await {
+        let message = match due {
+            None => rx.recv().await,
+            Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
                 Ok(m) => m,
                 Err(_) => {
                     ask(std::mem::take(&mut pending)).await;
+                    due = None;
                     continue;
                 }
-            }
+            },
         };
         match message {
             Some(Message::Request(key, rules)) => {
                 pending.entry(key).or_insert(rules);
+                due.get_or_insert_with(|| tokio::time::Instant::now() + window);
             }
             Some(Message::Flush(done)) => {
                 ask(std::mem::take(&mut pending)).await;
+                due = None;
                 let _ = done.send(());
             }
             None => {

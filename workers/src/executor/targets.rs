@@ -12,8 +12,9 @@ use redress::retry::AwsError;
 
 use super::{Automation, ConfigRules, Parameters, SecurityGroups, Tags};
 
-/// Renew assumed credentials this long before they expire.
-const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+/// Renew assumed credentials when less than this is left beyond the longest a task may
+/// take (the runbook timeout), so they cannot expire in the middle of one.
+const RENEW_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// How long assumed credentials are asked for.
 const SESSION_SECONDS: i32 = 3600;
 
@@ -116,7 +117,12 @@ impl Targets {
         let key = (account.to_string(), region.to_string());
         let mut cache = self.cache.lock().await;
         if let Some((seams, expiry)) = cache.get(&key) {
-            let fresh = expiry.is_none_or(|e| SystemTime::now() + RENEW_BEFORE < e);
+            let renew_before = self.polling.timeout + RENEW_MARGIN;
+            let fresh = expiry.is_none_or(|e| {
+                SystemTime::now()
+                    .checked_add(renew_before)
+                    .is_some_and(|t| t < e)
+            });
             if fresh {
                 return Ok(seams.clone());
             }
