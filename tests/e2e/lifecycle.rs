@@ -32,6 +32,21 @@ fn task(resource: &str) -> String {
     serde_json::to_string(&Task::new("slow", Severity::Low, Finding::from_event(&e))).unwrap()
 }
 
+/// Waits for the worker to exit; it must exit 0.
+async fn exits_0(child: std::process::Child) -> std::process::Output {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    out
+}
+
 /// Waits until `n` messages of the tasks queue are in flight.
 async fn until_in_flight(w: &World, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -100,16 +115,7 @@ async fn sigterm_finishes_work_in_progress_hands_back_the_rest_and_exits_0() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{:?}: {}",
-        out.status,
-        text(&out.stderr)
-    );
+    let out = exits_0(child).await;
     assert!(stopped.elapsed() < Duration::from_secs(10));
     let records = audit(&out);
     let done = executions(&records);
@@ -130,16 +136,7 @@ async fn work_still_running_at_the_deadline_is_abandoned_and_its_message_returns
     until_in_flight(&w, 1).await;
     signal(&child, "TERM");
     let stopped = Instant::now();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{:?}: {}",
-        out.status,
-        text(&out.stderr)
-    );
+    let out = exits_0(child).await;
     assert!(
         stopped.elapsed() < Duration::from_secs(5),
         "took {:?}",

@@ -342,13 +342,19 @@ impl Loader<'_> {
         accounts
     }
 
-    fn exception(&mut self, table: &SpannedTable, index: usize) -> Option<Exception> {
+    /// Where a `[[table]]` starts: the span and line of its first key.
+    fn start(&self, table: &SpannedTable) -> (Range<usize>, usize) {
         let at = table
             .keys()
             .map(|k| k.span())
             .min_by_key(|s| s.start)
             .unwrap_or(0..0);
         let line = self.line(at.clone());
+        (at, line)
+    }
+
+    fn exception(&mut self, table: &SpannedTable, index: usize) -> Option<Exception> {
+        let (at, line) = self.start(table);
         let what = format!("exception #{}", index + 1);
         self.check_keys(table, &EXCEPTION_KEYS, &what);
         let resource_id = self.field::<String>(table, "resource_id", &what);
@@ -418,12 +424,7 @@ impl Loader<'_> {
     }
 
     fn rule(&mut self, table: &SpannedTable, index: usize) -> Option<Rule> {
-        let at = table
-            .keys()
-            .map(|k| k.span())
-            .min_by_key(|s| s.start)
-            .unwrap_or(0..0);
-        let line = self.line(at.clone());
+        let (at, line) = self.start(table);
         let label = format!("rule #{}", index + 1);
         let id = self.required::<String>(table, "id", &label, at.clone());
         let what = match &id {
