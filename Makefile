@@ -29,7 +29,7 @@ $(VENV)/.installed: infra/local/requirements.txt
 venv: $(VENV)/.installed
 
 build: ## Build the redress binary
-	cargo build --workspace
+	cargo build --workspace --all-targets
 
 up: venv build ## Start the local AWS stack on 127.0.0.1:$(PORT) and provision queues and rule
 	$(LOCAL_ENV) infra/local/stack.sh up
