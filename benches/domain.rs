@@ -68,6 +68,8 @@ fn benches(c: &mut Criterion) {
         preview: vec!["revoke tcp 22 from 0.0.0.0/0".into()],
         requested_at: "2026-11-27T21:00:00Z".into(),
         expires_at: "2026-12-04T21:00:00Z".into(),
+        policy_version: Some(policy.version.clone()),
+        returned: None,
         task: task.clone(),
     }));
     c.bench_function("approval request serialize + deserialize", |b| {

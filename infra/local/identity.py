@@ -22,6 +22,12 @@ Credentials from AssumeRole act in the role's account (moto maps the temporary k
 it): calls signed with them reach that account's resources, and GetCallerIdentity
 answers `arn:aws:sts::<account>:assumed-role/<role>/<session>`.
 
+IAM users created with CreateUser get AWS-shaped unique ids (`AIDA` + 17 upper-case
+letters and digits; moto would give 20 random lower-case characters), so STS's UserId
+and the SenderId SQS stamps on their messages look as they do on AWS; their ARNs are
+moto's, as on AWS (`arn:aws:iam::<account>:user/<path><name>`). Access keys moto did not
+issue keep working as before (see above).
+
 Not emulated: trust policies, permissions and session policies are never evaluated (any
 caller may assume any existing role, and every call is allowed); ExternalId and MFA are
 not checked.
@@ -147,8 +153,21 @@ def _role_exists(role_arn: str, caller_account: str) -> bool:
     return True
 
 
+def _aws_shaped_user_ids() -> None:
+    """IAM users get `AIDA…` unique ids, as on AWS."""
+    original_user_init = iam_models.User.__init__
+
+    def user_init(self, *args, **kwargs) -> None:
+        original_user_init(self, *args, **kwargs)
+        self.id = "AIDA" + uuid.uuid4().hex[:17].upper()
+
+    iam_models.User.__init__ = user_init
+
+
 def install() -> None:
-    """Patch moto's SQS messages, STS caller identity and AssumeRole (once, at start-up)."""
+    """Patch moto's SQS messages, STS caller identity and AssumeRole, and IAM user ids
+    (once, at start-up)."""
+    _aws_shaped_user_ids()
     original_init = sqs_models.Message.__init__
 
     def message_init(self, *args, **kwargs) -> None:

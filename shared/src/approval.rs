@@ -142,6 +142,8 @@ mod tests {
             preview: vec![],
             requested_at: requested.into(),
             expires_at: expires.into(),
+            policy_version: None,
+            returned: None,
         })
     }
 

@@ -37,6 +37,10 @@ pub enum AuditDecision {
     GuardTripped,
     /// A guard let automatic fixes run again (breaker closed, kill switch off).
     GuardReset,
+    /// Skipped because the resource carries the policy's exemption tag
+    /// (`[exemptions] tag`); kept apart from other skips so auditors can find every
+    /// owner-driven opt-out.
+    ExemptByTag,
 }
 
 /// How an execution ended.
@@ -104,9 +108,13 @@ pub struct AuditRecord {
     /// SSM Automation execution id, where one exists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<String>,
-    /// Who acted, where a person did (an STS ARN).
+    /// Who acted, where a person did: the principal AWS verified (SQS SenderId, STS),
+    /// as an ARN where the policy named it so, else its unique id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The actor's unique id as AWS asserted it (`AIDA…`, `AROA…:SESSION`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<String>,
     /// Set when the worker runs in dry-run mode.
     pub dry_run: bool,
 }
@@ -153,6 +161,7 @@ impl AuditRecord {
             outcome: None,
             execution_id: None,
             actor: None,
+            actor_id: None,
             dry_run: false,
         }
     }

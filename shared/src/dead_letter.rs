@@ -124,11 +124,14 @@ impl Filter {
 
 /// The body to replay: a task gets its generation bumped, so a deliberate retry of a
 /// failed runbook starts a new execution instead of finding the failed one by its
-/// idempotency token. Other bodies go back unchanged.
+/// idempotency token. A task's approval is dropped: the operator replaying it is not the
+/// approver, so a rule that needs approval gets a new request from the executor instead
+/// of running on someone else's word. Other bodies go back unchanged.
 pub fn replay_body(body: &str) -> String {
     match serde_json::from_str::<Task>(body) {
         Ok(mut t) => {
             t.generation = t.generation.saturating_add(1);
+            t.approval = None;
             serde_json::to_string(&t).unwrap_or_else(|_| body.to_string())
         }
         Err(_) => body.to_string(),
@@ -139,6 +142,31 @@ pub fn replay_body(body: &str) -> String {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn a_replayed_task_loses_its_approval_and_gets_a_new_generation() {
+        let event = crate::event::parse_message(&fixture("sg-ssh-open-noncompliant.json")).unwrap();
+        let mut task = Task::new(
+            "ssh",
+            crate::policy::Severity::High,
+            crate::message::Finding::from_event(&event),
+        );
+        task.approval = Some(crate::message::Approval {
+            request_id: task.approval_id(),
+            approved_by: "arn:aws:iam::123456789012:user/alice".into(),
+            approver_user_id: "AIDAALICE".into(),
+            approved_at: "2026-12-01T00:00:00Z".into(),
+            reason: None,
+            action_digest: None,
+            policy_version: None,
+        });
+        let replayed: Task =
+            serde_json::from_str(&replay_body(&serde_json::to_string(&task).unwrap())).unwrap();
+        assert_eq!(replayed.approval, None);
+        assert_eq!(replayed.generation, 1);
+        assert_ne!(replayed.approval_id(), task.approval_id(), "a new request");
+        assert_eq!(replay_body("not json"), "not json");
+    }
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!(

@@ -22,7 +22,13 @@ pub struct Permission {
 }
 
 impl Permission {
-    fn covers_any(&self, ports: &[u16]) -> bool {
+    /// The first of `ports` this permission's range covers (all-traffic covers every one).
+    pub fn first_covered(&self, ports: &[u16]) -> Option<u16> {
+        ports.iter().copied().find(|&p| self.covers_any(&[p]))
+    }
+
+    /// Whether the permission's range covers any of `ports`.
+    pub fn covers_any(&self, ports: &[u16]) -> bool {
         match self.protocol.as_str() {
             "-1" => true,
             "tcp" | "udp" | "6" | "17" => {

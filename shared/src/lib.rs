@@ -7,6 +7,7 @@
 //! [`sqs`], [`aws`] and [`retry`] are the seams to AWS.
 
 pub mod approval;
+pub mod approver;
 pub mod audit;
 pub mod automation;
 pub mod aws;
@@ -19,5 +20,6 @@ pub mod message;
 pub mod policy;
 pub mod retry;
 pub mod sqs;
+pub mod text;
 pub mod time;
 pub mod validate;

@@ -8,8 +8,11 @@ use sha2::{Digest, Sha256};
 use crate::event::ComplianceEvent;
 use crate::policy::{Facts, RenderedAction, Severity};
 
-/// Version of the message formats below; bumped on incompatible change.
-pub const MESSAGE_VERSION: u32 = 1;
+/// Version of the message formats below. Version 2 added the approval's action digest
+/// and policy version and the request's `returned` note; every new field is optional, so
+/// messages of version 1 still on the queues after an upgrade are read as they are (an
+/// approval without a digest is refused and its request put back for a fresh decision).
+pub const MESSAGE_VERSION: u32 = 2;
 
 /// The facts of one evaluation that a remediation needs, copied from the event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +150,13 @@ pub struct Approval {
     /// Why, if the approver said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Digest of the action the approver was shown ([`RenderedAction::digest`]); the
+    /// executor runs the approval only if its own policy renders the same action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_digest: Option<String>,
+    /// Version of the policy the request was made under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
 }
 
 impl Task {
@@ -208,6 +218,29 @@ pub struct ApprovalRequest {
     pub requested_at: String,
     /// After this it expires unacted.
     pub expires_at: String,
+    /// Version of the policy that rendered `proposed_action`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    /// Set when an earlier approval of this request did not run and the executor put the
+    /// request back (kill switch on, approval refused, action changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned: Option<Returned>,
+}
+
+/// Why an approved request came back to the approvals queue, and whose approval it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Returned {
+    /// What stopped it, e.g. `held: kill switch /redress/kill-switch is on`.
+    pub why: String,
+    /// The earlier approver as AWS verified them (ARN or unique id), when verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// When the earlier approval was given, as the approval said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<String>,
+    /// When the executor put it back.
+    pub at: String,
 }
 
 /// A note that a resource with a pending request became compliant (the request is moot).

@@ -13,3 +13,4 @@ mod lifecycle;
 mod pipeline;
 mod safety;
 mod support;
+mod trust;

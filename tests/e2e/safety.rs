@@ -55,6 +55,9 @@ async fn exempt_resources_are_left_alone_by_tag_and_by_an_unexpired_exception() 
     w.tag(&tagged, "redress:exempt", "true").await;
     w.set_policy(&ssh_policy(&format!(
         r#"
+[exemptions]
+tag = "redress:exempt"
+
 [[exception]]
 resource_id = "{excepted}"
 expires = "2099-01-01"
@@ -83,10 +86,10 @@ reason = "was a bastion until 2020"
         .expect("a skip record for the excepted group");
     assert_eq!(by_router["worker"], "router");
     assert!(reason(by_router).contains("exempt") && reason(by_router).contains("SEC-42"));
-    let by_tag = skipped
-        .iter()
+    let by_tag = with_decision(&records, "exempt_by_tag")
+        .into_iter()
         .find(|r| r["resource_id"] == tagged.as_str())
-        .expect("a skip record for the tagged group");
+        .expect("an exempt_by_tag record for the tagged group");
     assert_eq!(by_tag["worker"], "executor");
     assert_eq!(reason(by_tag), "exempt: tagged redress:exempt=true");
     let fixed: BTreeSet<&str> = executions(&records)
@@ -146,19 +149,29 @@ async fn the_kill_switch_sends_automatic_fixes_to_approval_and_nothing_is_fixed(
     let ids = w.approval_ids();
     assert_eq!(ids.len(), 2);
 
-    // A person's approval still runs with the switch on.
+    // A person's approval does not outrank the switch: it is held, and the request
+    // comes back showing whose approval it was.
     let out = w.redress_as(
         "alice",
         &["approvals", "approve", &ids[0], "--reason", "INC-7"],
     );
     assert!(out.status.success());
     let records = w.run_once(&[]);
-    let done = executions(&records);
-    assert_eq!(done.len(), 1, "{records:#?}");
-    assert_eq!(done[0]["outcome"], "succeeded");
-    assert_eq!(
-        done[0]["actor"],
-        format!("arn:aws:sts::{ACCOUNT}:user/alice").as_str()
+    assert!(executions(&records).is_empty(), "{records:#?}");
+    assert_eq!(w.approval_ids().len(), 2, "the held request is back");
+    let held = w.approval_list();
+    let back = held["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == ids[0].as_str())
+        .unwrap();
+    assert!(
+        back["request"]["returned"]["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("held: kill switch"),
+        "{back:#}"
     );
 
     // Switched off: automatic fixes resume (a running executor also audits the

@@ -98,6 +98,16 @@ pub async fn sdk_config_with(
         .await
 }
 
+/// An IAM user created in the local stack.
+pub struct IamUser {
+    /// `arn:aws:iam::ACCOUNT:user/NAME`.
+    pub arn: String,
+    /// `AIDA…`: what STS answers as UserId and SQS stamps as SenderId.
+    pub user_id: String,
+    /// Its access key id (any secret works on the local stack).
+    pub access_key: String,
+}
+
 /// One test's world: unique queue names, bus, policy file and clients.
 pub struct World {
     pub prefix: String,
@@ -310,6 +320,35 @@ impl World {
             .unwrap();
     }
 
+    /// A new IAM user in the local stack (`CreateUser`, `CreateAccessKey`), named after
+    /// `who` and unique to this world, with its ARN and unique id as IAM reports them.
+    pub async fn iam_user(&self, who: &str) -> IamUser {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("{who}-{}-{n}", std::process::id());
+        let iam = aws_sdk_iam::Client::new(&sdk_config().await);
+        let user = iam
+            .create_user()
+            .user_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .user
+            .unwrap();
+        let key = iam
+            .create_access_key()
+            .user_name(&name)
+            .send()
+            .await
+            .unwrap()
+            .access_key
+            .unwrap();
+        IamUser {
+            arn: user.arn,
+            user_id: user.user_id,
+            access_key: key.access_key_id,
+        }
+    }
+
     pub async fn parameter(&self, name: &str) -> String {
         let out = self
             .clients
@@ -355,6 +394,27 @@ pub async fn security_group_with(
             .await
             .unwrap();
     }
+    id
+}
+
+/// A group with one world-open TCP permission over the ports `from..=to`.
+pub async fn security_group_range(w: &World, name: &str, from: i32, to: i32) -> String {
+    let id = w.security_group(name, &[]).await;
+    w.clients
+        .ec2
+        .authorize_security_group_ingress()
+        .group_id(&id)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(from)
+                .to_port(to)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     id
 }
 

@@ -107,6 +107,12 @@ pub async fn executor(
         .region()
         .map(|r| r.to_string())
         .ok_or_else(|| CliError::input("no AWS region configured (set AWS_REGION)"))?;
+    let iam = aws_sdk_iam::Client::new(config);
+    let approvers = with_backoff(STARTUP_PATIENCE, || {
+        crate::executor::approvers::resolve(&iam, &policy)
+    })
+    .await
+    .map_err(|e| CliError::failed(format!("cannot resolve the policy's approvers: {e}")))?;
     let polling = Polling {
         interval: Duration::from_millis(args.poll_interval_ms),
         timeout: Duration::from_secs(args.runbook_timeout),
@@ -120,6 +126,7 @@ pub async fn executor(
             polling,
         ),
         guards: Guards::new(&policy.limits, clients.ssm.clone()),
+        approvers,
         recent: Recent::new(RECENT_TASKS, RECENT_FOR),
         reevaluator: Reevaluator::start(REEVALUATION_WINDOW),
         approvals: resolve(&clients.sqs, &global.approvals_queue).await?,

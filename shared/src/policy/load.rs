@@ -14,17 +14,18 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Accounts, Action, Approvals, Exception, Fix, Limits, Mode, Policy, Routing, Rule, Runbook,
-    Severity,
+    Accounts, Action, Approvals, Exception, Exemptions, Fix, Limits, Mode, Policy, Routing, Rule,
+    Runbook, Severity,
 };
 
 type SpannedTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
-const TOP_KEYS: [&str; 6] = [
+const TOP_KEYS: [&str; 7] = [
     "routing",
     "approvals",
     "limits",
     "accounts",
+    "exemptions",
     "rule",
     "exception",
 ];
@@ -213,24 +214,34 @@ impl Loader<'_> {
         if let Some((approvers, span)) =
             self.field::<Vec<String>>(table, "approvers", "[approvals]")
         {
-            let mut set = globset::GlobSetBuilder::new();
             for a in &approvers {
-                match globset::Glob::new(a) {
-                    Ok(g) => {
-                        set.add(g);
-                    }
+                match crate::approver::ApproverSpec::parse(a) {
+                    Ok(spec) => approvals.approvers.push(spec),
                     Err(e) => self.problem(span.clone(), format!("[approvals]: `approvers`: {e}")),
                 }
             }
-            match set.build() {
-                Ok(matcher) => {
-                    approvals.matcher = matcher;
-                    approvals.approvers = approvers;
-                }
-                Err(e) => self.problem(span, format!("[approvals]: `approvers`: {e}")),
-            }
         }
         approvals
+    }
+
+    fn exemptions(&mut self, table: Option<&SpannedTable>) -> Exemptions {
+        let Some(table) = table else {
+            return Exemptions::default();
+        };
+        self.check_keys(table, &["tag"], "[exemptions]");
+        let mut exemptions = Exemptions::default();
+        if let Some((tag, span)) = self.field::<String>(table, "tag", "[exemptions]") {
+            // EC2 tag keys: 1-128 characters, no `aws:` prefix.
+            if tag.is_empty() || tag.len() > 128 || tag.starts_with("aws:") {
+                self.problem(
+                    span,
+                    format!("[exemptions]: `tag` {tag:?} is not a usable tag key (1-128 characters, not aws:…)"),
+                );
+            } else {
+                exemptions.tag = Some(tag);
+            }
+        }
+        exemptions
     }
 
     /// A humantime duration (`"10m"`, `"30s"`) longer than zero.
@@ -615,6 +626,15 @@ fn direct_fix(
     }
 }
 
+/// The policy's version: the first 16 hex digits of the SHA-256 of its text.
+fn version_of(src: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(src.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[derive(Deserialize)]
 struct RawDoc {
     #[serde(default)]
@@ -625,6 +645,8 @@ struct RawDoc {
     limits: Option<SpannedTable>,
     #[serde(default)]
     accounts: Option<SpannedTable>,
+    #[serde(default)]
+    exemptions: Option<SpannedTable>,
     #[serde(default)]
     rule: Vec<SpannedTable>,
     #[serde(default)]
@@ -662,6 +684,7 @@ impl Policy {
         let approvals = loader.approvals(doc.approvals.as_ref());
         let limits = loader.limits(doc.limits.as_ref());
         let accounts = loader.accounts(doc.accounts.as_ref());
+        let exemptions = loader.exemptions(doc.exemptions.as_ref());
         let exceptions: Vec<Exception> = doc
             .exception
             .iter()
@@ -703,6 +726,8 @@ impl Policy {
                 limits,
                 exceptions,
                 accounts,
+                exemptions,
+                version: version_of(src),
             })
         } else {
             loader.problems.sort_by_key(|p| p.line);
@@ -847,18 +872,54 @@ action = { fix = "revoke_public_ingress" }
     }
 
     #[test]
+    fn exemption_tag_is_off_unless_named() {
+        let rule = "[[rule]]\nid=\"a\"\nconfig_rule=\"x\"\nseverity=\"LOW\"\naction={fix=\"revoke_public_ingress\"}\n";
+        assert_eq!(Policy::from_toml(rule, "p").unwrap().exemptions.tag, None);
+        let p = Policy::from_toml(
+            &format!("[exemptions]\ntag = \"redress:exempt\"\n{rule}"),
+            "p",
+        )
+        .unwrap();
+        assert_eq!(p.exemptions.tag.as_deref(), Some("redress:exempt"));
+        let ps = problems(&format!("[exemptions]\ntag = \"aws:x\"\n{rule}"));
+        assert_eq!(ps[0].line, Some(2), "{ps:?}");
+    }
+
+    #[test]
+    fn the_version_changes_with_the_text() {
+        let rule = "[[rule]]\nid=\"a\"\nconfig_rule=\"x\"\nseverity=\"LOW\"\naction={fix=\"revoke_public_ingress\"}\n";
+        let a = Policy::from_toml(rule, "p").unwrap().version;
+        let b = Policy::from_toml(&format!("{rule}# edited\n"), "p")
+            .unwrap()
+            .version;
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+    }
+
+    #[test]
     fn approvals_table() {
         let rule = "[[rule]]\nid=\"a\"\nconfig_rule=\"x\"\nseverity=\"LOW\"\naction={fix=\"revoke_public_ingress\"}\n";
         let p = Policy::from_toml(rule, "p").unwrap();
         assert_eq!(p.approvals.ttl, Approvals::DEFAULT_TTL);
-        assert!(p.approvals.allows("arn:aws:sts::1:user/anyone"));
-        let src = format!("[approvals]\nttl = \"12h\"\napprovers = [\"arn:aws:sts::*:assumed-role/SecOps/*\"]\n{rule}");
-        let p = Policy::from_toml(&src, "p").unwrap();
-        assert_eq!(p.approvals.ttl.as_secs(), 12 * 3600);
         assert!(p
             .approvals
-            .allows("arn:aws:sts::111122223333:assumed-role/SecOps/alice"));
-        assert!(!p.approvals.allows("arn:aws:sts::111122223333:user/mallory"));
+            .admits_caller("AIDAANY", "arn:aws:iam::1:user/anyone"));
+        let src = format!("[approvals]\nttl = \"12h\"\napprovers = [\"arn:aws:sts::111122223333:assumed-role/SecOps/*\"]\n{rule}");
+        let p = Policy::from_toml(&src, "p").unwrap();
+        assert_eq!(p.approvals.ttl.as_secs(), 12 * 3600);
+        assert!(p.approvals.admits_caller(
+            "AROAX:alice",
+            "arn:aws:sts::111122223333:assumed-role/SecOps/alice"
+        ));
+        assert!(!p
+            .approvals
+            .admits_caller("AIDAX", "arn:aws:iam::111122223333:user/mallory"));
+        // A wildcard account would admit principals nobody named: refused with its line.
+        let ps = problems(&format!(
+            "[approvals]\napprovers = [\"arn:aws:sts::*:assumed-role/SecOps/*\"]\n{rule}"
+        ));
+        assert_eq!(ps[0].line, Some(2), "{ps:?}");
+        assert!(ps[0].message.contains("12 digits"), "{ps:?}");
         let ps = problems(&format!("[approvals]\nttl = \"soon\"\n{rule}"));
         assert_eq!(ps[0].line, Some(2), "{ps:?}");
     }

@@ -94,20 +94,21 @@ pub struct Approvals {
     /// How long a request stays actionable before it expires (`ttl = "7d"`). Default 7
     /// days, like SSM Automation's approve step.
     pub ttl: std::time::Duration,
-    /// Globs over approver ARNs (`approvers = ["arn:aws:sts::*:assumed-role/SecOps/*"]`);
-    /// when set, the executor refuses approvals by anyone else. Empty: anyone who can use
-    /// the approvals and tasks queues.
-    pub approvers: Vec<String>,
-    matcher: globset::GlobSet,
+    /// Who may approve: IAM user or role ARNs, unique ids (`AIDA…`, `AROA…`), or
+    /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION-GLOB`. Checked against identities
+    /// AWS asserts (see [`crate::approver`]). Empty: anyone IAM lets send to the tasks
+    /// queue (the executor warns at start-up).
+    pub approvers: Vec<crate::approver::ApproverSpec>,
 }
 
 impl Approvals {
     /// Default TTL: 7 days.
     pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
-    /// Whether this principal may approve.
-    pub fn allows(&self, arn: &str) -> bool {
-        self.approvers.is_empty() || self.matcher.is_match(arn)
+    /// Whether the caller STS describes may approve (the CLI's early check; the
+    /// executor verifies the task's SenderId itself).
+    pub fn admits_caller(&self, user_id: &str, arn: &str) -> bool {
+        self.approvers.is_empty() || self.approvers.iter().any(|a| a.admits_caller(user_id, arn))
     }
 }
 
@@ -116,9 +117,17 @@ impl Default for Approvals {
         Approvals {
             ttl: Approvals::DEFAULT_TTL,
             approvers: Vec::new(),
-            matcher: globset::GlobSet::empty(),
         }
     }
+}
+
+/// The `[exemptions]` table: resource owners' opt-out by tag, off unless named.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exemptions {
+    /// Tag key that exempts a resource when its value is `true` (e.g. `redress:exempt`).
+    /// Reserve it for the security team with the SCP in `infra/scp/`: whoever can set it
+    /// can switch redress off for a resource.
+    pub tag: Option<String>,
 }
 
 /// A fix redress performs with direct API calls.
@@ -252,6 +261,11 @@ pub struct Policy {
     pub exceptions: Vec<Exception>,
     /// The `[accounts]` table.
     pub accounts: Accounts,
+    /// The `[exemptions]` table.
+    pub exemptions: Exemptions,
+    /// Digest of the policy text (16 hex digits), carried by approval requests and
+    /// approvals so a decision names the policy it was made under.
+    pub version: String,
 }
 
 impl Policy {
@@ -280,6 +294,52 @@ impl Policy {
             .find(|e| e.applies(rule_id, account, resource_id, now))
     }
 
+    /// Why an automatic `revoke_public_ingress` under `rule` must not remove `revoking`
+    /// on its own, if it must not: one of those permissions also exposes a port that
+    /// another revoke rule of higher severity, or one that needs approval, guards (a
+    /// world-open 0-65535 covers 22). Removing it would close that port without the
+    /// approval its rule demands, so the finding goes to a person instead.
+    pub fn exceeds_severity(
+        &self,
+        rule: &Rule,
+        revoking: &[crate::ingress::Permission],
+    ) -> Option<String> {
+        const SG: &str = "AWS::EC2::SecurityGroup";
+        let auto = self.mode_of(rule) == Mode::Auto;
+        for other in &self.rules {
+            let Action::Fix(Fix::RevokePublicIngress { ports }) = &other.action else {
+                continue;
+            };
+            let outranks =
+                other.severity > rule.severity || (auto && self.mode_of(other) != Mode::Auto);
+            let same_type = other
+                .resource_types
+                .as_ref()
+                .is_none_or(|t| t.iter().any(|t| t == SG));
+            if other.id == rule.id || !outranks || !same_type || self.mode_of(other) == Mode::Notify
+            {
+                continue;
+            }
+            for p in revoking {
+                let port = match ports {
+                    Some(ports) => match p.first_covered(ports) {
+                        Some(port) => format!("port {port}"),
+                        None => continue,
+                    },
+                    None => "every port".to_string(),
+                };
+                return Some(format!(
+                    "{} also exposes {port}, which rule {} ({}, {}) guards: removing it automatically would close that port without the approval it needs",
+                    p.describe(),
+                    other.id,
+                    other.severity,
+                    self.mode_of(other)
+                ));
+            }
+        }
+        None
+    }
+
     /// The rule's mode, falling back to `[routing]` by severity.
     pub fn mode_of(&self, rule: &Rule) -> Mode {
         rule.mode
@@ -288,5 +348,62 @@ impl Policy {
             } else {
                 Mode::Approve
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingress::Permission;
+
+    const POLICY: &str = r#"
+[[rule]]
+id = "sg-open-admin-ports"
+config_rule = "*restricted-ssh*"
+resource_types = ["AWS::EC2::SecurityGroup"]
+severity = "HIGH"
+action = { fix = "revoke_public_ingress", ports = [22, 3389] }
+
+[[rule]]
+id = "sg-open-db-ports"
+config_rule = "*restricted-common-ports*"
+resource_types = ["AWS::EC2::SecurityGroup"]
+severity = "MEDIUM"
+action = { fix = "revoke_public_ingress", ports = [21, 3306] }
+"#;
+
+    fn world_open(from: i32, to: i32) -> Permission {
+        Permission {
+            protocol: "tcp".into(),
+            from_port: Some(from),
+            to_port: Some(to),
+            ipv4: vec!["0.0.0.0/0".into()],
+            ipv6: vec![],
+        }
+    }
+
+    #[test]
+    fn an_automatic_revoke_stays_inside_its_severity() {
+        let p = Policy::from_toml(POLICY, "p").unwrap();
+        let medium = p.rule("sg-open-db-ports").unwrap();
+        let high = p.rule("sg-open-admin-ports").unwrap();
+        // 0-65535 covers 22, which the HIGH rule puts under approval.
+        let why = p.exceeds_severity(medium, &[world_open(0, 65535)]).unwrap();
+        assert!(
+            why.contains("port 22") && why.contains("sg-open-admin-ports"),
+            "{why}"
+        );
+        let all = Permission {
+            protocol: "-1".into(),
+            from_port: None,
+            to_port: None,
+            ..world_open(0, 0)
+        };
+        assert!(p.exceeds_severity(medium, &[all]).is_some());
+        // Exactly its own ports: nothing higher is touched.
+        assert_eq!(p.exceeds_severity(medium, &[world_open(3306, 3306)]), None);
+        assert_eq!(p.exceeds_severity(medium, &[world_open(20, 21)]), None);
+        // The HIGH rule is outranked by nobody.
+        assert_eq!(p.exceeds_severity(high, &[world_open(0, 65535)]), None);
     }
 }

@@ -159,6 +159,40 @@ mod tests {
     }
 
     #[test]
+    fn the_digest_changes_with_any_part_of_the_action() {
+        let runbook = |bucket: &str, alg: &str, role: Option<&str>| {
+            RenderedAction::Runbook(RenderedRunbook {
+                document: "AWS-EnableS3BucketEncryption".into(),
+                parameters: BTreeMap::from([
+                    ("BucketName".to_string(), vec![bucket.to_string()]),
+                    ("SSEAlgorithm".to_string(), vec![alg.to_string()]),
+                ]),
+                assume_role: role.map(str::to_string),
+            })
+        };
+        let a = runbook("b", "AES256", None);
+        assert_eq!(a.digest(), runbook("b", "AES256", None).digest());
+        assert_eq!(a.digest().len(), 64);
+        for other in [
+            runbook("c", "AES256", None),
+            runbook("b", "aws:kms", None),
+            runbook("b", "AES256", Some("arn:aws:iam::1:role/x")),
+            RenderedAction::Fix(super::super::Fix::RevokePublicIngress {
+                ports: Some(vec![22]),
+            }),
+        ] {
+            assert_ne!(a.digest(), other.digest());
+        }
+        let p22 = RenderedAction::Fix(super::super::Fix::RevokePublicIngress {
+            ports: Some(vec![22]),
+        });
+        let p23 = RenderedAction::Fix(super::super::Fix::RevokePublicIngress {
+            ports: Some(vec![22, 23]),
+        });
+        assert_ne!(p22.digest(), p23.digest());
+    }
+
+    #[test]
     fn renders_a_runbook() {
         let rb = Runbook {
             document: "AWS-EnableS3BucketEncryption".into(),
@@ -185,6 +219,18 @@ pub enum RenderedAction {
 }
 
 impl RenderedAction {
+    /// SHA-256 (hex) of the action's canonical JSON: what an approval is bound to. Any
+    /// change of fix, document, parameter, port or role changes it.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        // Serialising plain data with BTreeMap parameters cannot fail and is canonical.
+        let json = serde_json::to_string(self).expect("a rendered action serialises");
+        Sha256::digest(json.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Label for audit records: the fix name or the runbook document.
     pub fn label(&self) -> String {
         match self {

@@ -15,6 +15,7 @@ use redress::approval::{board, Board, Entry, Status};
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::message::{Approval, ApprovalsMessage};
 use redress::sqs::{Queue, Received};
+use redress::text::clean;
 
 use crate::cli::{ApprovalsCommand, Global};
 use crate::error::{CliError, CliResult};
@@ -130,12 +131,44 @@ fn audit(e: &Entry<usize>, decision: AuditDecision, actor: Option<&str>) -> Audi
     r
 }
 
+/// The caller, as STS asserts it, if the policy lets them decide. Checked before the
+/// queue is read, so a person who may not approve leaves every request where it was.
+/// The executor checks the task's SenderId itself; this only refuses early and clearly.
+async fn approver(global: &Global, clients: &redress::aws::Clients) -> CliResult<Caller> {
+    let policy = crate::run::load_policy(global)?;
+    let me = redress::aws::caller_identity(&clients.sts).await?;
+    if !policy.approvals.admits_caller(&me.user_id, &me.arn) {
+        return Err(CliError::input(format!(
+            "{} ({}) is not on the approvers list of {}; nothing was done and the request stays pending",
+            me.arn,
+            me.user_id,
+            global.policy.display()
+        )));
+    }
+    Ok(Caller {
+        arn: me.arn,
+        user_id: me.user_id,
+    })
+}
+
+/// Who is deciding.
+struct Caller {
+    arn: String,
+    user_id: String,
+}
+
 /// Runs an approvals command.
 pub async fn run(global: &Global, command: &ApprovalsCommand) -> CliResult {
     let config = redress::aws::load().await;
     let clients = redress::aws::Clients::new(&config);
+    let caller = match command {
+        ApprovalsCommand::Approve { .. } | ApprovalsCommand::Reject { .. } => {
+            Some(approver(global, &clients).await?)
+        }
+        _ => None,
+    };
     let mut session = Session::open(&clients.sqs, global).await?;
-    let result = act(global, command, &clients, &mut session).await;
+    let result = act(global, command, &clients, caller, &mut session).await;
     // Release even when the command failed: nothing may stay hidden.
     let released = session.close().await;
     result.and(released)
@@ -145,8 +178,14 @@ async fn act(
     global: &Global,
     command: &ApprovalsCommand,
     clients: &redress::aws::Clients,
+    caller: Option<Caller>,
     s: &mut Session,
 ) -> CliResult {
+    let me = || {
+        caller
+            .as_ref()
+            .ok_or_else(|| CliError::failed("approvals: the caller was not checked"))
+    };
     match command {
         ApprovalsCommand::List { json } => {
             if *json {
@@ -167,24 +206,28 @@ async fn act(
         }
         ApprovalsCommand::Approve { id, reason } => {
             let e = s.live(id)?;
-            let me = redress::aws::caller_identity(&clients.sts).await?;
-            let (arn, user_id) = (me.arn, me.user_id);
+            let Caller { arn, user_id } = me()?;
+            let arn = arn.clone();
             let mut task = e.request.task.clone();
+            // Bound to the action shown to the approver: the executor refuses it if its
+            // policy would now run anything else.
             task.approval = Some(Approval {
                 request_id: e.request.id.clone(),
                 approved_by: arn.clone(),
-                approver_user_id: user_id,
+                approver_user_id: user_id.clone(),
                 approved_at: redress::time::now_rfc3339(),
                 reason: reason.clone(),
+                action_digest: Some(e.request.proposed_action.digest()),
+                policy_version: e.request.policy_version.clone(),
             });
             if global.dry_run {
                 println!(
                     "dry run: approving {} would hand this to the executor (nothing was changed):",
                     e.request.id
                 );
-                println!("  {}", e.request.proposed_action.describe());
+                println!("  {}", clean(&e.request.proposed_action.describe()));
                 for line in &e.request.preview {
-                    println!("  {line}");
+                    println!("  {}", clean(line));
                 }
                 return Ok(());
             }
@@ -201,14 +244,14 @@ async fn act(
             println!(
                 "approved {} as {arn}: {} on {} handed to the executor",
                 e.request.id,
-                e.request.proposed_action.describe(),
-                e.request.task.finding.resource_id
+                clean(&e.request.proposed_action.describe()),
+                clean(&e.request.task.finding.resource_id)
             );
             Ok(())
         }
         ApprovalsCommand::Reject { id, reason } => {
             let e = s.live(id)?;
-            let arn = redress::aws::caller_identity(&clients.sts).await?.arn;
+            let arn = me()?.arn.clone();
             if global.dry_run {
                 println!(
                     "dry run: would reject {} (nothing was changed)",
@@ -221,8 +264,9 @@ async fn act(
                 .reason(reason)
                 .emit();
             println!(
-                "rejected {} as {arn}: {reason}; the resource was not touched",
-                e.request.id
+                "rejected {} as {arn}: {}; the resource was not touched",
+                e.request.id,
+                clean(reason)
             );
             Ok(())
         }

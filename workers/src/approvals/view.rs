@@ -1,6 +1,9 @@
-//! How approval requests are shown: a table, a full view, and JSON.
+//! How approval requests are shown: a table, a full view, and JSON. Every field in
+//! human output passes through [`clean`]: it came from an event, a queue message or AWS,
+//! and may carry terminal escapes or bidi overrides. JSON keeps the data as it is.
 
 use redress::approval::{Board, Entry, Status};
+use redress::text::clean;
 
 fn status_label(s: Status) -> &'static str {
     match s {
@@ -42,19 +45,27 @@ pub fn list_table(board: &Board<usize>, expired: usize, unreadable: usize) -> St
         let t = &e.request.task;
         out.push_str(&format!(
             "{:<14} {:>4}  {:<8} {:<8} {:<26} {:<40} {:<26} {}\n",
-            e.request.id,
+            clean(&e.request.id),
             age(&e.request.requested_at),
             status_label(e.status),
             t.severity.to_string(),
-            t.rule_id,
-            format!(
+            clean(&t.rule_id),
+            clean(&format!(
                 "{} {}",
                 t.finding.resource_type.rsplit("::").next().unwrap_or(""),
                 t.finding.resource_id
-            ),
-            format!("{}/{}", t.finding.account_id, t.finding.region),
-            e.request.proposed_action.describe()
+            )),
+            clean(&format!("{}/{}", t.finding.account_id, t.finding.region)),
+            clean(&e.request.proposed_action.describe())
         ));
+        if let Some(ret) = &e.request.returned {
+            out.push_str(&format!(
+                "{:<14} {:>4}  returned: {}\n",
+                "",
+                "",
+                clean(&returned(ret))
+            ));
+        }
     }
     let pending = live.iter().filter(|e| e.status == Status::Pending).count();
     let moot = live.len() - pending;
@@ -106,6 +117,17 @@ pub fn show_json(e: &Entry<usize>) -> String {
     entry_json(e).to_string()
 }
 
+/// One line on why an approved request came back.
+fn returned(r: &redress::message::Returned) -> String {
+    let by = match (&r.approved_by, &r.approved_at) {
+        (Some(by), Some(at)) => format!(" (approved by {by} at {at})"),
+        (None, Some(at)) => format!(" (approval of {at})"),
+        (Some(by), None) => format!(" (approved by {by})"),
+        (None, None) => String::new(),
+    };
+    format!("{}{by}; put back {}", r.why, r.at)
+}
+
 /// `approvals show ID`: everything needed to decide.
 pub fn show_text(e: &Entry<usize>) -> String {
     let r = &e.request;
@@ -123,27 +145,30 @@ pub fn show_text(e: &Entry<usize>) -> String {
          \x20 event         {}\n\
          \x20 action        {}\n\
          \x20 will change:\n",
-        r.id,
+        clean(&r.id),
         status_label(e.status),
-        t.rule_id,
+        clean(&t.rule_id),
         t.severity,
-        f.resource_type,
-        f.resource_id,
-        f.account_id,
-        f.region,
-        f.config_rule_name,
-        f.annotation.as_deref().unwrap_or("(none)"),
-        r.requested_at,
+        clean(&f.resource_type),
+        clean(&f.resource_id),
+        clean(&f.account_id),
+        clean(&f.region),
+        clean(&f.config_rule_name),
+        clean(f.annotation.as_deref().unwrap_or("(none)")),
+        clean(&r.requested_at),
         age(&r.requested_at),
-        r.expires_at,
-        f.event_id,
-        r.proposed_action.describe(),
+        clean(&r.expires_at),
+        clean(&f.event_id),
+        clean(&r.proposed_action.describe()),
     );
     if r.preview.is_empty() {
         out.push_str("    (no preview recorded)\n");
     }
     for line in &r.preview {
-        out.push_str(&format!("    {line}\n"));
+        out.push_str(&format!("    {}\n", clean(line)));
+    }
+    if let Some(ret) = &r.returned {
+        out.push_str(&format!("  returned      {}\n", clean(&returned(ret))));
     }
     out
 }

@@ -12,22 +12,26 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::dead_letter::{replay_body, summarise, Filter, Summary, REPLAY_COUNT};
-use redress::sqs::{attr, Queue, Received};
+use redress::sqs::{Queue, Received};
+use redress::text::clean;
 
 use crate::cli::{DlqCommand, Global, ReplayArgs};
 use crate::error::{CliError, CliResult};
 
 const WORKER: &str = "dlq";
 
-/// A dead-letter queue and where its messages came from.
+/// A dead-letter queue and the one queue whose redrive policy names it.
 struct Target {
     dlq: Queue,
-    /// Source queue for messages that do not name theirs.
-    default_source: Option<Queue>,
+    /// Where replays go: the source queue AWS's redrive configuration pairs with this
+    /// DLQ, never a queue named in a message (its attributes are whatever the sender
+    /// wrote). `None` when no single queue names it.
+    source: Option<Queue>,
 }
 
 /// `events`, `tasks`, `approvals` (the configured queues' DLQs), or a queue name or URL
-/// (a source queue means its DLQ; otherwise the queue itself is taken as the DLQ).
+/// (a source queue means its DLQ; otherwise the queue itself is taken as the DLQ, and
+/// its source is the one queue `ListDeadLetterSourceQueues` names).
 async fn target(sqs: &aws_sdk_sqs::Client, global: &Global, which: &str) -> CliResult<Target> {
     let named = match which {
         "events" => global.events_queue.as_str(),
@@ -41,7 +45,7 @@ async fn target(sqs: &aws_sdk_sqs::Client, global: &Global, which: &str) -> CliR
     if let Some(dlq) = queue.dead_letter_queue().await? {
         return Ok(Target {
             dlq,
-            default_source: Some(queue),
+            source: Some(queue),
         });
     }
     let sources = sqs
@@ -50,14 +54,11 @@ async fn target(sqs: &aws_sdk_sqs::Client, global: &Global, which: &str) -> CliR
         .send()
         .await
         .map_err(|e| redress::retry::AwsError::from_sdk("sqs:ListDeadLetterSourceQueues", e))?;
-    let default_source = match sources.queue_urls() {
+    let source = match sources.queue_urls() {
         [one] => Some(Queue::at(sqs, one)),
         _ => None,
     };
-    Ok(Target {
-        dlq: queue,
-        default_source,
-    })
+    Ok(Target { dlq: queue, source })
 }
 
 fn age(m: &Received) -> String {
@@ -170,16 +171,19 @@ async fn list(
         };
         println!(
             "{:<38} {:>4} {:>4}  {:<24} {:<30} [{}] {}{replays}",
-            m.message_id,
+            clean(&m.message_id),
             age(m),
             m.receive_count,
-            s.rule.as_deref().unwrap_or("-"),
-            s.resource.as_deref().unwrap_or("-"),
-            s.error_class,
-            s.error
+            clean(s.rule.as_deref().unwrap_or("-")),
+            clean(s.resource.as_deref().unwrap_or("-")),
+            clean(&s.error_class),
+            clean(&s.error)
         );
     }
-    let counts: Vec<String> = by_class.iter().map(|(c, n)| format!("{n} {c}")).collect();
+    let counts: Vec<String> = by_class
+        .iter()
+        .map(|(c, n)| format!("{n} {}", clean(c)))
+        .collect();
     println!(
         "{} message{} in {}: {}",
         messages.len(),
@@ -220,7 +224,6 @@ async fn replay(clients: &redress::aws::Clients, global: &Global, args: &ReplayA
     let operator = redress::aws::caller_identity(&clients.sts).await?.arn;
     let mut kept: Vec<Received> = Vec::new();
     let mut tally = Tally::default();
-    let mut sources: HashMap<String, Queue> = HashMap::new();
     let limit = args.limit.unwrap_or(usize::MAX);
     let result: CliResult = async {
         loop {
@@ -242,9 +245,9 @@ async fn replay(clients: &redress::aws::Clients, global: &Global, args: &ReplayA
                 if s.replay_count >= args.max_replays && !args.force {
                     eprintln!(
                         "skipped {} ({} {}): replayed {} times already (limit {}; --force to override)",
-                        m.message_id,
-                        s.rule.as_deref().unwrap_or("-"),
-                        s.resource.as_deref().unwrap_or("-"),
+                        clean(&m.message_id),
+                        clean(s.rule.as_deref().unwrap_or("-")),
+                        clean(s.resource.as_deref().unwrap_or("-")),
                         s.replay_count,
                         args.max_replays
                     );
@@ -252,24 +255,15 @@ async fn replay(clients: &redress::aws::Clients, global: &Global, args: &ReplayA
                     kept.push(m);
                     continue;
                 }
-                let source = match m.attributes.get(attr::SOURCE_QUEUE) {
-                    Some(name) => match sources.get(name) {
-                        Some(q) => q.clone(),
-                        None => {
-                            let q = Queue::resolve(&clients.sqs, name).await?;
-                            sources.insert(name.clone(), q.clone());
-                            q
-                        }
-                    },
-                    None => match &t.default_source {
-                        Some(q) => q.clone(),
-                        None => {
-                            eprintln!("failed {}: no source queue recorded or found", m.message_id);
-                            tally.failed += 1;
-                            kept.push(m);
-                            continue;
-                        }
-                    },
+                let Some(source) = t.source.clone() else {
+                    eprintln!(
+                        "failed {}: no single queue names {} as its dead-letter queue, so there is nowhere safe to replay to",
+                        clean(&m.message_id),
+                        t.dlq.name
+                    );
+                    tally.failed += 1;
+                    kept.push(m);
+                    continue;
                 };
                 chosen.push((m, s, source));
             }
@@ -277,9 +271,9 @@ async fn replay(clients: &redress::aws::Clients, global: &Global, args: &ReplayA
                 for (m, s, source) in chosen {
                     println!(
                         "would replay {} ({} {}) to {}",
-                        m.message_id,
-                        s.rule.as_deref().unwrap_or("-"),
-                        s.resource.as_deref().unwrap_or("-"),
+                        clean(&m.message_id),
+                        clean(s.rule.as_deref().unwrap_or("-")),
+                        clean(s.resource.as_deref().unwrap_or("-")),
                         source.name
                     );
                     tally.replayed += 1;
@@ -349,7 +343,7 @@ async fn move_batch(
         for (i, (m, s, _)) in group.into_iter().enumerate() {
             match failed.iter().find(|(f, _)| *f == i) {
                 Some((_, why)) => {
-                    eprintln!("failed {}: {why}", m.message_id);
+                    eprintln!("failed {}: {}", clean(&m.message_id), clean(why));
                     tally.failed += 1;
                     kept.push(m);
                 }
@@ -365,7 +359,11 @@ async fn move_batch(
             if let Some((_, why)) = not_deleted.iter().find(|(f, _)| *f == i) {
                 // The copy is already on its way: the original reappears later and may be
                 // replayed twice, which the pipeline tolerates. Never lost.
-                eprintln!("replayed {} but could not delete the original ({why}); it may be replayed again", m.message_id);
+                eprintln!(
+                    "replayed {} but could not delete the original ({}); it may be replayed again",
+                    clean(&m.message_id),
+                    clean(why)
+                );
             }
             let mut r = AuditRecord::bare(WORKER, AuditDecision::Replayed).reason(format!(
                 "from {} to {} (replay {})",

@@ -105,6 +105,7 @@ impl Automation {
                         runbook.document, self.timeout
                     ),
                     execution_id: None,
+                    refused: false,
                 }),
             })?;
         match classify(&finished.status) {

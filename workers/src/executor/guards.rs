@@ -60,16 +60,22 @@ impl Guards {
         }
     }
 
+    /// Why nothing may be changed now, if the kill switch is on. It stops approved fixes
+    /// too: a person's approval does not outrank the switch that says stop.
+    pub async fn kill_switch(&self) -> Option<String> {
+        let switch = self.switch.as_ref()?;
+        switch
+            .on()
+            .await
+            .then(|| format!("kill switch {} is on: fixes are paused", switch.parameter))
+    }
+
     /// Lets an automatic fix under `rule` run, or says why not (the fix then goes to a
-    /// person). `take`: count it against the rate caps (a dry run only asks).
+    /// person). `take`: count it against the rate caps (a dry run only asks). Rate caps
+    /// and the breaker apply to automatic fixes only; approved ones ask [`Self::kill_switch`].
     pub async fn admit(&self, rule: &Rule, take: bool) -> Result<(), String> {
-        if let Some(switch) = &self.switch {
-            if switch.on().await {
-                return Err(format!(
-                    "kill switch {} is on: automatic fixes are paused",
-                    switch.parameter
-                ));
-            }
+        if let Some(why) = self.kill_switch().await {
+            return Err(why);
         }
         let now = Instant::now();
         let (open, change) = lock(&self.breaker).check(now);
@@ -141,17 +147,14 @@ impl KillSwitch {
                 audit(
                     AuditDecision::GuardTripped,
                     &format!(
-                        "kill switch {} is on: automatic fixes go to approval",
+                        "kill switch {} is on: automatic fixes go to approval, approved ones are held",
                         self.parameter
                     ),
                 );
             } else {
                 audit(
                     AuditDecision::GuardReset,
-                    &format!(
-                        "kill switch {} is off: automatic fixes resume",
-                        self.parameter
-                    ),
+                    &format!("kill switch {} is off: fixes resume", self.parameter),
                 );
             }
         }

@@ -2,6 +2,7 @@
 //! and a finding), re-derives the action from its own policy, and runs it. A task can
 //! never make it do anything its policy does not allow for that finding.
 
+pub mod approvers;
 mod automation;
 mod dedup;
 mod guards;
@@ -17,9 +18,10 @@ mod targets;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use redress::approver::{Approvers, Verified};
 use redress::audit::{AuditDecision, AuditRecord, Outcome};
 use redress::ingress::Permission;
-use redress::message::{ApprovalsMessage, Task};
+use redress::message::{Approval, ApprovalRequest, ApprovalsMessage, Returned, Task};
 use redress::policy::{Fix, Mode, Policy, RenderedAction, Rule};
 use redress::retry::ErrorClass;
 use redress::sqs::{Queue, Received};
@@ -38,7 +40,7 @@ pub use targets::{Polling, Seams, Targets};
 
 use crate::report::{Fate, Tally};
 use crate::worker::{Ack, Handler};
-use outcome::{FixError, FixResult};
+use outcome::{Done, FixError, FixResult};
 
 const WORKER: &str = "executor";
 
@@ -54,6 +56,8 @@ pub struct Executor {
     pub targets: Targets,
     /// Kill switch, breaker and rate caps on automatic fixes.
     pub guards: Guards,
+    /// Who may approve, resolved to the unique ids SQS stamps as SenderId.
+    pub approvers: Approvers,
     /// Tasks finished lately, to recognise duplicates.
     pub recent: Recent,
     /// Asks Config to re-evaluate fixed rules, off the fix's critical path.
@@ -69,96 +73,135 @@ pub struct Executor {
     pub tally: Arc<Tally>,
 }
 
-/// A task the executor refuses, with the reason.
-struct Refusal(String);
+/// A task the executor refuses, with the reason. `put_back`: the task carried an
+/// approval that is void, so its request goes back to the approvals queue (no one can
+/// make a request vanish by approving it badly).
+struct Refusal {
+    reason: String,
+    put_back: bool,
+}
+
+impl Refusal {
+    fn new(reason: String) -> Refusal {
+        Refusal {
+            reason,
+            put_back: false,
+        }
+    }
+}
+
+/// On whose authority a task would run.
+enum Authority {
+    /// The policy fixes it automatically (the guards apply).
+    Automatic,
+    /// A person the policy lists approved it, as AWS verified (only the kill switch applies).
+    Approved(Verified),
+    /// The rule needs approval and the task carries none: it becomes a request.
+    NeedsApproval,
+}
 
 /// What the policy allows for a task.
 struct Allowed<'p> {
     rule: &'p Rule,
     action: RenderedAction,
-    /// A person approved it (guards do not apply to a person's decision).
-    approved: bool,
+    authority: Authority,
 }
 
 impl Executor {
-    /// A task carrying an approval runs only if the approval is for this very finding,
-    /// was sent by the approver themself (SQS's SenderId matches the approver's STS
-    /// UserId), and the policy's `approvers` list allows that principal.
-    fn check_approval(&self, task: &Task, sender_id: Option<&str>) -> Result<(), Refusal> {
-        let rule = &task.rule_id;
-        let Some(a) = &task.approval else {
-            return Err(Refusal(format!(
-                "rule {rule} requires approval and the task carries none"
-            )));
-        };
+    /// The approval a task carries, checked against what AWS asserts: the request is this
+    /// finding's, SQS's SenderId is an approver the policy lists (resolved to unique ids
+    /// at start-up), every identity field in the message agrees with it, and the action
+    /// the approver was shown is the one the policy renders now.
+    fn check_approval(
+        &self,
+        task: &Task,
+        a: &Approval,
+        sender_id: Option<&str>,
+        action: &RenderedAction,
+    ) -> Result<Verified, String> {
         if a.request_id != task.approval_id() {
-            return Err(Refusal(format!(
+            return Err(format!(
                 "approval {} does not belong to this finding (its request is {})",
                 a.request_id,
                 task.approval_id()
-            )));
+            ));
         }
-        if sender_id != Some(a.approver_user_id.as_str()) {
-            return Err(Refusal(format!(
-                "task claims approval by {} ({}) but was sent by {}",
-                a.approved_by,
-                a.approver_user_id,
-                sender_id.unwrap_or("an unknown sender")
-            )));
+        let verified = self.approvers.verify(sender_id)?;
+        if a.approver_user_id != verified.unique_id {
+            return Err(format!(
+                "the approval names approver id {} but SQS says the task was sent by {}",
+                a.approver_user_id, verified.unique_id
+            ));
         }
-        if !self.policy.approvals.allows(&a.approved_by) {
-            return Err(Refusal(format!(
-                "approver {} is not on the policy's approvers list",
+        if let Some(arn) = verified.arn.as_deref().filter(|arn| *arn != a.approved_by) {
+            return Err(format!(
+                "the approval names {} but the task was sent by {arn}",
                 a.approved_by
-            )));
+            ));
         }
-        Ok(())
+        match a.action_digest.as_deref() {
+            Some(d) if d == action.digest() => Ok(verified),
+            Some(_) => Err(format!(
+                "the action approved (policy {}) is not the one the policy now renders (policy {}): {}",
+                a.policy_version.as_deref().unwrap_or("unknown"),
+                self.policy.version,
+                action.describe()
+            )),
+            None => Err("the approval carries no action digest (made by an older redress)".into()),
+        }
     }
 
-    /// Checks the task against the policy and returns what it allows.
+    /// Checks the task against the policy and returns what it allows, on whose authority.
     fn authorise(&self, task: &Task, sender_id: Option<&str>) -> Result<Allowed<'_>, Refusal> {
         let f = &task.finding;
         f.validate()
-            .map_err(|m| Refusal(format!("invalid finding: {m}")))?;
+            .map_err(|m| Refusal::new(format!("invalid finding: {m}")))?;
         let rule = self.policy.rule(&task.rule_id).ok_or_else(|| {
-            Refusal(format!(
+            Refusal::new(format!(
                 "no_policy: rule {:?} is not in the executor's policy",
                 task.rule_id
             ))
         })?;
         if !rule.matches(&f.config_rule_name, &f.resource_type) {
-            return Err(Refusal(format!(
+            return Err(Refusal::new(format!(
                 "rule {} does not cover Config rule {} on {}",
                 rule.id, f.config_rule_name, f.resource_type
             )));
         }
         if f.compliance != redress::event::ComplianceType::NON_COMPLIANT {
-            return Err(Refusal(format!(
+            return Err(Refusal::new(format!(
                 "finding is {}, not NON_COMPLIANT",
                 f.compliance
             )));
         }
         let mode = self.policy.mode_of(rule);
         if mode == Mode::Notify {
-            return Err(Refusal(format!("rule {} is notify-only", rule.id)));
-        }
-        // An automatic fix a guard stopped comes back approved, so an approval is
-        // checked whatever the rule's mode.
-        let approved = task.approval.is_some() || mode == Mode::Approve;
-        if approved {
-            self.check_approval(task, sender_id)?;
+            return Err(Refusal::new(format!("rule {} is notify-only", rule.id)));
         }
         if let Some(why) = self.targets.unreachable(&f.account_id) {
-            return Err(Refusal(why));
+            return Err(Refusal::new(why));
         }
         let action = rule
             .action
             .render(&f.facts())
-            .map_err(|m| Refusal(format!("cannot render action: {m}")))?;
+            .map_err(|m| Refusal::new(format!("cannot render action: {m}")))?;
+        // An automatic fix a guard stopped comes back approved, so an approval is
+        // checked whatever the rule's mode.
+        let authority = match &task.approval {
+            Some(a) => Authority::Approved(
+                self.check_approval(task, a, sender_id, &action)
+                    .map_err(|m| Refusal {
+                        reason: format!("approval refused: {m}"),
+                        put_back: true,
+                    })?,
+            ),
+            None if mode == Mode::Approve => Authority::NeedsApproval,
+            None => Authority::Automatic,
+        };
         Ok(Allowed {
             rule,
             action,
-            approved,
+            authority,
         })
     }
 
@@ -206,9 +249,10 @@ impl Executor {
             .map(|e| format!("exempt: {}", e.describe()))
     }
 
-    /// Reads the `redress:exempt=true` tag of an EC2 resource in the finding's account.
-    /// When the fix revokes a security group's ingress, one read returns the tags and the
-    /// ingress, which the fix then uses as its pre-check instead of reading it again.
+    /// Reads the policy's exemption tag (if it names one) of an EC2 resource in the
+    /// finding's account. When the fix revokes a security group's ingress, one read
+    /// returns the tags and the ingress, which the fix then uses as its pre-check instead
+    /// of reading it again.
     async fn tag_check(
         &self,
         task: &Task,
@@ -216,44 +260,45 @@ impl Executor {
         action: &RenderedAction,
     ) -> Result<(Option<String>, Option<Vec<Permission>>), FixError> {
         let f = &task.finding;
+        let key = self.policy.exemptions.tag.as_deref();
         let revoke = matches!(action, RenderedAction::Fix(Fix::RevokePublicIngress { .. }));
-        let (exempt, ingress) = if revoke {
-            let (ingress, tags) = seams.security_groups.describe(&f.resource_id).await?;
-            let exempt = tags::exempt(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            (exempt, Some(ingress))
-        } else if tags::taggable(&f.resource_type) {
-            (seams.tags.exempt(&f.resource_id).await?, None)
-        } else {
-            (false, None)
+        let (exempt, ingress) = match key {
+            _ if revoke => {
+                let (ingress, tags) = seams.security_groups.describe(&f.resource_id).await?;
+                let exempt = key.is_some_and(|k| {
+                    tags::exempt(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), k)
+                });
+                (exempt, Some(ingress))
+            }
+            Some(k) if tags::taggable(&f.resource_type) => {
+                (seams.tags.exempt(&f.resource_id, k).await?, None)
+            }
+            _ => (false, None),
         };
-        let (k, v) = tags::EXEMPT_TAG;
-        Ok((exempt.then(|| format!("exempt: tagged {k}={v}")), ingress))
+        let why = exempt.then(|| {
+            format!(
+                "exempt: tagged {}={}",
+                key.unwrap_or_default(),
+                tags::EXEMPT_VALUE
+            )
+        });
+        Ok((why, ingress))
     }
 
-    /// Hands an automatic fix a guard stopped to a person, as an approval request.
-    async fn divert(&self, task: Task, why: String, record: AuditRecord, subject: String) -> Ack {
-        let groups = match self
-            .targets
-            .seams(&task.finding.account_id, &task.finding.region)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => return self.failed(FixError::from(e), 1, record, subject),
-        };
-        let request = match crate::router::approval_request(
-            &self.policy,
-            task,
-            &groups.security_groups,
-        )
-        .await
-        {
+    /// Hands a task to a person as an approval request: an automatic fix a guard
+    /// stopped, a rule that needs approval, or (with `returned`) an approved fix the kill
+    /// switch held. The task message is deleted once the request is on the queue.
+    async fn divert(
+        &self,
+        task: Task,
+        why: String,
+        returned: Option<Returned>,
+        record: AuditRecord,
+        subject: String,
+    ) -> Ack {
+        let request = match self.request_for(task, returned).await {
             Ok(r) => r,
-            Err(error) => {
-                return Ack::DeadLetter {
-                    class: "permanent",
-                    error,
-                }
-            }
+            Err(e) => return self.failed(e, 1, record, subject),
         };
         let mut audit = record;
         audit.decision = AuditDecision::ApprovalRequested;
@@ -280,6 +325,83 @@ impl Executor {
         }
     }
 
+    /// A fresh approval request for the task, rendered from this executor's policy.
+    async fn request_for(
+        &self,
+        task: Task,
+        returned: Option<Returned>,
+    ) -> Result<ApprovalRequest, FixError> {
+        let f = &task.finding;
+        let seams = self.targets.seams(&f.account_id, &f.region).await?;
+        crate::router::approval_request(&self.policy, task, &seams.security_groups, returned)
+            .await
+            .map_err(FixError::permanent)
+    }
+
+    /// A refused task is dead-lettered with the reason; if it carried an approval, its
+    /// request is first put back on the approvals queue (audited), so a bad approval
+    /// never makes a finding disappear. If the request cannot be sent, the task is
+    /// retried rather than dead-lettered alone.
+    async fn refuse(
+        &self,
+        task: &Task,
+        refusal: Refusal,
+        record: AuditRecord,
+        subject: String,
+    ) -> Ack {
+        let Refusal { reason, put_back } = refusal;
+        if put_back && self.policy.rule(&task.rule_id).is_some() {
+            let returned = Returned {
+                why: reason.clone(),
+                approved_by: None,
+                approved_at: task.approval.as_ref().map(|a| a.approved_at.clone()),
+                at: redress::time::now_rfc3339(),
+            };
+            let sent = match self.request_for(task.clone(), Some(returned)).await {
+                Ok(request) => {
+                    let id = request.id.clone();
+                    let body = serde_json::to_string(&ApprovalsMessage::Request(Box::new(request)))
+                        .map_err(|e| FixError::permanent(e.to_string()));
+                    match body {
+                        Ok(b) => self
+                            .approvals
+                            .send(&b)
+                            .await
+                            .map(|_| id)
+                            .map_err(FixError::from),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(id) => {
+                    let mut r = record.clone();
+                    r.decision = AuditDecision::ApprovalRequested;
+                    r.reason = Some(format!(
+                        "{reason}; request {id} put back for a fresh decision"
+                    ));
+                    r.emit();
+                }
+                Err(e) if e.class == ErrorClass::Transient => {
+                    tracing::warn!(error = %e.message, "cannot put the request back yet; will retry");
+                    return Ack::Retry { after_secs: 5 };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "the request could not be rebuilt; the task alone is dead-lettered")
+                }
+            }
+        }
+        let mut r = record.reason(&reason);
+        r.decision = AuditDecision::DeadLettered;
+        r.emit();
+        self.tally.add(Fate::DeadLettered, subject, &reason);
+        Ack::DeadLetter {
+            class: "refused",
+            error: reason,
+        }
+    }
+
     /// A fix that did not finish: retry a transient failure through the queue until the
     /// attempt cap, else dead-letter it with the reason.
     fn failed(&self, e: FixError, attempt: u32, mut r: AuditRecord, subject: String) -> Ack {
@@ -291,10 +413,10 @@ impl Executor {
                 after_secs: 2_i32.saturating_pow(attempt.min(6)),
             };
         }
-        let class = if e.class == ErrorClass::Transient {
-            "exhausted"
-        } else {
-            "permanent"
+        let class = match (e.refused, e.class) {
+            (true, _) => "refused",
+            (false, ErrorClass::Transient) => "exhausted",
+            (false, _) => "permanent",
         };
         let reason = if class == "exhausted" {
             format!("gave up after {attempt} attempts: {}", e.message)
@@ -312,13 +434,208 @@ impl Executor {
         }
     }
 
-    /// Audits a skip and reports it.
+    /// Audits a skip (`skipped`, or `exempt_by_tag`) and reports it.
     fn skip(&self, mut r: AuditRecord, subject: String, reason: String) -> Ack {
-        r.decision = AuditDecision::Skipped;
+        r.decision = if reason.starts_with("exempt: tagged") {
+            AuditDecision::ExemptByTag
+        } else {
+            AuditDecision::Skipped
+        };
         r.reason = Some(reason.clone());
         r.emit();
         self.tally.add(Fate::Skipped, subject, reason);
         Ack::Done
+    }
+
+    /// Why an automatic fix must go to a person instead, if it must: the fix would reach
+    /// beyond its rule's severity, or a guard stopped it. `take`: count it against the
+    /// rate caps (not in a dry run).
+    async fn stop_automatic(
+        &self,
+        rule: &Rule,
+        action: &RenderedAction,
+        ingress: Option<&[Permission]>,
+        take: bool,
+    ) -> Option<String> {
+        if let (RenderedAction::Fix(Fix::RevokePublicIngress { ports }), Some(ingress)) =
+            (action, ingress)
+        {
+            let revoking = redress::ingress::world_open(ingress, ports.as_deref());
+            if let Some(why) = self.policy.exceeds_severity(rule, &revoking) {
+                return Some(why);
+            }
+        }
+        self.guards.admit(rule, take).await.err()
+    }
+
+    /// Audits and reports a dry run's decision.
+    fn dry_run(&self, mut r: AuditRecord, subject: String, reason: String) -> Ack {
+        r.outcome = Some(Outcome::DryRun);
+        r.reason = Some(reason.clone());
+        r.emit();
+        self.tally.add(Fate::DryRun, subject, reason);
+        Ack::Done
+    }
+
+    /// Decides and audits without changing anything.
+    async fn rehearse(
+        &self,
+        task: &Task,
+        allowed: &Allowed<'_>,
+        seams: &Seams,
+        r: AuditRecord,
+        subject: String,
+    ) -> Ack {
+        let (exempt, ingress) = match self.tag_check(task, seams, &allowed.action).await {
+            Ok(v) => v,
+            Err(e) => return self.failed(e, 1, r, subject),
+        };
+        if let Some(why) = exempt {
+            return self.skip(r, subject, why);
+        }
+        let stopped = match &allowed.authority {
+            Authority::Automatic => {
+                self.stop_automatic(allowed.rule, &allowed.action, ingress.as_deref(), false)
+                    .await
+            }
+            Authority::Approved(_) => self.guards.kill_switch().await,
+            Authority::NeedsApproval => Some(format!("rule {} needs approval", allowed.rule.id)),
+        };
+        match stopped {
+            Some(why) => self.dry_run(r, subject, format!("would ask for approval: {why}")),
+            None => self.dry_run(
+                r,
+                subject,
+                format!("would run {}", allowed.action.describe()),
+            ),
+        }
+    }
+
+    /// Records a finished fix and reports it.
+    fn finished(
+        &self,
+        task: &Task,
+        seams: &Seams,
+        done: Done,
+        mut r: AuditRecord,
+        subject: String,
+    ) -> Ack {
+        let f = &task.finding;
+        self.guards.record(true);
+        self.recent.insert(
+            &task.client_token(),
+            Seen {
+                outcome: done.outcome.as_str().into(),
+                at: redress::time::now_rfc3339(),
+                execution_id: done.execution_id.clone(),
+            },
+            Instant::now(),
+        );
+        let mut detail = done.detail.clone();
+        if done.outcome == Outcome::Succeeded {
+            self.reevaluator.request(
+                &seams.config_rules,
+                &f.account_id,
+                &f.region,
+                &f.config_rule_name,
+            );
+            detail.push_str("; Config re-evaluation queued");
+        }
+        r.outcome = Some(done.outcome);
+        r.execution_id = done.execution_id.clone();
+        r.reason = Some(detail);
+        r.emit();
+        let fate = if done.outcome == Outcome::AlreadyCompliant {
+            Fate::AlreadyCompliant
+        } else {
+            Fate::Fixed
+        };
+        let exec = done
+            .execution_id
+            .map(|e| format!(" [execution {e}]"))
+            .unwrap_or_default();
+        self.tally.add(
+            fate,
+            subject,
+            format!("{} ({}){exec}", done.detail, task.rule_id),
+        );
+        Ack::Done
+    }
+
+    /// Under the resource's lock: duplicate check, exemption tag, the checks of the
+    /// task's authority against the state just read, then the fix.
+    async fn fix(
+        &self,
+        task: &Task,
+        allowed: Allowed<'_>,
+        seams: &Seams,
+        r: AuditRecord,
+        subject: String,
+        attempt: u32,
+    ) -> Ack {
+        let f = &task.finding;
+        let key = format!("{}/{}/{}", f.account_id, f.region, f.resource_id);
+        let mut shutdown = self.shutdown.clone();
+        let _guard = tokio::select! {
+            g = self.locks.lock(&key) => g,
+            // Not started yet: hand it back for another worker rather than hold it.
+            _ = crate::worker::stop_requested(&mut shutdown) => return Ack::Release,
+        };
+        if let Some(seen) = self.recent.get(&task.client_token(), Instant::now()) {
+            let exec = seen
+                .execution_id
+                .map(|e| format!(", execution {e}"))
+                .unwrap_or_default();
+            let why = format!(
+                "duplicate: this executor finished the same task at {} ({}{exec})",
+                seen.at, seen.outcome
+            );
+            return self.skip(r, subject, why);
+        }
+        // Under the lock, so the state read here is current for the fix.
+        let ingress = match self.tag_check(task, seams, &allowed.action).await {
+            Ok((Some(why), _)) => return self.skip(r, subject, why),
+            Ok((None, ingress)) => ingress,
+            // Not knowing whether it is exempt, leave it alone.
+            Err(e) => return self.failed(e, attempt, r, subject),
+        };
+        match &allowed.authority {
+            // Last, so duplicates and exempt resources take nothing from the rate caps.
+            Authority::Automatic => {
+                let stop = self
+                    .stop_automatic(allowed.rule, &allowed.action, ingress.as_deref(), true)
+                    .await;
+                if let Some(why) = stop {
+                    return self.divert(task.clone(), why, None, r, subject).await;
+                }
+            }
+            Authority::Approved(v) => {
+                if let Some(why) = self.guards.kill_switch().await {
+                    let returned = Returned {
+                        why: format!("held: {why}"),
+                        approved_by: Some(v.actor()),
+                        approved_at: task.approval.as_ref().map(|a| a.approved_at.clone()),
+                        at: redress::time::now_rfc3339(),
+                    };
+                    let why = format!("held: {why} (approved by {})", v.actor());
+                    return self
+                        .divert(task.clone(), why, Some(returned), r, subject)
+                        .await;
+                }
+            }
+            Authority::NeedsApproval => unreachable!("diverted before the lock"),
+        }
+        match self.execute(seams, task, &allowed.action, ingress).await {
+            Ok(done) => self.finished(task, seams, done, r, subject),
+            Err(e) => {
+                if e.class != ErrorClass::Transient || attempt >= self.max_attempts {
+                    self.guards.record(false);
+                    // Not remembered as finished: if dead-lettering fails, the message
+                    // must come back and fail again, not pass as a duplicate.
+                }
+                self.failed(e, attempt, r, subject)
+            }
+        }
     }
 }
 
@@ -345,151 +662,39 @@ impl Handler for Executor {
         let f = &task.finding;
         let subject = format!("{} {}", f.resource_type, f.resource_id);
         let severity = self.policy.rule(&task.rule_id).map(|r| r.severity);
-        let record = || {
-            AuditRecord::for_finding(
-                WORKER,
-                f,
-                Some(&task.rule_id),
-                severity,
-                AuditDecision::Remediate,
-            )
-        };
+        let mut r = AuditRecord::for_finding(
+            WORKER,
+            f,
+            Some(&task.rule_id),
+            severity,
+            AuditDecision::Remediate,
+        );
         let allowed = match self.authorise(&task, m.sender_id.as_deref()) {
             Ok(a) => a,
-            Err(Refusal(reason)) => {
-                let mut r = record().reason(&reason);
-                r.decision = AuditDecision::DeadLettered;
-                r.emit();
-                self.tally.add(Fate::DeadLettered, subject, &reason);
-                return Ack::DeadLetter {
-                    class: "refused",
-                    error: reason,
-                };
-            }
+            Err(refusal) => return self.refuse(&task, refusal, r, subject).await,
         };
-        let mut r = record();
-        r.actor = task.approval.as_ref().map(|a| a.approved_by.clone());
+        if let Authority::Approved(v) = &allowed.authority {
+            r.actor = Some(v.actor());
+            r.actor_id = Some(v.unique_id.clone());
+        }
         r.action = Some(allowed.action.label());
         let dry_run = self.dry_run || task.dry_run;
         r.dry_run = dry_run;
+        if let Some(why) = self.exception(&task) {
+            return self.skip(r, subject, why);
+        }
+        if matches!(allowed.authority, Authority::NeedsApproval) && !dry_run {
+            let why = format!("rule {} needs approval", allowed.rule.id);
+            return self.divert(task.clone(), why, None, r, subject).await;
+        }
         let seams = match self.targets.seams(&f.account_id, &f.region).await {
             Ok(s) => s,
             Err(e) => return self.failed(e.into(), m.receive_count, r, subject),
         };
-        if let Some(why) = self.exception(&task) {
-            return self.skip(r, subject, why);
-        }
         if dry_run {
-            // Ask the guards without taking from the rate caps: a dry run fixes nothing.
-            if !allowed.approved {
-                if let Err(why) = self.guards.admit(allowed.rule, false).await {
-                    r.outcome = Some(Outcome::DryRun);
-                    r.reason = Some(format!("would ask for approval: {why}"));
-                    r.emit();
-                    self.tally.add(Fate::DryRun, subject, why);
-                    return Ack::Done;
-                }
-            }
-            match self.tag_check(&task, &seams, &allowed.action).await {
-                Ok((Some(why), _)) => return self.skip(r, subject, why),
-                Ok(_) => {}
-                Err(e) => return self.failed(e, m.receive_count, r, subject),
-            }
-            r.outcome = Some(Outcome::DryRun);
-            r.reason = Some(format!("would run {}", allowed.action.describe()));
-            r.emit();
-            self.tally
-                .add(Fate::DryRun, subject, allowed.action.describe());
-            return Ack::Done;
+            return self.rehearse(&task, &allowed, &seams, r, subject).await;
         }
-        let key = format!("{}/{}/{}", f.account_id, f.region, f.resource_id);
-        let mut shutdown = self.shutdown.clone();
-        let _guard = tokio::select! {
-            g = self.locks.lock(&key) => g,
-            // Not started yet: hand it back for another worker rather than hold it.
-            _ = crate::worker::stop_requested(&mut shutdown) => return Ack::Release,
-        };
-        let token = task.client_token();
-        if let Some(seen) = self.recent.get(&token, Instant::now()) {
-            let exec = seen
-                .execution_id
-                .map(|e| format!(", execution {e}"))
-                .unwrap_or_default();
-            return self.skip(
-                r,
-                subject,
-                format!(
-                    "duplicate: this executor finished the same task at {} ({}{exec})",
-                    seen.at, seen.outcome
-                ),
-            );
-        }
-        // Under the lock, so the state read here is current for the fix.
-        let ingress = match self.tag_check(&task, &seams, &allowed.action).await {
-            Ok((Some(why), _)) => return self.skip(r, subject, why),
-            Ok((None, ingress)) => ingress,
-            // Not knowing whether it is exempt, leave it alone.
-            Err(e) => return self.failed(e, m.receive_count, r, subject),
-        };
-        // Last, so duplicates and exempt resources take nothing from the rate caps.
-        if !allowed.approved {
-            if let Err(why) = self.guards.admit(allowed.rule, true).await {
-                return self.divert(task.clone(), why, r, subject).await;
-            }
-        }
-        let result = self.execute(&seams, &task, &allowed.action, ingress).await;
-        let finished = |outcome: &str, execution_id: Option<String>| Seen {
-            outcome: outcome.into(),
-            at: redress::time::now_rfc3339(),
-            execution_id,
-        };
-        match result {
-            Ok(done) => {
-                self.guards.record(true);
-                self.recent.insert(
-                    &token,
-                    finished(done.outcome.as_str(), done.execution_id.clone()),
-                    Instant::now(),
-                );
-                let mut detail = done.detail.clone();
-                if done.outcome == Outcome::Succeeded {
-                    self.reevaluator.request(
-                        &seams.config_rules,
-                        &f.account_id,
-                        &f.region,
-                        &f.config_rule_name,
-                    );
-                    detail.push_str("; Config re-evaluation queued");
-                }
-                r.outcome = Some(done.outcome);
-                r.execution_id = done.execution_id.clone();
-                r.reason = Some(detail);
-                r.emit();
-                let fate = if done.outcome == Outcome::AlreadyCompliant {
-                    Fate::AlreadyCompliant
-                } else {
-                    Fate::Fixed
-                };
-                let exec = done
-                    .execution_id
-                    .map(|e| format!(" [execution {e}]"))
-                    .unwrap_or_default();
-                self.tally.add(
-                    fate,
-                    subject,
-                    format!("{} ({}){exec}", done.detail, task.rule_id),
-                );
-                Ack::Done
-            }
-            Err(e) => {
-                let last = e.class != ErrorClass::Transient || m.receive_count >= self.max_attempts;
-                if last {
-                    self.guards.record(false);
-                    // Not remembered as finished: if dead-lettering fails, the message
-                    // must come back and fail again, not pass as a duplicate.
-                }
-                self.failed(e, m.receive_count, r, subject)
-            }
-        }
+        self.fix(&task, allowed, &seams, r, subject, m.receive_count)
+            .await
     }
 }

@@ -23,6 +23,9 @@ pub struct FixError {
     pub message: String,
     /// SSM Automation execution id, when one was started.
     pub execution_id: Option<String>,
+    /// The fix declined to act for safety's sake (dead-lettered as `refused`, not
+    /// counted as the fix failing).
+    pub refused: bool,
 }
 
 impl FixError {
@@ -32,6 +35,15 @@ impl FixError {
             class: ErrorClass::Permanent,
             message: message.into(),
             execution_id: None,
+            refused: false,
+        }
+    }
+
+    /// A change the fix will not make, e.g. one that would weaken a secret.
+    pub fn refused(message: impl Into<String>) -> Self {
+        FixError {
+            refused: true,
+            ..FixError::permanent(message)
         }
     }
 }
@@ -42,6 +54,7 @@ impl From<AwsError> for FixError {
             class: e.class,
             message: e.to_string(),
             execution_id: None,
+            refused: false,
         }
     }
 }

@@ -1,10 +1,12 @@
-//! The `redress:exempt` tag on EC2 resources: the owner's way to keep redress away from a
-//! resource without editing the policy.
+//! The policy's exemption tag (`[exemptions] tag`, off unless set) on EC2 resources:
+//! the owner's way to keep redress away from a resource without editing the policy.
+//! Whoever can set the tag can switch redress off for a resource, so the policy must
+//! name it and an SCP should reserve it (`infra/scp/`).
 
 use redress::retry::AwsError;
 
-/// The tag key and the value that exempts.
-pub const EXEMPT_TAG: (&str, &str) = ("redress:exempt", "true");
+/// The tag value that exempts (compared without case).
+pub const EXEMPT_VALUE: &str = "true";
 
 /// EC2 resource tags.
 #[derive(Clone, Debug)]
@@ -18,8 +20,8 @@ impl Tags {
         Tags { client }
     }
 
-    /// Whether the resource carries `redress:exempt=true` (value compared without case).
-    pub async fn exempt(&self, resource_id: &str) -> Result<bool, AwsError> {
+    /// Whether the resource carries `KEY=true` (value compared without case).
+    pub async fn exempt(&self, resource_id: &str, key: &str) -> Result<bool, AwsError> {
         let filter = |name: &str, value: &str| {
             aws_sdk_ec2::types::Filter::builder()
                 .name(name)
@@ -30,19 +32,22 @@ impl Tags {
             .client
             .describe_tags()
             .filters(filter("resource-id", resource_id))
-            .filters(filter("key", EXEMPT_TAG.0))
+            .filters(filter("key", key))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("ec2:DescribeTags", e))?;
-        Ok(exempt(out.tags().iter().map(|t| {
-            (t.key().unwrap_or_default(), t.value().unwrap_or_default())
-        })))
+        Ok(exempt(
+            out.tags()
+                .iter()
+                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+            key,
+        ))
     }
 }
 
-/// Whether these (key, value) tags include `redress:exempt=true` (value without case).
-pub fn exempt<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
-    tags.any(|(k, v)| k == EXEMPT_TAG.0 && v.eq_ignore_ascii_case(EXEMPT_TAG.1))
+/// Whether these (key, value) tags include `key=true` (value without case).
+pub fn exempt<'a>(mut tags: impl Iterator<Item = (&'a str, &'a str)>, key: &str) -> bool {
+    tags.any(|(k, v)| k == key && v.eq_ignore_ascii_case(EXEMPT_VALUE))
 }
 
 /// Whether the tag applies to this resource type (EC2 resources carry tags EC2 can read).

@@ -100,7 +100,7 @@ impl Handler for Router {
             Decision::RequestApproval { rule_id, severity } => {
                 let task = Task::new(rule_id, *severity, finding.clone());
                 let request =
-                    match approval_request(&self.policy, task, &self.security_groups).await {
+                    match approval_request(&self.policy, task, &self.security_groups, None).await {
                         Ok(r) => r,
                         Err(error) => {
                             return Ack::DeadLetter {

@@ -1,19 +1,23 @@
 //! Building an approval request for a task: the exact action the executor would run,
 //! what it would change now, and when the request expires. Used by the router for rules
-//! that need approval and by the executor for automatic fixes a guard stopped.
+//! that need approval and by the executor for automatic fixes a guard stopped and for
+//! approvals it put back.
 
-use redress::message::{ApprovalRequest, Task, MESSAGE_VERSION};
+use redress::message::{ApprovalRequest, Returned, Task, MESSAGE_VERSION};
 use redress::policy::Policy;
 
 use super::preview;
 use crate::executor::SecurityGroups;
 
-/// The approval request for `task`, or why the rule's action cannot be rendered for it.
+/// The approval request for `task` (its approval, if any, dropped: a request is for a
+/// fresh decision), or why the rule's action cannot be rendered for it.
 pub async fn approval_request(
     policy: &Policy,
-    task: Task,
+    mut task: Task,
     groups: &SecurityGroups,
+    returned: Option<Returned>,
 ) -> Result<ApprovalRequest, String> {
+    task.approval = None;
     let rule = policy
         .rule(&task.rule_id)
         .ok_or_else(|| format!("rule {} is not in the policy", task.rule_id))?;
@@ -28,6 +32,8 @@ pub async fn approval_request(
         proposed_action,
         requested_at: redress::time::now_rfc3339(),
         expires_at: redress::time::rfc3339_after(policy.approvals.ttl),
+        policy_version: Some(policy.version.clone()),
+        returned,
         task,
     })
 }
