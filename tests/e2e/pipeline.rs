@@ -298,7 +298,7 @@ async fn a_failing_runbook_ends_in_the_tasks_dlq_with_its_reason() {
 }
 
 #[tokio::test]
-async fn a_forged_task_for_an_approval_rule_is_refused() {
+async fn a_task_without_approval_for_an_approval_rule_only_becomes_a_request() {
     let w = world("forged").await;
     let ssh = w.security_group("ssh", &[(22, "0.0.0.0/0")]).await;
     let parsed =
@@ -317,10 +317,15 @@ async fn a_forged_task_for_an_approval_rule_is_refused() {
         vec![(22, "0.0.0.0/0".into())],
         "nothing revoked"
     );
-    let dead = w.drain("tasks-dlq").await;
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].attributes["redress.error_class"], "refused");
-    assert!(dead[0].attributes["redress.error"].contains("requires approval"));
+    // It cannot run; it can only ask, as the events it stands for would have.
+    let asked = crate::support::audit(&out);
+    assert!(
+        asked.iter().any(|r| r["decision"] == "approval_requested"
+            && r["reason"].as_str().unwrap().contains("needs approval")),
+        "{asked:#?}"
+    );
+    assert_eq!(w.approval_ids().len(), 1);
+    assert!(w.drain("tasks-dlq").await.is_empty());
 }
 
 #[tokio::test]
