@@ -4,7 +4,23 @@
 use serde::Serialize;
 
 use crate::message::{ApprovalsMessage, Task};
-use crate::sqs::attr;
+
+/// Attribute names on dead-lettered messages.
+pub mod attr {
+    /// Error class.
+    pub const ERROR_CLASS: &str = "redress.error_class";
+    /// Error message.
+    pub const ERROR: &str = "redress.error";
+    /// Worker that dead-lettered it.
+    pub const WORKER: &str = "redress.worker";
+    /// When (RFC 3339).
+    pub const FAILED_AT: &str = "redress.failed_at";
+    /// Receive count when dead-lettered.
+    pub const ATTEMPTS: &str = "redress.attempts";
+    /// Queue the message came from (informational: replay never trusts it and sends
+    /// only to the queue whose redrive policy names the DLQ).
+    pub const SOURCE_QUEUE: &str = "redress.source_queue";
+}
 
 /// Attribute counting how often a message was replayed from a dead-letter queue.
 pub const REPLAY_COUNT: &str = "redress.replay_count";

@@ -3,14 +3,13 @@
 //! The way through, in order: [`event`] (parse and validate a message) → [`policy`]
 //! (what the rules say) → [`decision`] (remediate, request approval, or skip) →
 //! [`message`] (the task or approval request sent on) → [`audit`] (what was decided and
-//! how it ended). [`ingress`] and [`automation`] hold the pure parts of the fixes;
-//! [`sqs`], [`aws`] and [`retry`] are the seams to AWS.
+//! how it ended). [`ingress`] and [`automation`] hold the pure parts of the fixes.
+//! Pure: no AWS SDK, no async runtime, no I/O; the AWS edge is `workers/src/aws/`.
 
 pub mod approval;
 pub mod approver;
 pub mod audit;
 pub mod automation;
-pub mod aws;
 pub mod dead_letter;
 pub mod decision;
 pub mod event;
@@ -18,8 +17,6 @@ pub mod guard;
 pub mod ingress;
 pub mod message;
 pub mod policy;
-pub mod retry;
-pub mod sqs;
 pub mod text;
 pub mod time;
 pub mod validate;

@@ -21,7 +21,7 @@
 //!   REDRESS_FUZZ_CASE   run only this case number (every case derives its own generator
 //!                       from the seed and its number, so a reported case replays alone)
 //!
-//! Run: `cargo test -p redress-shared --test fuzz -- --nocapture`
+//! Run: `cargo test -p redress --test fuzz -- --nocapture`
 
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::types::{IpPermission, IpRange};
-use redress::sqs::{Queue, Received};
+use redress_workers::aws::sqs::{Queue, Received};
 
 pub const REGION: &str = "us-east-1";
 /// The account moto answers for with dummy credentials.
@@ -112,7 +112,7 @@ pub struct IamUser {
 pub struct World {
     pub prefix: String,
     pub dir: PathBuf,
-    pub clients: redress::aws::Clients,
+    pub clients: redress_workers::aws::Clients,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -128,7 +128,7 @@ impl World {
         let world = World {
             prefix,
             dir,
-            clients: redress::aws::Clients::new(&sdk_config().await),
+            clients: redress_workers::aws::Clients::new(&sdk_config().await),
         };
         let out = world.redress(&["provision"]);
         assert!(

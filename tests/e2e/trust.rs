@@ -45,7 +45,7 @@ fn request(w: &World, id: &str) -> serde_json::Value {
 /// Sends a body to one of the world's queues as this IAM user (SQS stamps their id).
 async fn send_as(w: &World, user: &IamUser, which: &str, body: &str) {
     let sqs = aws_sdk_sqs::Client::new(&sdk_config_as(&user.access_key).await);
-    redress::sqs::Queue::resolve(&sqs, &w.queue_name(which))
+    redress_workers::aws::sqs::Queue::resolve(&sqs, &w.queue_name(which))
         .await
         .unwrap()
         .send(body)

@@ -1,11 +1,11 @@
 //! `redress emit`: put a Config compliance-change event on the event bus, shaped as AWS
 //! Config shapes it, for the local stack and for trying a policy end to end.
 
-use redress::aws::Clients;
+use crate::aws::Clients;
 use redress::event::{
     COMPLIANCE_CHANGE_DETAIL_TYPE, COMPLIANCE_CHANGE_MESSAGE_TYPE, CONFIG_SOURCE,
 };
-use redress::retry::AwsError;
+use crate::aws::retry::AwsError;
 
 use crate::cli::{EmitArgs, Global};
 use crate::error::{CliError, CliResult};
@@ -52,13 +52,13 @@ pub async fn emit(global: &Global, args: &EmitArgs) -> CliResult {
         .map_err(|m| CliError::input(format!("--resource-type: {m}")))?;
     validate::resource_id(&args.resource_type, &args.resource)
         .map_err(|m| CliError::input(format!("--resource: {m}")))?;
-    let config = redress::aws::load().await;
+    let config = crate::aws::load().await;
     let clients = Clients::new(&config);
     let region = config
         .region()
         .map(|r| r.to_string())
         .ok_or_else(|| CliError::input("no AWS region configured (set AWS_REGION)"))?;
-    let account = redress::aws::caller_identity(&clients.sts).await?.account;
+    let account = crate::aws::caller_identity(&clients.sts).await?.account;
     let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
         .source(CONFIG_SOURCE)
         .detail_type(COMPLIANCE_CHANGE_DETAIL_TYPE)

@@ -29,8 +29,8 @@ impl CliError {
     }
 }
 
-impl From<redress::retry::AwsError> for CliError {
-    fn from(e: redress::retry::AwsError) -> Self {
+impl From<crate::aws::retry::AwsError> for CliError {
+    fn from(e: crate::aws::retry::AwsError) -> Self {
         CliError::failed(e)
     }
 }

@@ -1,28 +1,15 @@
 //! The `redress` command. Thin: parse arguments, set up logging, run a command, map its
 //! result to an exit code (0 ok, 1 failed, 2 bad usage or input).
 
-mod approvals;
-mod cli;
-mod dlq;
-mod emit;
-mod error;
-mod executor;
-mod lambda;
-mod logging;
-mod policy_cmd;
-mod provision;
-mod report;
-mod router;
-mod run;
-mod worker;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, PolicyCommand};
-use error::CliResult;
-use run::Which;
+use redress_workers::cli::{Cli, Command, PolicyCommand};
+use redress_workers::error::CliResult;
+use redress_workers::run::Which;
+use redress_workers::{approvals, dlq, emit, lambda, logging, policy_cmd, provision, run};
 
 async fn dispatch(cli: &Cli) -> CliResult {
     let g = &cli.global;

@@ -2,9 +2,9 @@
 //! the events queue. Idempotent: running it again changes nothing.
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use redress::aws::Clients;
-use redress::retry::AwsError;
-use redress::sqs::Queue;
+use crate::aws::Clients;
+use crate::aws::retry::AwsError;
+use crate::aws::sqs::Queue;
 
 use crate::cli::Global;
 use crate::error::CliResult;
@@ -118,7 +118,7 @@ async fn queue_with_dlq(
 
 /// Creates everything; prints what exists afterwards.
 pub async fn provision(global: &Global) -> CliResult {
-    let config = redress::aws::load().await;
+    let config = crate::aws::load().await;
     let clients = Clients::new(&config);
     let sqs = &clients.sqs;
     let plain = |n: &str| n.rsplit('/').next().unwrap_or(n).to_string();

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redress::aws::Clients;
+use crate::aws::Clients;
 use redress::policy::Policy;
-use redress::retry::{with_backoff, AwsError};
-use redress::sqs::Queue;
+use crate::aws::retry::{with_backoff, AwsError};
+use crate::aws::sqs::Queue;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -99,7 +99,7 @@ pub async fn executor(
     shutdown: watch::Receiver<bool>,
 ) -> CliResult<Executor> {
     let account = with_backoff(STARTUP_PATIENCE, || {
-        redress::aws::caller_identity(&clients.sts)
+        crate::aws::caller_identity(&clients.sts)
     })
     .await?
     .account;
@@ -142,7 +142,7 @@ pub async fn executor(
 /// Runs the chosen workers until shutdown, or until drained with `--once`.
 pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult {
     let policy = load_policy(global)?;
-    let config = redress::aws::load().await;
+    let config = crate::aws::load().await;
     let clients = Clients::new(&config);
     let tally = Arc::new(Tally::default());
     let (events, events_dlq) = with_dlq(&clients.sqs, &global.events_queue).await?;

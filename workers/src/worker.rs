@@ -6,8 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redress::retry::{with_backoff, AwsError};
-use redress::sqs::{DeadLetter, Queue, Received};
+use crate::aws::retry::{with_backoff, AwsError};
+use crate::aws::sqs::{DeadLetter, Queue, Received};
 use tokio::sync::watch;
 use tracing::Instrument;
 

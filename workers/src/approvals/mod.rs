@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use redress::approval::{board, Board, Entry, Status};
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::message::{Approval, ApprovalsMessage};
-use redress::sqs::{Queue, Received};
+use crate::aws::sqs::{Queue, Received};
 use redress::text::clean;
 
 use crate::cli::{ApprovalsCommand, Global};
@@ -134,9 +134,9 @@ fn audit(e: &Entry<usize>, decision: AuditDecision, actor: Option<&str>) -> Audi
 /// The caller, as STS asserts it, if the policy lets them decide. Checked before the
 /// queue is read, so a person who may not approve leaves every request where it was.
 /// The executor checks the task's SenderId itself; this only refuses early and clearly.
-async fn approver(global: &Global, clients: &redress::aws::Clients) -> CliResult<Caller> {
+async fn approver(global: &Global, clients: &crate::aws::Clients) -> CliResult<Caller> {
     let policy = crate::run::load_policy(global)?;
-    let me = redress::aws::caller_identity(&clients.sts).await?;
+    let me = crate::aws::caller_identity(&clients.sts).await?;
     if !policy.approvals.admits_caller(&me.user_id, &me.arn) {
         return Err(CliError::input(format!(
             "{} ({}) is not on the approvers list of {}; nothing was done and the request stays pending",
@@ -159,8 +159,8 @@ struct Caller {
 
 /// Runs an approvals command.
 pub async fn run(global: &Global, command: &ApprovalsCommand) -> CliResult {
-    let config = redress::aws::load().await;
-    let clients = redress::aws::Clients::new(&config);
+    let config = crate::aws::load().await;
+    let clients = crate::aws::Clients::new(&config);
     let caller = match command {
         ApprovalsCommand::Approve { .. } | ApprovalsCommand::Reject { .. } => {
             Some(approver(global, &clients).await?)
@@ -177,7 +177,7 @@ pub async fn run(global: &Global, command: &ApprovalsCommand) -> CliResult {
 async fn act(
     global: &Global,
     command: &ApprovalsCommand,
-    clients: &redress::aws::Clients,
+    clients: &crate::aws::Clients,
     caller: Option<Caller>,
     s: &mut Session,
 ) -> CliResult {

@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::dead_letter::{replay_body, summarise, Filter, Summary, REPLAY_COUNT};
-use redress::sqs::{Queue, Received};
+use crate::aws::sqs::{Queue, Received};
 use redress::text::clean;
 
 use crate::cli::{DlqCommand, Global, ReplayArgs};
@@ -53,7 +53,7 @@ async fn target(sqs: &aws_sdk_sqs::Client, global: &Global, which: &str) -> CliR
         .queue_url(&queue.url)
         .send()
         .await
-        .map_err(|e| redress::retry::AwsError::from_sdk("sqs:ListDeadLetterSourceQueues", e))?;
+        .map_err(|e| crate::aws::retry::AwsError::from_sdk("sqs:ListDeadLetterSourceQueues", e))?;
     let source = match sources.queue_urls() {
         [one] => Some(Queue::at(sqs, one)),
         _ => None,
@@ -70,8 +70,8 @@ fn age(m: &Received) -> String {
 
 /// Runs a dlq command.
 pub async fn run(global: &Global, command: &DlqCommand) -> CliResult {
-    let config = redress::aws::load().await;
-    let clients = redress::aws::Clients::new(&config);
+    let config = crate::aws::load().await;
+    let clients = crate::aws::Clients::new(&config);
     match command {
         DlqCommand::List { queue, json } => list(&clients, global, queue, *json).await,
         DlqCommand::Replay(args) => replay(&clients, global, args).await,
@@ -110,7 +110,7 @@ pub async fn run(global: &Global, command: &DlqCommand) -> CliResult {
 }
 
 async fn list(
-    clients: &redress::aws::Clients,
+    clients: &crate::aws::Clients,
     global: &Global,
     which: &str,
     json: bool,
@@ -218,10 +218,10 @@ struct Tally {
     not_selected: usize,
 }
 
-async fn replay(clients: &redress::aws::Clients, global: &Global, args: &ReplayArgs) -> CliResult {
+async fn replay(clients: &crate::aws::Clients, global: &Global, args: &ReplayArgs) -> CliResult {
     let filter = filter(args)?;
     let t = target(&clients.sqs, global, &args.queue).await?;
-    let operator = redress::aws::caller_identity(&clients.sts).await?.arn;
+    let operator = crate::aws::caller_identity(&clients.sts).await?.arn;
     let mut kept: Vec<Received> = Vec::new();
     let mut tally = Tally::default();
     let limit = args.limit.unwrap_or(usize::MAX);
@@ -383,7 +383,7 @@ async fn move_batch(
 }
 
 async fn purge(
-    clients: &redress::aws::Clients,
+    clients: &crate::aws::Clients,
     global: &Global,
     which: &str,
     yes: bool,
@@ -397,7 +397,7 @@ async fn purge(
             visible + in_flight
         )));
     }
-    let operator = redress::aws::caller_identity(&clients.sts).await?.arn;
+    let operator = crate::aws::caller_identity(&clients.sts).await?.arn;
     let mut removed = 0;
     loop {
         let batch = t.dlq.receive_hidden_for(10, 1, Some(60)).await?;

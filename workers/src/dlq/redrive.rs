@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use redress::retry::{poll, AwsError, Poll, PollError};
+use crate::aws::retry::{poll, AwsError, Poll, PollError};
 
 /// How a move task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub async fn redrive(
             message: format!(
                 "the move task was still running after {deadline:?}; it continues in SQS"
             ),
-            class: redress::retry::ErrorClass::Transient,
+            class: crate::aws::retry::ErrorClass::Transient,
         }),
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use redress::approver::{Approvers, PrincipalKind};
 use redress::policy::Policy;
-use redress::retry::AwsError;
+use crate::aws::retry::AwsError;
 
 /// Looks up the unique id of every approver the policy names by ARN. A principal IAM
 /// does not know (or whose ARN, path included, differs) admits nobody and is logged;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redress::audit::Outcome;
 use redress::automation::{classify, StatusClass};
 use redress::policy::RenderedRunbook;
-use redress::retry::{poll, AwsError, ErrorClass, Poll, PollError};
+use crate::aws::retry::{poll, AwsError, ErrorClass, Poll, PollError};
 
 use super::outcome::{Done, FixError, FixResult};
 
@@ -260,7 +260,7 @@ mod tests {
         let client = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&start, &get]);
         let (a, rb) = (automation(client), runbook());
         let retried =
-            redress::retry::with_backoff(Duration::from_secs(5), || a.start(&rb, "tok")).await;
+            crate::aws::retry::with_backoff(Duration::from_secs(5), || a.start(&rb, "tok")).await;
         assert_eq!(retried.unwrap(), "exec-1");
         assert_eq!(start.num_calls(), 2);
         // Throttled for good: the error says transient, so the task is left for retry.

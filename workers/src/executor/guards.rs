@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::guard::{kill_switch_on, Breaker, Limited, RateLimiter, SwitchCache, Transition};
 use redress::policy::{Limits, Rule};
-use redress::retry::AwsError;
+use crate::aws::retry::AwsError;
 
 const WORKER: &str = "executor";
 

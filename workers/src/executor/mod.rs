@@ -23,8 +23,8 @@ use redress::audit::{AuditDecision, AuditRecord, Outcome};
 use redress::ingress::Permission;
 use redress::message::{Approval, ApprovalRequest, ApprovalsMessage, Returned, Task};
 use redress::policy::{Fix, Mode, Policy, RenderedAction, Rule};
-use redress::retry::ErrorClass;
-use redress::sqs::{Queue, Received};
+use crate::aws::retry::ErrorClass;
+use crate::aws::sqs::{Queue, Received};
 use tokio::sync::watch;
 
 pub use automation::Automation;

@@ -1,7 +1,7 @@
 //! What a fix reports back to the executor.
 
 use redress::audit::Outcome;
-use redress::retry::{AwsError, ErrorClass};
+use crate::aws::retry::{AwsError, ErrorClass};
 
 /// A fix that finished.
 #[derive(Debug, Clone, PartialEq, Eq)]

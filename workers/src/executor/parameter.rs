@@ -2,7 +2,7 @@
 
 use aws_sdk_ssm::types::ParameterType;
 use redress::audit::Outcome;
-use redress::retry::AwsError;
+use crate::aws::retry::AwsError;
 
 use super::outcome::{Done, FixError, FixResult};
 

@@ -4,7 +4,7 @@
 use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range};
 use redress::audit::Outcome;
 use redress::ingress::{world_open, Permission};
-use redress::retry::AwsError;
+use crate::aws::retry::AwsError;
 
 use super::outcome::{Done, FixError, FixResult};
 

@@ -3,7 +3,7 @@
 //! Whoever can set the tag can switch redress off for a resource, so the policy must
 //! name it and an SCP should reserve it (`infra/scp/`).
 
-use redress::retry::AwsError;
+use crate::aws::retry::AwsError;
 
 /// The tag value that exempts (compared without case).
 pub const EXEMPT_VALUE: &str = "true";

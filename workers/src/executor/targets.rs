@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
-use redress::retry::AwsError;
+use crate::aws::retry::AwsError;
 
 use super::{Automation, ConfigRules, Parameters, SecurityGroups, Tags};
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use redress::sqs::{DeadLetter, Queue, Received};
+use crate::aws::sqs::{DeadLetter, Queue, Received};
 use serde::Deserialize;
 
 use crate::worker::{Ack, Handler};

@@ -61,8 +61,8 @@ async fn serve<H: Handler>(
 /// Runs the chosen worker under the Lambda runtime.
 pub async fn run(global: &Global, args: &LambdaArgs) -> CliResult {
     let policy = crate::run::load_policy(global)?;
-    let config = redress::aws::load().await;
-    let clients = redress::aws::Clients::new(&config);
+    let config = crate::aws::load().await;
+    let clients = crate::aws::Clients::new(&config);
     let tally = Arc::new(Tally::default());
     match args.worker {
         LambdaWorker::Router => {
@@ -96,7 +96,7 @@ mod tests {
     use aws_sdk_sqs::Client;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
     use redress::policy::Policy;
-    use redress::sqs::Queue;
+    use crate::aws::sqs::Queue;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use crate::executor::SecurityGroups;

@@ -12,7 +12,7 @@ use redress::decision::{decide, Decision, SkipReason};
 use redress::event::parse_message;
 use redress::message::{ApprovalsMessage, Finding, MootNotice, Task};
 use redress::policy::{Mode, Policy};
-use redress::sqs::{Queue, Received};
+use crate::aws::sqs::{Queue, Received};
 
 use crate::executor::SecurityGroups;
 use crate::report::{Fate, Tally};

@@ -1,6 +1,12 @@
-//! AWS client setup from the standard chain (`AWS_REGION`, `AWS_PROFILE`,
-//! `AWS_ENDPOINT_URL`, ...). Nothing here hard-codes an endpoint: the local stack is just
-//! `AWS_ENDPOINT_URL=http://127.0.0.1:4599`.
+//! The AWS edge: client setup from the standard chain (`AWS_REGION`, `AWS_PROFILE`,
+//! `AWS_ENDPOINT_URL`, ...), the SQS queue seam, and the one place SDK errors become
+//! [`AwsError`]s with a retry verdict. Nothing here hard-codes an endpoint: the local
+//! stack is just `AWS_ENDPOINT_URL=http://127.0.0.1:4599`.
+
+pub mod retry;
+pub mod sqs;
+
+pub use retry::{AwsError, ErrorClass};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
@@ -55,12 +61,12 @@ pub struct Identity {
 /// The caller's identity, from `sts:GetCallerIdentity`.
 pub async fn caller_identity(
     sts: &aws_sdk_sts::Client,
-) -> Result<Identity, crate::retry::AwsError> {
+) -> Result<Identity, AwsError> {
     let out = sts
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| crate::retry::AwsError::from_sdk("sts:GetCallerIdentity", e))?;
+        .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
     Ok(Identity {
         account: out.account().unwrap_or_default().to_string(),
         arn: out.arn().unwrap_or_default().to_string(),

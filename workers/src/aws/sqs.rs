@@ -10,7 +10,7 @@ use aws_sdk_sqs::types::{
     QueueAttributeName, SendMessageBatchRequestEntry,
 };
 
-use crate::retry::AwsError;
+use super::retry::AwsError;
 
 /// A queue, resolved to its URL.
 #[derive(Clone, Debug)]
@@ -52,21 +52,7 @@ pub struct DeadLetter<'a> {
     pub worker: &'a str,
 }
 
-/// Attribute names on dead-lettered messages.
-pub mod attr {
-    /// Error class.
-    pub const ERROR_CLASS: &str = "redress.error_class";
-    /// Error message.
-    pub const ERROR: &str = "redress.error";
-    /// Worker that dead-lettered it.
-    pub const WORKER: &str = "redress.worker";
-    /// When (RFC 3339).
-    pub const FAILED_AT: &str = "redress.failed_at";
-    /// Receive count when dead-lettered.
-    pub const ATTEMPTS: &str = "redress.attempts";
-    /// Queue the message came from.
-    pub const SOURCE_QUEUE: &str = "redress.source_queue";
-}
+pub use redress::dead_letter::attr;
 
 /// The entries of a batch call that failed, as (index in the batch, reason).
 fn failures(failed: &[BatchResultErrorEntry]) -> Vec<(usize, String)> {
@@ -422,7 +408,7 @@ impl Queue {
             (attr::WORKER.to_string(), text(why.worker)),
             (
                 attr::FAILED_AT.to_string(),
-                text(&crate::time::now_rfc3339()),
+                text(&redress::time::now_rfc3339()),
             ),
             (
                 attr::ATTEMPTS.to_string(),

@@ -1,0 +1,24 @@
+//! The `redress` workers and commands over the pure domain crate (`redress`): the
+//! router and executor, the worker loop that acknowledges messages, the Lambda adapter,
+//! the operator and approver commands, and the AWS edge ([`aws`] and the seams it names),
+//! the only code that names AWS SDK types. `main.rs` is a thin entry point.
+//!
+//! Layers (a module may import the ones below it, never above): commands
+//! (`approvals`, `dlq`, `emit`, `policy_cmd`, `provision`, `run`, `lambda`) → workers
+//! (`router`, `executor`, `worker`, `report`) → `aws` → the domain crate.
+
+pub mod approvals;
+pub mod aws;
+pub mod cli;
+pub mod dlq;
+pub mod emit;
+pub mod error;
+pub mod executor;
+pub mod lambda;
+pub mod logging;
+pub mod policy_cmd;
+pub mod provision;
+pub mod report;
+pub mod router;
+pub mod run;
+pub mod worker;
