@@ -53,8 +53,9 @@ chaos: venv ## Fault tests (kill -9 x10, fault-injecting proxy, duplicate delive
 	$(TEST_ENV) infra/local/stack.sh with cargo test --workspace --test e2e -- --ignored --nocapture --test-threads 1 chaos::
 	REDRESS_FUZZ_CASES=$(FUZZ_CASES) cargo test --workspace --test fuzz -- --nocapture
 
-lint: venv ## cargo fmt --check, clippy -D warnings, cfn-lint on the CloudFormation templates
+lint: venv ## cargo fmt --check, clippy -D warnings, the layer rules, cfn-lint on the CloudFormation templates
 	cargo fmt --all --check
+	python3 .ci/layers.py
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint infra/cloudformation/*.yaml
 

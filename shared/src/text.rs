@@ -8,15 +8,18 @@
 
 use std::borrow::Cow;
 
-/// Whether a character could steer a terminal or reorder text: C0 controls (tab and
-/// newline included: every cleaned field is printed on one line), DEL, C1 controls, and
-/// the Unicode bidirectional formatting characters.
+/// Whether a character could steer a terminal, reorder text or hide in it: C0 controls
+/// (tab and newline included: every cleaned field is printed on one line), DEL, C1
+/// controls, the Unicode bidirectional formatting characters, line and paragraph
+/// separators, zero-width characters and tag characters.
 fn unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(c,
-            '\u{061C}' | '\u{200E}' | '\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2066}'..='\u{2069}')
+            '\u{061C}' | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{E0000}'..='\u{E007F}')
 }
 
 /// `s` with every control or bidi character replaced by `�` (U+FFFD), so a reader sees

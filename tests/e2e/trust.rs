@@ -7,7 +7,9 @@
 use redress::message::Task;
 
 use crate::approvals::{only, policy};
-use crate::support::{event, sdk_config_as, text, IamUser, World};
+use crate::support::{
+    event, policy_fixture, policy_fixtures, sdk_config_as, text, EventBuilder, IamUser, World,
+};
 
 const SG: &str = "AWS::EC2::SecurityGroup";
 
@@ -137,6 +139,44 @@ async fn only_the_approver_aws_vouches_for_can_approve_and_forgery_changes_nothi
         .unwrap()
         .contains("approval refused"));
 
+    // alice herself cannot bend her approval either: each field that disagrees with
+    // what AWS asserts, or with the request, is a refusal.
+    let original: Task = serde_json::from_str(&alices).unwrap();
+    type Bend = Box<dyn Fn(&mut redress::message::Approval)>;
+    let bent: [(&str, Bend); 4] = [
+        (
+            "names",
+            Box::new(|a| a.approved_by = "arn:aws:iam::123456789012:user/someone".into()),
+        ),
+        (
+            "approver id",
+            Box::new(|a| a.approver_user_id = "AIDAOTHER000000000001".into()),
+        ),
+        ("no action digest", Box::new(|a| a.action_digest = None)),
+        (
+            "does not belong",
+            Box::new(|a| a.request_id = "ap-0000000000".into()),
+        ),
+    ];
+    for (_, bend) in &bent {
+        let mut t = original.clone();
+        bend(t.approval.as_mut().unwrap());
+        send_as(&w, &alice, "tasks", &serde_json::to_string(&t).unwrap()).await;
+    }
+    let records = w.run_once(&[]);
+    assert!(executions(&records).is_empty(), "{records:#?}");
+    assert_eq!(w.ingress(&sg).await.len(), 2, "nothing changed");
+    let why: Vec<String> = w
+        .drain("tasks-dlq")
+        .await
+        .iter()
+        .map(|m| m.attributes["redress.error"].clone())
+        .collect();
+    assert_eq!(why.len(), bent.len(), "{why:?}");
+    for (what, _) in &bent {
+        assert!(why.iter().any(|y| y.contains(what)), "{what}: {why:?}");
+    }
+
     // alice's own message, sent by alice: fixed, with the actor AWS verified.
     send_as(&w, &alice, "tasks", &alices).await;
     let records = w.run_once(&[]);
@@ -225,14 +265,7 @@ async fn a_policy_edit_after_approval_sends_the_request_back_with_the_new_action
 
 #[tokio::test]
 async fn a_world_open_range_under_the_medium_rule_goes_to_approval() {
-    let medium = r#"
-[[rule]]
-id = "sg-open-ftp"
-config_rule = "*restricted-common-ports*"
-resource_types = ["AWS::EC2::SecurityGroup"]
-severity = "MEDIUM"
-action = { fix = "revoke_public_ingress", ports = [21] }
-"#;
+    let medium = policy_fixture("ftp-medium");
     let w = World::new("trust-severity", &format!("{}{medium}", policy(""))).await;
     let wide = crate::support::security_group_range(&w, "wide", 0, 65535).await;
     let narrow = crate::support::security_group_range(&w, "narrow", 21, 21).await;
@@ -269,15 +302,7 @@ action = { fix = "revoke_public_ingress", ports = [21] }
 #[tokio::test]
 async fn a_secure_string_baseline_is_never_written_into_a_string() {
     let p = std::process::id();
-    let drift = format!(
-        r#"
-[[rule]]
-id = "param-drift"
-config_rule = "ssm-parameter-drift"
-severity = "MEDIUM"
-action = {{ fix = "restore_parameter_baseline", baseline_prefix = "/tt{p}/approved/", current_prefix = "/tt{p}/current/" }}
-"#
-    );
+    let drift = policy_fixtures(&["param-drift"], &[("prefix", &format!("/tt{p}/"))]);
     let w = World::new("trust-secret", &drift).await;
     let secret = "s3cret-do-not-print";
     w.clients
@@ -348,14 +373,11 @@ async fn hostile_text_never_reaches_the_terminal() {
         "ok \u{1b}]52;c;Y3VybCBldmlsIHwgc2g=\u{7} \u{1b}[2K \u{1b}[31mred\u{9b}0m \u{202e}gpj.exe";
     let w = World::new("trust-text", &policy("")).await;
     let sg = w.security_group("ssh", &[(22, "0.0.0.0/0")]).await;
-    let mut finding: serde_json::Value =
-        serde_json::from_str(&event("restricted-ssh", SG, &sg, "NON_COMPLIANT")).unwrap();
-    finding["detail"]["newEvaluationResult"]["annotation"] = hostile.into();
-    w.send("events", &finding.to_string()).await;
+    let finding = EventBuilder::new("restricted-ssh", SG, &sg).annotation(hostile);
+    w.send("events", &finding.build()).await;
     // And an event so bad it is dead-lettered, its resource id carrying the same text.
-    let mut bad = finding.clone();
-    bad["detail"]["resourceId"] = hostile.into();
-    w.send("events", &bad.to_string()).await;
+    let bad = EventBuilder::new("restricted-ssh", SG, hostile).annotation(hostile);
+    w.send("events", &bad.build()).await;
     w.run_once(&[]);
     let id = w.approval_ids()[0].clone();
 
@@ -434,15 +456,7 @@ async fn replay_sends_to_the_dlqs_own_source_and_an_approval_becomes_a_new_reque
 #[tokio::test]
 async fn the_exemption_tag_is_ignored_unless_the_policy_names_it() {
     let w = World::new("trust-tag", &policy("")).await;
-    let ssh_low = r#"
-[[rule]]
-id = "ssh"
-config_rule = "*restricted-ssh*"
-resource_types = ["AWS::EC2::SecurityGroup"]
-severity = "LOW"
-action = { fix = "revoke_public_ingress", ports = [22] }
-"#;
-    w.set_policy(ssh_low);
+    w.set_policy(&policy_fixture("ssh-low"));
     let sg = w.security_group("tagged", &[(22, "0.0.0.0/0")]).await;
     w.tag(&sg, "redress:exempt", "true").await;
     w.send("events", &event("restricted-ssh", SG, &sg, "NON_COMPLIANT"))

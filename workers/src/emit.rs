@@ -5,7 +5,6 @@ use crate::aws::Clients;
 use redress::event::{
     COMPLIANCE_CHANGE_DETAIL_TYPE, COMPLIANCE_CHANGE_MESSAGE_TYPE, CONFIG_SOURCE,
 };
-use crate::aws::retry::AwsError;
 
 use crate::cli::{EmitArgs, Global};
 use crate::error::{CliError, CliResult};
@@ -59,34 +58,20 @@ pub async fn emit(global: &Global, args: &EmitArgs) -> CliResult {
         .map(|r| r.to_string())
         .ok_or_else(|| CliError::input("no AWS region configured (set AWS_REGION)"))?;
     let account = crate::aws::caller_identity(&clients.sts).await?.account;
-    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-        .source(CONFIG_SOURCE)
-        .detail_type(COMPLIANCE_CHANGE_DETAIL_TYPE)
-        .detail(detail(args, &account, &region).to_string())
-        .event_bus_name(&global.event_bus)
-        .build();
-    let out = clients
-        .eventbridge
-        .put_events()
-        .entries(entry)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("events:PutEvents", e))?;
-    let first = out.entries().first();
-    if out.failed_entry_count() > 0 || first.and_then(|e| e.error_code()).is_some() {
-        return Err(CliError::failed(format!(
-            "EventBridge refused the event: {} {}",
-            first.and_then(|e| e.error_code()).unwrap_or("?"),
-            first.and_then(|e| e.error_message()).unwrap_or("")
-        )));
-    }
+    let events = crate::aws::eventbridge::EventBridge::new(clients.eventbridge.clone());
+    let detail = detail(args, &account, &region).to_string();
+    let id = events
+        .put_event(
+            &global.event_bus,
+            CONFIG_SOURCE,
+            COMPLIANCE_CHANGE_DETAIL_TYPE,
+            &detail,
+        )
+        .await?
+        .map_err(|why| CliError::failed(format!("EventBridge refused the event: {why}")))?;
     println!(
         "emitted {} {} {} {} (event {})",
-        args.compliance,
-        args.rule,
-        args.resource_type,
-        args.resource,
-        first.and_then(|e| e.event_id()).unwrap_or("?")
+        args.compliance, args.rule, args.resource_type, args.resource, id
     );
     Ok(())
 }

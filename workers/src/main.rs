@@ -1,7 +1,6 @@
 //! The `redress` command. Thin: parse arguments, set up logging, run a command, map its
 //! result to an exit code (0 ok, 1 failed, 2 bad usage or input).
 
-
 use std::process::ExitCode;
 
 use clap::Parser;

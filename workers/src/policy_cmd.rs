@@ -5,9 +5,12 @@ use std::path::Path;
 use redress::decision::{decide, Decision};
 use redress::event::parse_message;
 use redress::message::Finding;
-use redress::policy::Policy;
+use redress::policy::{Policy, RenderedAction, Severity};
+use redress::text::clean;
+use serde::Serialize;
 
 use crate::error::{CliError, CliResult};
+use crate::output;
 
 /// Validates a policy and prints its rules.
 pub fn check(path: &Path) -> CliResult {
@@ -36,19 +39,28 @@ pub fn check(path: &Path) -> CliResult {
             .as_deref()
             .unwrap_or("own account only (no [accounts] role)")
     );
-    for r in &policy.rules {
-        println!(
-            "  line {:<4} {:<28} {:<9} {:<8} {:<45} {}{}",
-            r.line,
-            r.id,
-            r.severity.to_string(),
-            policy.mode_of(r).to_string(),
-            r.config_rule,
-            r.action.describe(),
-            r.max_fixes_per_minute
-                .map(|n| format!(" (at most {n}/min)"))
-                .unwrap_or_default()
-        );
+    if !policy.rules.is_empty() {
+        let mut table =
+            output::table(["LINE", "RULE", "SEVERITY", "MODE", "CONFIG RULE", "ACTION"]);
+        output::align_right(&mut table, &[0]);
+        for r in &policy.rules {
+            table.add_row(vec![
+                r.line.to_string(),
+                clean(&r.id).into_owned(),
+                r.severity.to_string(),
+                policy.mode_of(r).to_string(),
+                clean(&r.config_rule).into_owned(),
+                clean(&format!(
+                    "{}{}",
+                    r.action.describe(),
+                    r.max_fixes_per_minute
+                        .map(|n| format!(" (at most {n}/min)"))
+                        .unwrap_or_default()
+                ))
+                .into_owned(),
+            ]);
+        }
+        print!("{}", output::render(&table));
     }
     let now = std::time::SystemTime::now();
     for e in &policy.exceptions {
@@ -60,11 +72,36 @@ pub fn check(path: &Path) -> CliResult {
         };
         let state = if now < e.expires { "until" } else { "EXPIRED" };
         println!(
-            "  line {:<4} exception {scope} {state} {}: {}",
-            e.line, e.expires_text, e.reason
+            "  line {:<4} exception {} {state} {}: {}",
+            e.line,
+            clean(&scope),
+            clean(&e.expires_text),
+            clean(&e.reason)
         );
     }
     Ok(())
+}
+
+/// `policy explain --json`: the event's fields as they are (serde escapes them) and the
+/// decision.
+#[derive(Serialize)]
+struct ExplainDoc<'a> {
+    event_id: &'a str,
+    config_rule: &'a str,
+    resource_id: &'a str,
+    resource_type: &'a str,
+    account: &'a str,
+    region: &'a str,
+    compliance: &'a str,
+    /// The matching policy rule, if any.
+    rule: Option<&'a str>,
+    severity: Option<Severity>,
+    /// `remediate`, `approval_requested` or `skipped`.
+    decision: &'a str,
+    /// Why it was skipped.
+    reason: Option<&'a str>,
+    /// The action with every placeholder expanded (none when skipped).
+    action: Option<&'a RenderedAction>,
 }
 
 /// Prints the decision the policy makes for an event file.
@@ -93,43 +130,53 @@ pub fn explain(policy_path: &Path, event_path: &Path, json: bool) -> CliResult {
         Decision::Skip { reason, .. } => ("skipped", Some(reason.as_str())),
     };
     if json {
-        let doc = serde_json::json!({
-            "event_id": finding.event_id,
-            "config_rule": finding.config_rule_name,
-            "resource_id": finding.resource_id,
-            "resource_type": finding.resource_type,
-            "account": finding.account_id,
-            "region": finding.region,
-            "compliance": finding.compliance,
-            "rule": decision.rule_id(),
-            "severity": decision.severity(),
-            "decision": kind,
-            "reason": reason,
-            "action": action,
-        });
-        println!("{doc:#}");
+        let doc = ExplainDoc {
+            event_id: &finding.event_id,
+            config_rule: &finding.config_rule_name,
+            resource_id: &finding.resource_id,
+            resource_type: &finding.resource_type,
+            account: &finding.account_id,
+            region: &finding.region,
+            compliance: &finding.compliance,
+            rule: decision.rule_id(),
+            severity: decision.severity(),
+            decision: kind,
+            reason,
+            action: action.as_ref(),
+        };
+        println!("{}", output::json_pretty(&doc)?);
         return Ok(());
     }
-    println!("event     {} ({})", finding.event_id, finding.compliance);
+    // The event file is untrusted input: every field from it is cleaned.
+    println!(
+        "event     {} ({})",
+        clean(&finding.event_id),
+        clean(&finding.compliance)
+    );
     println!(
         "resource  {} {} in {}/{}",
-        finding.resource_type, finding.resource_id, finding.account_id, finding.region
+        clean(&finding.resource_type),
+        clean(&finding.resource_id),
+        clean(&finding.account_id),
+        clean(&finding.region)
     );
-    println!("config    {}", finding.config_rule_name);
+    println!("config    {}", clean(&finding.config_rule_name));
     match decision.rule_id().and_then(|id| policy.rule(id)) {
         Some(r) => println!(
             "rule      {} (line {}, severity {})",
-            r.id, r.line, r.severity
+            clean(&r.id),
+            r.line,
+            r.severity
         ),
         None => println!("rule      none matches"),
     }
     match (kind, reason) {
-        (_, Some(reason)) => println!("decision  skipped: {reason}"),
+        (_, Some(reason)) => println!("decision  skipped: {}", clean(reason)),
         ("remediate", _) => println!("decision  remediate automatically"),
         _ => println!("decision  request approval"),
     }
     if let Some(a) = action {
-        println!("action    {}", a.describe());
+        println!("action    {}", clean(&a.describe()));
     }
     Ok(())
 }

@@ -1,10 +1,9 @@
 //! `redress provision`: queues with dead-letter queues, and the EventBridge rule feeding
 //! the events queue. Idempotent: running it again changes nothing.
 
-use aws_sdk_sqs::types::QueueAttributeName;
-use crate::aws::Clients;
 use crate::aws::retry::AwsError;
 use crate::aws::sqs::Queue;
+use crate::aws::Clients;
 
 use crate::cli::Global;
 use crate::error::CliResult;
@@ -60,55 +59,33 @@ pub fn rule_name(events_queue: &str) -> String {
     )
 }
 
-async fn create(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    attributes: Vec<(QueueAttributeName, String)>,
-) -> Result<String, AwsError> {
-    let out = sqs
-        .create_queue()
-        .queue_name(name)
-        .set_attributes(Some(attributes.into_iter().collect()))
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("sqs:CreateQueue", e))?;
-    Ok(out.queue_url().unwrap_or_default().to_string())
-}
-
-/// Creates a queue and its `-dlq`; returns (url, arn).
 async fn queue_with_dlq(
-    sqs: &aws_sdk_sqs::Client,
+    clients: &Clients,
     name: &str,
     shape: &Shape,
 ) -> Result<(String, String), AwsError> {
     let dlq_name = format!("{name}-dlq");
-    let dlq_url = create(
-        sqs,
+    let dlq = Queue::create(
+        &clients.sqs,
         &dlq_name,
-        vec![(
-            QueueAttributeName::MessageRetentionPeriod,
-            RETENTION_14_DAYS.into(),
-        )],
+        vec![("MessageRetentionPeriod", RETENTION_14_DAYS.into())],
     )
     .await?;
-    let dlq_arn = Queue::at(sqs, &dlq_url).arn().await?;
+    let dlq_arn = dlq.arn().await?;
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
         "maxReceiveCount": shape.max_receives,
     })
     .to_string();
     let mut attributes = vec![
-        (QueueAttributeName::RedrivePolicy, redrive),
-        (
-            QueueAttributeName::VisibilityTimeout,
-            shape.visibility.to_string(),
-        ),
+        ("RedrivePolicy", redrive),
+        ("VisibilityTimeout", shape.visibility.to_string()),
     ];
     if let Some(r) = shape.retention {
-        attributes.push((QueueAttributeName::MessageRetentionPeriod, r.to_string()));
+        attributes.push(("MessageRetentionPeriod", r.to_string()));
     }
-    let url = create(sqs, name, attributes).await?;
-    let arn = Queue::at(sqs, &url).arn().await?;
+    let queue = Queue::create(&clients.sqs, name, attributes).await?;
+    let (url, arn) = (queue.url.clone(), queue.arn().await?);
     println!(
         "queue     {name}  (dead letters: {dlq_name}, after {} receives)",
         shape.max_receives
@@ -120,50 +97,32 @@ async fn queue_with_dlq(
 pub async fn provision(global: &Global) -> CliResult {
     let config = crate::aws::load().await;
     let clients = Clients::new(&config);
-    let sqs = &clients.sqs;
     let plain = |n: &str| n.rsplit('/').next().unwrap_or(n).to_string();
     let (events_url, events_arn) =
-        queue_with_dlq(sqs, &plain(&global.events_queue), &EVENTS).await?;
-    queue_with_dlq(sqs, &plain(&global.tasks_queue), &TASKS).await?;
-    queue_with_dlq(sqs, &plain(&global.approvals_queue), &APPROVALS).await?;
+        queue_with_dlq(&clients, &plain(&global.events_queue), &EVENTS).await?;
+    queue_with_dlq(&clients, &plain(&global.tasks_queue), &TASKS).await?;
+    queue_with_dlq(&clients, &plain(&global.approvals_queue), &APPROVALS).await?;
 
-    let eb = &clients.eventbridge;
+    let eb = crate::aws::eventbridge::EventBridge::new(clients.eventbridge.clone());
     if global.event_bus != "default" {
-        match eb.create_event_bus().name(&global.event_bus).send().await {
-            Ok(_) => {}
-            Err(e) => {
-                let e = AwsError::from_sdk("events:CreateEventBus", e);
-                if e.code != "ResourceAlreadyExistsException" {
-                    return Err(e.into());
-                }
-            }
-        }
+        eb.ensure_bus(&global.event_bus).await?;
     }
     let rule = rule_name(&global.events_queue);
     let rule_arn = eb
-        .put_rule()
-        .name(&rule)
-        .event_bus_name(&global.event_bus)
-        .event_pattern(event_pattern())
-        .description("AWS Config compliance changes to redress")
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("events:PutRule", e))?
-        .rule_arn()
-        .unwrap_or_default()
-        .to_string();
-    let target = aws_sdk_eventbridge::types::Target::builder()
-        .id("redress-events-queue")
-        .arn(&events_arn)
-        .build()
-        .map_err(|e| crate::error::CliError::failed(format!("bad target: {e}")))?;
-    eb.put_targets()
-        .rule(&rule)
-        .event_bus_name(&global.event_bus)
-        .targets(target)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("events:PutTargets", e))?;
+        .put_rule(
+            &global.event_bus,
+            &rule,
+            &event_pattern(),
+            "AWS Config compliance changes to redress",
+        )
+        .await?;
+    eb.put_target(
+        &global.event_bus,
+        &rule,
+        "redress-events-queue",
+        &events_arn,
+    )
+    .await?;
     // Only this rule may send to the events queue.
     let policy = serde_json::json!({
         "Version": "2012-10-17",
@@ -177,12 +136,9 @@ pub async fn provision(global: &Global) -> CliResult {
         }],
     })
     .to_string();
-    sqs.set_queue_attributes()
-        .queue_url(&events_url)
-        .attributes(QueueAttributeName::Policy, policy)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("sqs:SetQueueAttributes", e))?;
+    Queue::at(&clients.sqs, &events_url)
+        .set_attribute("Policy", policy)
+        .await?;
     println!(
         "rule      {rule} on bus {} → {}",
         global.event_bus,

@@ -3,6 +3,10 @@
 
 use std::sync::Mutex;
 
+use redress::text::clean;
+
+use crate::output;
+
 /// What became of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fate {
@@ -75,14 +79,18 @@ impl Tally {
         let shown: Vec<&Line> = lines.iter().filter(|l| l.fate != Fate::Forwarded).collect();
         if shown.is_empty() {
             out.push_str("Nothing to report: the queues were empty.\n");
-        }
-        for l in &shown {
-            out.push_str(&format!(
-                "  {:<22} {:<40} {}\n",
-                l.fate.label(),
-                l.subject,
-                l.detail
-            ));
+        } else {
+            // Subjects and details carry resource ids and reasons from events, messages
+            // and AWS: cleaned before they reach a terminal.
+            let mut table = output::table(["OUTCOME", "RESOURCE", "DETAIL"]);
+            for l in &shown {
+                table.add_row(vec![
+                    l.fate.label().to_string(),
+                    clean(&l.subject).into_owned(),
+                    clean(&l.detail).into_owned(),
+                ]);
+            }
+            out.push_str(&output::render(&table));
         }
         let mut counts: Vec<(Fate, usize)> = Vec::new();
         for l in &shown {
@@ -99,5 +107,45 @@ impl Tally {
             out.push_str(&format!("Summary: {}\n", summary.join(", ")));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_is_a_table_of_cleaned_text_with_a_summary() {
+        let t = Tally::default();
+        t.add(Fate::Fixed, "sg-1", "revoke tcp 22");
+        t.add(Fate::Forwarded, "sg-2", "not shown");
+        t.add(
+            Fate::DeadLettered,
+            "sg-\u{1b}[2K\u{202e}x",
+            "invalid\u{7} event",
+        );
+        let out = t.render();
+        assert!(!out.contains("not shown"), "{out}");
+        assert!(
+            !out.chars()
+                .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+            "{out:?}"
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("OUTCOME"), "{out}");
+        assert!(
+            lines[1].starts_with("fixed") && lines[1].contains("sg-1"),
+            "{out}"
+        );
+        assert!(lines[2].starts_with("dead-lettered"), "{out}");
+        assert_eq!(lines[3], "Summary: 1 fixed, 1 dead-lettered");
+    }
+
+    #[test]
+    fn an_empty_run_says_so() {
+        assert_eq!(
+            Tally::default().render(),
+            "Nothing to report: the queues were empty.\n"
+        );
     }
 }

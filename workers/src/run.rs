@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::aws::Clients;
-use redress::policy::Policy;
 use crate::aws::retry::{with_backoff, AwsError};
 use crate::aws::sqs::Queue;
+use crate::aws::Clients;
+use redress::policy::Policy;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -42,12 +42,12 @@ pub fn load_policy(global: &Global) -> CliResult<Arc<Policy>> {
 const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Resolves a queue by name or URL, retrying transient errors.
-async fn resolve(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<Queue, AwsError> {
-    with_backoff(STARTUP_PATIENCE, || Queue::resolve(sqs, name)).await
+async fn resolve(clients: &Clients, name: &str) -> Result<Queue, AwsError> {
+    with_backoff(STARTUP_PATIENCE, || Queue::resolve(&clients.sqs, name)).await
 }
 
-async fn with_dlq(sqs: &aws_sdk_sqs::Client, name: &str) -> CliResult<(Queue, Queue)> {
-    let q = resolve(sqs, name).await.map_err(|e| {
+async fn with_dlq(clients: &Clients, name: &str) -> CliResult<(Queue, Queue)> {
+    let q = resolve(clients, name).await.map_err(|e| {
         CliError::failed(format!(
             "queue {name}: {e} (run `redress provision` on a local stack?)"
         ))
@@ -64,19 +64,13 @@ async fn with_dlq(sqs: &aws_sdk_sqs::Client, name: &str) -> CliResult<(Queue, Qu
 }
 
 /// Builds the router's handler.
-pub async fn router(
-    global: &Global,
-    policy: Arc<Policy>,
-    clients: &Clients,
-    tally: Arc<Tally>,
-) -> CliResult<Router> {
+pub async fn router(global: &Global, policy: Arc<Policy>, clients: &Clients) -> CliResult<Router> {
     Ok(Router {
         policy,
-        tasks: resolve(&clients.sqs, &global.tasks_queue).await?,
-        approvals: resolve(&clients.sqs, &global.approvals_queue).await?,
+        tasks: resolve(clients, &global.tasks_queue).await?,
+        approvals: resolve(clients, &global.approvals_queue).await?,
         security_groups: SecurityGroups::new(clients.ec2.clone()),
         dry_run: global.dry_run,
-        tally,
     })
 }
 
@@ -94,8 +88,7 @@ pub async fn executor(
     args: &ExecutorArgs,
     policy: Arc<Policy>,
     clients: &Clients,
-    config: &aws_config::SdkConfig,
-    tally: Arc<Tally>,
+    config: &crate::aws::SdkConfig,
     shutdown: watch::Receiver<bool>,
 ) -> CliResult<Executor> {
     let account = with_backoff(STARTUP_PATIENCE, || {
@@ -107,7 +100,7 @@ pub async fn executor(
         .region()
         .map(|r| r.to_string())
         .ok_or_else(|| CliError::input("no AWS region configured (set AWS_REGION)"))?;
-    let iam = aws_sdk_iam::Client::new(config);
+    let iam = crate::aws::iam::Iam::new(config);
     let approvers = with_backoff(STARTUP_PATIENCE, || {
         crate::executor::approvers::resolve(&iam, &policy)
     })
@@ -125,17 +118,19 @@ pub async fn executor(
             policy.accounts.role.clone(),
             polling,
         ),
-        guards: Guards::new(&policy.limits, clients.ssm.clone()),
+        guards: Guards::new(
+            &policy.limits,
+            crate::aws::ssm::Parameters::new(clients.ssm.clone()),
+        ),
         approvers,
         recent: Recent::new(RECENT_TASKS, RECENT_FOR),
         reevaluator: Reevaluator::start(REEVALUATION_WINDOW),
-        approvals: resolve(&clients.sqs, &global.approvals_queue).await?,
+        approvals: resolve(clients, &global.approvals_queue).await?,
         policy,
         dry_run: global.dry_run,
         max_attempts: args.max_attempts,
         locks: KeyedLocks::default(),
         shutdown,
-        tally,
     })
 }
 
@@ -145,8 +140,8 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
     let config = crate::aws::load().await;
     let clients = Clients::new(&config);
     let tally = Arc::new(Tally::default());
-    let (events, events_dlq) = with_dlq(&clients.sqs, &global.events_queue).await?;
-    let (tasks, tasks_dlq) = with_dlq(&clients.sqs, &global.tasks_queue).await?;
+    let (events, events_dlq) = with_dlq(&clients, &global.events_queue).await?;
+    let (tasks, tasks_dlq) = with_dlq(&clients, &global.tasks_queue).await?;
     let shutdown = shutdown_signal();
     let mut handles = Vec::new();
 
@@ -156,7 +151,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
     let batch = args.concurrency.div_ceil(loops) as i32;
     let grace = Duration::from_secs(args.shutdown_grace);
     if which != Which::Executor {
-        let handler = Arc::new(router(global, policy.clone(), &clients, tally.clone()).await?);
+        let handler = Arc::new(router(global, policy.clone(), &clients).await?);
         let until = if args.once {
             Until::Drained(vec![events.clone()])
         } else {
@@ -167,6 +162,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
             queue: events.clone(),
             dlq: events_dlq,
             handler,
+            tally: tally.clone(),
             batch,
             heartbeat: None,
             grace,
@@ -181,7 +177,6 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
                 policy,
                 &clients,
                 &config,
-                tally.clone(),
                 shutdown.clone(),
             )
             .await?,
@@ -201,6 +196,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
             queue: tasks.clone(),
             dlq: tasks_dlq,
             handler,
+            tally: tally.clone(),
             batch,
             heartbeat: (args.executor.heartbeat > 0)
                 .then(|| Duration::from_secs(args.executor.heartbeat)),

@@ -1,72 +1,24 @@
-//! The loop every worker shares: receive a batch, handle its messages concurrently, then
-//! acknowledge each one in one of three ways. A handler never deletes: it returns an
-//! [`Ack`], and the loop deletes only after the handler's outcome is durable.
+//! The loop every worker shares: receive a batch, handle its messages concurrently, settle
+//! the verdicts ([`crate::settle`]), then delete what is durable in one call and hand
+//! back the rest. A handler never deletes or records: it returns a [`Verdict`], and the
+//! loop deletes only after the settler made the outcome durable.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aws::retry::{with_backoff, AwsError};
-use crate::aws::sqs::{DeadLetter, Queue, Received};
+use crate::aws::sqs::{Queue, Received};
+use crate::report::Tally;
+use crate::settle::{Ack, Settled, Settler, Verdict};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-/// Runs once a forwarded message has been accepted (audit, report).
-pub type Then = Box<dyn FnOnce() + Send>;
-
-/// What to do with a handled message.
-pub enum Ack {
-    /// Its outcome is recorded (sent on, audited): delete it.
-    Done,
-    /// Send `body` to `to`; once SQS accepts it, run `then` and delete the message, else
-    /// leave it for redelivery. The loop sends in batches, so forwarding costs a tenth of
-    /// a call per message.
-    Forward {
-        /// Destination queue.
-        to: Queue,
-        /// The message to send.
-        body: String,
-        /// What to record once it is accepted.
-        then: Then,
-    },
-    /// A transient failure: make it visible again after this many seconds.
-    Retry {
-        /// Delay before redelivery.
-        after_secs: i32,
-    },
-    /// Not started (shutting down): make it visible again at once for another worker.
-    Release,
-    /// It can never succeed as is: move it to the dead-letter queue with the reason.
-    DeadLetter {
-        /// `invalid_input`, `permanent`, `exhausted`, ...
-        class: &'static str,
-        /// Why.
-        error: String,
-    },
-}
-
-impl std::fmt::Debug for Ack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Ack::Done => f.write_str("Done"),
-            Ack::Forward { to, .. } => write!(f, "Forward to {}", to.name),
-            Ack::Retry { after_secs } => write!(f, "Retry after {after_secs}s"),
-            Ack::Release => f.write_str("Release"),
-            Ack::DeadLetter { class, error } => write!(f, "DeadLetter {class}: {error}"),
-        }
-    }
-}
-
-/// A message waiting to be forwarded: its source, the body to send, what to run after.
-type Pending<'a> = (&'a Received, String, Then);
-
-/// Seconds before a message whose forward failed comes back.
-const FORWARD_RETRY_SECONDS: i32 = 5;
-
 /// Handles one message.
 pub trait Handler: Send + Sync + 'static {
-    /// Decides and acts; never panics, never deletes.
-    fn handle(&self, message: &Received) -> impl Future<Output = Ack> + Send;
+    /// Decides and acts; never panics, never deletes, never records: the verdict says
+    /// what to send, record and acknowledge.
+    fn handle(&self, message: &Received) -> impl Future<Output = Verdict> + Send;
 
     /// Finishes background work the handled messages started (before the process exits
     /// or freezes). Nothing by default.
@@ -94,6 +46,8 @@ pub struct Worker<H> {
     pub dlq: Queue,
     /// The handler.
     pub handler: Arc<H>,
+    /// The report the settled verdicts go to.
+    pub tally: Arc<Tally>,
     /// Messages per receive (1–10), all handled at once.
     pub batch: i32,
     /// While a batch is handled, extend its messages' visibility this often (to three
@@ -174,74 +128,57 @@ impl<H: Handler> Worker<H> {
         Ok(())
     }
 
-    /// Handles a batch concurrently, then forwards and deletes in batches.
+    /// Handles a batch concurrently, settles the verdicts, then deletes every durable
+    /// message in one call and hands the others back. A message the handler did not
+    /// start (shutting down) is settled and handed back at once, not at the end of the
+    /// batch, so another worker can take it while the batch's long work finishes.
     async fn round(&self, batch: &[Received], shutdown: &watch::Receiver<bool>) {
-        let acks = futures::future::join_all(batch.iter().map(|m| {
+        let settler = Settler {
+            worker: self.name,
+            dlq: Some((&self.queue, &self.dlq)),
+            tally: &self.tally,
+        };
+        let verdicts = futures::future::join_all(batch.iter().map(|m| {
             let span =
                 tracing::info_span!("message", worker = self.name, message_id = %m.message_id);
-            self.process(m, shutdown.clone()).instrument(span)
+            async {
+                let verdict = self.handle(m, shutdown.clone()).await;
+                if verdict.ack == Ack::Release && verdict.send.is_empty() {
+                    let settled = settler.settle(vec![(m, verdict)]).await;
+                    self.hand_back(m, settled[0]).await;
+                    return None;
+                }
+                Some(verdict)
+            }
+            .instrument(span)
         }))
         .await;
-        let mut done: Vec<&str> = Vec::new();
-        let mut forwards: Vec<(&Received, Queue, String, Then)> = Vec::new();
-        for (m, ack) in batch.iter().zip(acks) {
-            match ack {
-                Some(Ack::Forward { to, body, then }) => forwards.push((m, to, body, then)),
-                Some(_) => done.push(&m.receipt_handle),
-                None => {}
+        let rest: Vec<(&Received, Verdict)> = batch
+            .iter()
+            .zip(verdicts)
+            .filter_map(|(m, v)| v.map(|v| (m, v)))
+            .collect();
+        let messages: Vec<&Received> = rest.iter().map(|(m, _)| *m).collect();
+        let settled = settler.settle(rest).await;
+        let mut durable: Vec<&str> = Vec::new();
+        for (m, s) in messages.into_iter().zip(settled) {
+            match s {
+                Settled::Durable => durable.push(&m.receipt_handle),
+                again => self.hand_back(m, again).await,
             }
         }
-        done.extend(self.forward_all(forwards).await);
-        // One DeleteMessageBatch for every message whose outcome is recorded.
-        self.delete_all(&done).await;
+        // One DeleteMessageBatch for every message whose outcome is durable.
+        self.delete_all(&durable).await;
     }
 
-    /// Sends forwarded messages in batches per destination; returns the receipt handles
-    /// of the messages whose forward was accepted (their `then` has run).
-    async fn forward_all<'a>(
-        &self,
-        forwards: Vec<(&'a Received, Queue, String, Then)>,
-    ) -> Vec<&'a str> {
-        let mut by_queue: Vec<(Queue, Vec<Pending<'a>>)> = Vec::new();
-        for (m, to, body, then) in forwards {
-            match by_queue.iter_mut().find(|(q, _)| q.url == to.url) {
-                Some((_, group)) => group.push((m, body, then)),
-                None => by_queue.push((to, vec![(m, body, then)])),
+    /// Makes a message that must come back visible again after its delay.
+    async fn hand_back(&self, m: &Received, settled: Settled) {
+        if let Settled::Again { after_secs } = settled {
+            if let Err(e) = self.queue.release(&m.receipt_handle, after_secs).await {
+                // It returns after its visibility timeout instead.
+                tracing::warn!(error = %e, "could not hand the message back");
             }
         }
-        let mut accepted = Vec::new();
-        for (queue, group) in by_queue {
-            let mut group = group.into_iter().peekable();
-            while group.peek().is_some() {
-                let chunk: Vec<Pending<'a>> = group.by_ref().take(10).collect();
-                let bodies: Vec<(String, std::collections::HashMap<String, String>)> = chunk
-                    .iter()
-                    .map(|(_, b, _)| (b.clone(), Default::default()))
-                    .collect();
-                let failed = match queue.send_batch(&bodies).await {
-                    Ok(failed) => failed,
-                    Err(e) => {
-                        tracing::warn!(queue = %queue.name, error = %e, "forward failed; messages left for redelivery");
-                        (0..chunk.len()).map(|i| (i, e.to_string())).collect()
-                    }
-                };
-                for (i, (m, _, then)) in chunk.into_iter().enumerate() {
-                    if failed.iter().any(|(f, _)| *f == i) {
-                        if let Err(e) = self
-                            .queue
-                            .release(&m.receipt_handle, FORWARD_RETRY_SECONDS)
-                            .await
-                        {
-                            tracing::warn!(error = %e, "could not release; the message returns after its timeout");
-                        }
-                    } else {
-                        then();
-                        accepted.push(m.receipt_handle.as_str());
-                    }
-                }
-            }
-        }
-        accepted
     }
 
     async fn delete_all(&self, handles: &[&str]) {
@@ -277,7 +214,7 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Runs the handler, abandoning it `grace` after shutdown is requested.
-    async fn handle(&self, m: &Received, mut shutdown: watch::Receiver<bool>) -> Ack {
+    async fn handle(&self, m: &Received, mut shutdown: watch::Receiver<bool>) -> Verdict {
         let deadline = async {
             stop_requested(&mut shutdown).await;
             tokio::time::sleep(self.grace).await;
@@ -286,7 +223,7 @@ impl<H: Handler> Worker<H> {
             ack = self.handler.handle(m) => ack,
             _ = deadline => {
                 tracing::warn!(worker = self.name, grace = ?self.grace, "shutdown deadline passed; abandoning work in progress, its message returns to the queue");
-                Ack::Release
+                Verdict::ack(Ack::Release)
             }
         }
     }
@@ -315,31 +252,6 @@ impl<H: Handler> Worker<H> {
                 }
             }
         }
-    }
-
-    /// Handles one message and applies its acknowledgement, except deletion and
-    /// forwarding, which the loop batches: returns the ack when there is more to do.
-    async fn process(&self, m: &Received, shutdown: watch::Receiver<bool>) -> Option<Ack> {
-        let ack = self.handle(m, shutdown).await;
-        let result = match &ack {
-            Ack::Done | Ack::Forward { .. } => return Some(ack),
-            Ack::Release => self.queue.release(&m.receipt_handle, 0).await,
-            Ack::Retry { after_secs } => self.queue.release(&m.receipt_handle, *after_secs).await,
-            Ack::DeadLetter { class, error } => {
-                let why = DeadLetter {
-                    error_class: class,
-                    error,
-                    worker: self.name,
-                };
-                tracing::warn!(class, error = %error, "dead-lettering message");
-                with_backoff(ACK_PATIENCE, || self.queue.dead_letter(&self.dlq, m, &why)).await
-            }
-        };
-        if let Err(e) = result {
-            // The message stays on the queue and comes back: handlers are idempotent.
-            tracing::error!(error = %e, ?ack, "acknowledgement failed; message will be redelivered");
-        }
-        None
     }
 }
 

@@ -406,4 +406,20 @@ action = { fix = "revoke_public_ingress", ports = [21, 3306] }
         // The HIGH rule is outranked by nobody.
         assert_eq!(p.exceeds_severity(high, &[world_open(0, 65535)]), None);
     }
+
+    #[test]
+    fn approval_and_notify_rules_outrank_an_automatic_one_of_any_severity() {
+        for mode in ["approve", "notify"] {
+            let src = format!(
+                "{POLICY}\n[[rule]]\nid = \"telnet\"\nconfig_rule = \"*telnet*\"\nseverity = \"LOW\"\nmode = \"{mode}\"\naction = {{ fix = \"revoke_public_ingress\", ports = [23] }}\n"
+            );
+            let p = Policy::from_toml(&src, "p").unwrap();
+            let medium = p.rule("sg-open-db-ports").unwrap();
+            let why = p.exceeds_severity(medium, &[world_open(20, 25)]).unwrap();
+            assert!(
+                why.contains("port 23") && why.contains("telnet"),
+                "{mode}: {why}"
+            );
+        }
+    }
 }

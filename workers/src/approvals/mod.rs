@@ -11,10 +11,10 @@ mod view;
 use std::collections::HashSet;
 use std::time::SystemTime;
 
+use crate::aws::sqs::{Queue, Received};
 use redress::approval::{board, Board, Entry, Status};
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::message::{Approval, ApprovalsMessage};
-use crate::aws::sqs::{Queue, Received};
 use redress::text::clean;
 
 use crate::cli::{ApprovalsCommand, Global};
@@ -35,8 +35,8 @@ struct Session {
 }
 
 impl Session {
-    async fn open(sqs: &aws_sdk_sqs::Client, global: &Global) -> CliResult<Session> {
-        let queue = Queue::resolve(sqs, &global.approvals_queue).await?;
+    async fn open(clients: &crate::aws::Clients, global: &Global) -> CliResult<Session> {
+        let queue = Queue::resolve(&clients.sqs, &global.approvals_queue).await?;
         let messages = queue.scan(SCAN_VISIBILITY_SECONDS).await?;
         let mut parsed = Vec::new();
         let mut unreadable = 0;
@@ -167,7 +167,7 @@ pub async fn run(global: &Global, command: &ApprovalsCommand) -> CliResult {
         }
         _ => None,
     };
-    let mut session = Session::open(&clients.sqs, global).await?;
+    let mut session = Session::open(&clients, global).await?;
     let result = act(global, command, &clients, caller, &mut session).await;
     // Release even when the command failed: nothing may stay hidden.
     let released = session.close().await;
@@ -189,7 +189,7 @@ async fn act(
     match command {
         ApprovalsCommand::List { json } => {
             if *json {
-                println!("{}", view::list_json(&s.board, s.expired, s.unreadable));
+                println!("{}", view::list_json(&s.board, s.expired, s.unreadable)?);
             } else {
                 print!("{}", view::list_table(&s.board, s.expired, s.unreadable));
             }
@@ -198,7 +198,7 @@ async fn act(
         ApprovalsCommand::Show { id, json } => {
             let e = s.live(id)?;
             if *json {
-                println!("{}", view::show_json(&e));
+                println!("{}", view::show_json(&e)?);
             } else {
                 print!("{}", view::show_text(&e));
             }
@@ -223,7 +223,7 @@ async fn act(
             if global.dry_run {
                 println!(
                     "dry run: approving {} would hand this to the executor (nothing was changed):",
-                    e.request.id
+                    clean(&e.request.id)
                 );
                 println!("  {}", clean(&e.request.proposed_action.describe()));
                 for line in &e.request.preview {
@@ -242,8 +242,9 @@ async fn act(
             r.reason = reason.clone();
             r.emit();
             println!(
-                "approved {} as {arn}: {} on {} handed to the executor",
-                e.request.id,
+                "approved {} as {}: {} on {} handed to the executor",
+                clean(&e.request.id),
+                clean(&arn),
                 clean(&e.request.proposed_action.describe()),
                 clean(&e.request.task.finding.resource_id)
             );
@@ -255,7 +256,7 @@ async fn act(
             if global.dry_run {
                 println!(
                     "dry run: would reject {} (nothing was changed)",
-                    e.request.id
+                    clean(&e.request.id)
                 );
                 return Ok(());
             }
@@ -264,8 +265,9 @@ async fn act(
                 .reason(reason)
                 .emit();
             println!(
-                "rejected {} as {arn}: {}; the resource was not touched",
-                e.request.id,
+                "rejected {} as {}: {}; the resource was not touched",
+                clean(&e.request.id),
+                clean(&arn),
                 clean(reason)
             );
             Ok(())

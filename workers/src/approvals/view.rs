@@ -3,7 +3,12 @@
 //! and may carry terminal escapes or bidi overrides. JSON keeps the data as it is.
 
 use redress::approval::{Board, Entry, Status};
+use redress::message::ApprovalRequest;
 use redress::text::clean;
+use serde::Serialize;
+
+use crate::error::CliResult;
+use crate::output;
 
 fn status_label(s: Status) -> &'static str {
     match s {
@@ -29,8 +34,7 @@ pub fn list_table(board: &Board<usize>, expired: usize, unreadable: usize) -> St
     if live.is_empty() {
         out.push_str("No approval requests are waiting.\n");
     } else {
-        out.push_str(&format!(
-            "{:<14} {:>4}  {:<8} {:<8} {:<26} {:<40} {:<26} {}\n",
+        let mut table = output::table([
             "ID",
             "AGE",
             "STATUS",
@@ -38,34 +42,35 @@ pub fn list_table(board: &Board<usize>, expired: usize, unreadable: usize) -> St
             "RULE",
             "RESOURCE",
             "ACCOUNT/REGION",
-            "PROPOSED ACTION"
-        ));
-    }
-    for e in &live {
-        let t = &e.request.task;
-        out.push_str(&format!(
-            "{:<14} {:>4}  {:<8} {:<8} {:<26} {:<40} {:<26} {}\n",
-            clean(&e.request.id),
-            age(&e.request.requested_at),
-            status_label(e.status),
-            t.severity.to_string(),
-            clean(&t.rule_id),
-            clean(&format!(
-                "{} {}",
-                t.finding.resource_type.rsplit("::").next().unwrap_or(""),
-                t.finding.resource_id
-            )),
-            clean(&format!("{}/{}", t.finding.account_id, t.finding.region)),
-            clean(&e.request.proposed_action.describe())
-        ));
-        if let Some(ret) = &e.request.returned {
-            out.push_str(&format!(
-                "{:<14} {:>4}  returned: {}\n",
-                "",
-                "",
-                clean(&returned(ret))
-            ));
+            "PROPOSED ACTION",
+        ]);
+        output::align_right(&mut table, &[1]);
+        for e in &live {
+            let t = &e.request.task;
+            let f = &t.finding;
+            // A request an executor sent back says why under its action, in the same cell.
+            let mut action = clean(&e.request.proposed_action.describe()).into_owned();
+            if let Some(ret) = &e.request.returned {
+                action.push_str("\nreturned: ");
+                action.push_str(&clean(&returned(ret)));
+            }
+            table.add_row(vec![
+                clean(&e.request.id).into_owned(),
+                age(&e.request.requested_at),
+                status_label(e.status).to_string(),
+                t.severity.to_string(),
+                clean(&t.rule_id).into_owned(),
+                clean(&format!(
+                    "{} {}",
+                    f.resource_type.rsplit("::").next().unwrap_or(""),
+                    f.resource_id
+                ))
+                .into_owned(),
+                clean(&format!("{}/{}", f.account_id, f.region)).into_owned(),
+                action,
+            ]);
         }
+        out.push_str(&output::render(&table));
     }
     let pending = live.iter().filter(|e| e.status == Status::Pending).count();
     let moot = live.len() - pending;
@@ -87,34 +92,56 @@ pub fn list_table(board: &Board<usize>, expired: usize, unreadable: usize) -> St
     out
 }
 
-fn entry_json(e: &Entry<usize>) -> serde_json::Value {
-    serde_json::json!({
-        "id": e.request.id,
-        "status": e.status,
-        "copies": e.copies.len(),
-        "request": e.request,
-    })
+/// One request in `approvals list --json` and `approvals show ID --json`: the request as
+/// it came off the queue (raw data; serde escapes it).
+#[derive(Serialize)]
+struct EntryDoc<'a> {
+    id: &'a str,
+    status: Status,
+    /// How many queue messages carry this request.
+    copies: usize,
+    request: &'a ApprovalRequest,
+}
+
+impl<'a> From<&'a Entry<usize>> for EntryDoc<'a> {
+    fn from(e: &'a Entry<usize>) -> Self {
+        EntryDoc {
+            id: &e.request.id,
+            status: e.status,
+            copies: e.copies.len(),
+            request: &e.request,
+        }
+    }
 }
 
 /// `approvals list --json`.
-pub fn list_json(board: &Board<usize>, expired: usize, unreadable: usize) -> String {
-    let requests: Vec<serde_json::Value> = board
-        .entries
-        .iter()
-        .filter(|e| e.status != Status::Expired)
-        .map(entry_json)
-        .collect();
-    serde_json::json!({
-        "requests": requests,
-        "expired_removed": expired,
-        "unreadable": unreadable,
+#[derive(Serialize)]
+struct ListDoc<'a> {
+    /// Pending and moot requests, oldest first.
+    requests: Vec<EntryDoc<'a>>,
+    /// Expired requests this command removed.
+    expired_removed: usize,
+    /// Messages on the queue that are not approvals messages (left in place).
+    unreadable: usize,
+}
+
+/// `approvals list --json`.
+pub fn list_json(board: &Board<usize>, expired: usize, unreadable: usize) -> CliResult<String> {
+    output::json(&ListDoc {
+        requests: board
+            .entries
+            .iter()
+            .filter(|e| e.status != Status::Expired)
+            .map(EntryDoc::from)
+            .collect(),
+        expired_removed: expired,
+        unreadable,
     })
-    .to_string()
 }
 
 /// `approvals show ID --json`.
-pub fn show_json(e: &Entry<usize>) -> String {
-    entry_json(e).to_string()
+pub fn show_json(e: &Entry<usize>) -> CliResult<String> {
+    output::json(&EntryDoc::from(e))
 }
 
 /// One line on why an approved request came back.

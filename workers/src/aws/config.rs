@@ -3,11 +3,11 @@
 //! run. Best effort: the fix has already happened, so a request that cannot be made is a
 //! warning, never a failed task.
 
+use crate::aws::retry::AwsError;
 use aws_sdk_config::config::interceptors::InterceptorContext;
 use aws_sdk_config::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_config::operation::start_config_rules_evaluation::StartConfigRulesEvaluationError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use crate::aws::retry::AwsError;
 
 /// Config's answer when an evaluation of the rule is already running (one at a time per
 /// rule), or the rule was asked to re-evaluate less than a minute ago.
@@ -118,10 +118,10 @@ impl ClassifyRetry for EvaluationRunning {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::retry::ErrorClass;
     use aws_sdk_config::operation::start_config_rules_evaluation::StartConfigRulesEvaluationOutput;
     use aws_sdk_config::Client;
     use aws_smithy_mocks::{mock, mock_client, Rule};
-    use crate::aws::retry::ErrorClass;
 
     /// A Security Hub rule: the suffix is part of the real name.
     const RULE: &str = "securityhub-s3-bucket-server-side-encryption-enabled-abc123";

@@ -3,12 +3,22 @@
 //! [`AwsError`]s with a retry verdict. Nothing here hard-codes an endpoint: the local
 //! stack is just `AWS_ENDPOINT_URL=http://127.0.0.1:4599`.
 
+pub mod config;
+pub mod ec2;
+pub mod eventbridge;
+pub mod iam;
+pub mod redrive;
 pub mod retry;
 pub mod sqs;
+pub mod ssm;
+pub mod targets;
 
 pub use retry::{AwsError, ErrorClass};
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::BehaviorVersion;
+/// The shared SDK configuration (credentials chain, region, endpoint), handed around as
+/// an opaque handle by code outside the edge.
+pub use aws_config::SdkConfig;
 
 /// Loads the shared SDK configuration.
 pub async fn load() -> SdkConfig {
@@ -59,9 +69,7 @@ pub struct Identity {
 }
 
 /// The caller's identity, from `sts:GetCallerIdentity`.
-pub async fn caller_identity(
-    sts: &aws_sdk_sts::Client,
-) -> Result<Identity, AwsError> {
+pub async fn caller_identity(sts: &aws_sdk_sts::Client) -> Result<Identity, AwsError> {
     let out = sts
         .get_caller_identity()
         .send()

@@ -101,6 +101,56 @@ impl Queue {
         Ok(Queue::at(client, &url))
     }
 
+    /// Creates a queue (or finds the existing one with the same attributes) with these
+    /// attributes (`RedrivePolicy`, `VisibilityTimeout`, ...).
+    pub async fn create(
+        client: &aws_sdk_sqs::Client,
+        name: &str,
+        attributes: Vec<(&str, String)>,
+    ) -> Result<Queue, AwsError> {
+        let out = client
+            .create_queue()
+            .queue_name(name)
+            .set_attributes(Some(
+                attributes
+                    .into_iter()
+                    .map(|(k, v)| (QueueAttributeName::from(k), v))
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:CreateQueue", e))?;
+        Ok(Queue::at(client, out.queue_url().unwrap_or_default()))
+    }
+
+    /// Sets one queue attribute (`Policy`, `RedrivePolicy`, ...).
+    pub async fn set_attribute(&self, name: &str, value: String) -> Result<(), AwsError> {
+        self.client
+            .set_queue_attributes()
+            .queue_url(&self.url)
+            .attributes(QueueAttributeName::from(name), value)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:SetQueueAttributes", e))?;
+        Ok(())
+    }
+
+    /// The queues whose redrive policy names this one as their dead-letter queue.
+    pub async fn dead_letter_sources(&self) -> Result<Vec<Queue>, AwsError> {
+        let out = self
+            .client
+            .list_dead_letter_source_queues()
+            .queue_url(&self.url)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:ListDeadLetterSourceQueues", e))?;
+        Ok(out
+            .queue_urls()
+            .iter()
+            .map(|u| Queue::at(&self.client, u))
+            .collect())
+    }
+
     /// A queue at a known URL.
     pub fn at(client: &aws_sdk_sqs::Client, url: &str) -> Queue {
         let name = url.rsplit('/').next().unwrap_or(url).to_string();
@@ -255,6 +305,46 @@ impl Queue {
         Ok(())
     }
 
+    /// Sets up to ten received messages' visibility timeout (seconds from now) in one
+    /// call. Returns the indexes that failed, with the reason: an entry fails when its
+    /// receipt handle is not one this queue issued for a message in flight.
+    pub async fn set_visibility_batch(
+        &self,
+        receipt_handles: &[&str],
+        seconds: i32,
+    ) -> Result<Vec<(usize, String)>, AwsError> {
+        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = receipt_handles
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(*h)
+                    .visibility_timeout(seconds)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let out = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:ChangeMessageVisibilityBatch", e))?;
+        // An entry counts only if SQS says it succeeded: one it did not answer failed.
+        let mut failed = failures(out.failed());
+        for i in 0..receipt_handles.len() {
+            let answered = out.successful().iter().any(|s| s.id() == i.to_string())
+                || failed.iter().any(|(f, _)| *f == i);
+            if !answered {
+                failed.push((i, "no result for this entry".to_string()));
+            }
+        }
+        Ok(failed)
+    }
+
     /// Sends a body; returns the new message id.
     pub async fn send(&self, body: &str) -> Result<String, AwsError> {
         self.send_with(body, HashMap::new()).await
@@ -378,20 +468,9 @@ impl Queue {
         Ok(())
     }
 
-    /// Copies `message` to `dlq` with the reason as attributes, then deletes it here.
-    /// The copy is sent first: a crash in between duplicates, never loses.
-    pub async fn dead_letter(
-        &self,
-        dlq: &Queue,
-        message: &Received,
-        why: &DeadLetter<'_>,
-    ) -> Result<(), AwsError> {
-        self.copy_to_dead_letter(dlq, message, why).await?;
-        self.delete(&message.receipt_handle).await
-    }
-
     /// Sends a copy of `message` (from this queue) to `dlq` with the reason as attributes;
-    /// the caller removes the original (Lambda does it when the record succeeds).
+    /// the caller removes the original afterwards (the poller's batch delete, or Lambda
+    /// for a record not reported as failed): a crash in between duplicates, never loses.
     pub async fn copy_to_dead_letter(
         &self,
         dlq: &Queue,

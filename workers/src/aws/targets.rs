@@ -1,22 +1,24 @@
-//! Where a task acts: the executor's own account and region, or another one reached by
-//! assuming the policy's `[accounts] role` there. Clients are built once per (account,
-//! region) and kept until the assumed credentials near their expiry.
+//! The one client factory: where a task acts, the executor's own account and region or
+//! another one reached by assuming the policy's `[accounts] role` there (through the
+//! SDK's `AssumeRoleProvider`, which caches and renews the credentials). Clients are
+//! built once per (account, region).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use aws_config::sts::AssumeRoleProvider;
 use aws_config::SdkConfig;
-use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
-use crate::aws::retry::AwsError;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
-use super::{Automation, ConfigRules, Parameters, SecurityGroups, Tags};
+use super::config::ConfigRules;
+use super::ec2::{SecurityGroups, Tags};
+use super::retry::{AwsError, ErrorClass};
+use super::ssm::{Automation, Parameters};
 
-/// Renew assumed credentials when less than this is left beyond the longest a task may
-/// take (the runbook timeout), so they cannot expire in the middle of one.
-const RENEW_MARGIN: Duration = Duration::from_secs(5 * 60);
-/// How long assumed credentials are asked for.
-const SESSION_SECONDS: i32 = 3600;
+/// How long assumed credentials are asked for (the provider renews them before expiry).
+const SESSION: Duration = Duration::from_secs(3600);
 
 /// Every seam the executor acts through, for one account and region.
 #[derive(Debug)]
@@ -57,7 +59,8 @@ impl Seams {
     }
 }
 
-type Cached = (Arc<Seams>, Option<SystemTime>);
+/// Where one target's seams are built, once.
+type Cell = tokio::sync::OnceCell<Arc<Seams>>;
 
 /// The seams for each (account, region) the executor acts in.
 pub struct Targets {
@@ -68,9 +71,11 @@ pub struct Targets {
     home: Arc<Seams>,
     role_template: Option<String>,
     base: SdkConfig,
-    sts: aws_sdk_sts::Client,
     polling: Polling,
-    cache: tokio::sync::Mutex<HashMap<(String, String), Cached>>,
+    /// One cell per (account, region): the map's lock is held only to find the cell, so
+    /// no lock is held across the STS call, and concurrent tasks for one target wait on
+    /// one assumption instead of each making their own.
+    cache: std::sync::Mutex<HashMap<(String, String), Arc<Cell>>>,
 }
 
 impl Targets {
@@ -85,7 +90,6 @@ impl Targets {
     ) -> Targets {
         Targets {
             home: Arc::new(Seams::new(&base, polling)),
-            sts: aws_sdk_sts::Client::new(&base),
             account,
             region,
             role_template,
@@ -109,75 +113,86 @@ impl Targets {
     /// The seams for an account and region: the own ones, or clients for that region,
     /// with credentials from assuming the role in that account when it is another one.
     /// A role that cannot be assumed is an error of `sts:AssumeRole` (access denied, the
-    /// usual answer for a missing role, is permanent).
+    /// usual answer for a missing role, is permanent); it is tried again next time.
     pub async fn seams(&self, account: &str, region: &str) -> Result<Arc<Seams>, AwsError> {
         if account == self.account && region == self.region {
             return Ok(self.home.clone());
         }
-        let key = (account.to_string(), region.to_string());
-        let mut cache = self.cache.lock().await;
-        if let Some((seams, expiry)) = cache.get(&key) {
-            let renew_before = self.polling.timeout + RENEW_MARGIN;
-            let fresh = expiry.is_none_or(|e| {
-                SystemTime::now()
-                    .checked_add(renew_before)
-                    .is_some_and(|t| t < e)
-            });
-            if fresh {
-                return Ok(seams.clone());
-            }
-        }
+        let cell = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache
+                .entry((account.to_string(), region.to_string()))
+                .or_default()
+                .clone()
+        };
+        cell.get_or_try_init(|| self.build(account, region))
+            .await
+            .cloned()
+    }
+
+    async fn build(&self, account: &str, region: &str) -> Result<Arc<Seams>, AwsError> {
         let mut config = self
             .base
             .to_builder()
             .region(aws_config::Region::new(region.to_string()));
-        let mut expiry = None;
         if account != self.account {
-            let (creds, until) = self.assume(account).await?;
-            config = config.credentials_provider(SharedCredentialsProvider::new(creds));
-            expiry = until;
+            let role = self
+                .role_template
+                .as_ref()
+                .map(|t| t.replace("{account_id}", account))
+                .ok_or_else(|| {
+                    AwsError::permanent(
+                        "sts:AssumeRole",
+                        format!("no [accounts] role in the policy to reach account {account}"),
+                    )
+                })?;
+            // The SDK's provider assumes the role and renews the credentials before they
+            // expire, so a long runbook poll never runs on expired ones.
+            let provider = AssumeRoleProvider::builder(&role)
+                .session_name("redress-executor")
+                .session_length(SESSION)
+                .configure(&self.base)
+                .build()
+                .await;
+            // Assume once now: a role that cannot be assumed is a clear error before
+            // anything runs, not a failure halfway through a fix.
+            provider
+                .provide_credentials()
+                .await
+                .map_err(|e| assume_error(&role, &e))?;
+            tracing::info!(%role, account, "assumed role for a cross-account finding");
+            config = config.credentials_provider(SharedCredentialsProvider::new(provider));
         }
-        let seams = Arc::new(Seams::new(&config.build(), self.polling));
-        cache.insert(key, (seams.clone(), expiry));
-        Ok(seams)
+        Ok(Arc::new(Seams::new(&config.build(), self.polling)))
     }
+}
 
-    async fn assume(&self, account: &str) -> Result<(Credentials, Option<SystemTime>), AwsError> {
-        let Some(role) = self
-            .role_template
-            .as_ref()
-            .map(|t| t.replace("{account_id}", account))
-        else {
-            return Err(AwsError::permanent(
-                "sts:AssumeRole",
-                format!("no [accounts] role in the policy to reach account {account}"),
-            ));
-        };
-        let out = self
-            .sts
-            .assume_role()
-            .role_arn(&role)
-            .role_session_name("redress-executor")
-            .duration_seconds(SESSION_SECONDS)
-            .send()
-            .await
-            .map_err(|e| {
-                let mut e = AwsError::from_sdk("sts:AssumeRole", e);
-                e.message = format!("cannot assume {role}: {}", e.message);
-                e
-            })?;
-        let c = out.credentials().ok_or_else(|| {
-            AwsError::permanent("sts:AssumeRole", format!("{role}: no credentials returned"))
-        })?;
-        let until = SystemTime::try_from(*c.expiration()).ok();
-        let creds = Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_string()),
-            until,
-            "redress-assume-role",
-        );
-        tracing::info!(%role, account, "assumed role for a cross-account finding");
-        Ok((creds, until))
+/// The STS error inside a credentials error, classified like any other AWS error.
+fn assume_error(role: &str, e: &CredentialsError) -> AwsError {
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::SdkError;
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+    let sts = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>());
+    let (code, class) = match sts {
+        Some(SdkError::ServiceError(se)) => {
+            let code = se.err().code().unwrap_or("Unknown").to_string();
+            let class = super::retry::classify_code(Some(&code), Some(se.raw().status().as_u16()));
+            (code, class)
+        }
+        Some(_) | None if matches!(e, CredentialsError::InvalidConfiguration(_)) => {
+            ("InvalidConfiguration".to_string(), ErrorClass::Permanent)
+        }
+        _ => ("CredentialsError".to_string(), ErrorClass::Transient),
+    };
+    AwsError {
+        operation: "sts:AssumeRole",
+        message: format!(
+            "cannot assume {role}: {code}: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(e)
+        ),
+        code,
+        class,
     }
 }

@@ -4,19 +4,22 @@
 //! can duplicate a message but never lose one (the pipeline is idempotent). Every replay
 //! bumps a replay count; past `--max-replays` a message is skipped unless `--force`.
 
-mod redrive;
-
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
+use indicatif::ProgressBar;
+use serde::{Serialize, Serializer};
+
+use crate::aws::sqs::{Queue, Received};
+use crate::aws::Clients;
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::dead_letter::{replay_body, summarise, Filter, Summary, REPLAY_COUNT};
-use crate::aws::sqs::{Queue, Received};
 use redress::text::clean;
 
 use crate::cli::{DlqCommand, Global, ReplayArgs};
 use crate::error::{CliError, CliResult};
+use crate::output;
 
 const WORKER: &str = "dlq";
 
@@ -32,14 +35,14 @@ struct Target {
 /// `events`, `tasks`, `approvals` (the configured queues' DLQs), or a queue name or URL
 /// (a source queue means its DLQ; otherwise the queue itself is taken as the DLQ, and
 /// its source is the one queue `ListDeadLetterSourceQueues` names).
-async fn target(sqs: &aws_sdk_sqs::Client, global: &Global, which: &str) -> CliResult<Target> {
+async fn target(clients: &Clients, global: &Global, which: &str) -> CliResult<Target> {
     let named = match which {
         "events" => global.events_queue.as_str(),
         "tasks" => global.tasks_queue.as_str(),
         "approvals" => global.approvals_queue.as_str(),
         other => other,
     };
-    let queue = Queue::resolve(sqs, named)
+    let queue = Queue::resolve(&clients.sqs, named)
         .await
         .map_err(|e| CliError::input(format!("queue {which}: {e}")))?;
     if let Some(dlq) = queue.dead_letter_queue().await? {
@@ -48,14 +51,9 @@ async fn target(sqs: &aws_sdk_sqs::Client, global: &Global, which: &str) -> CliR
             source: Some(queue),
         });
     }
-    let sources = sqs
-        .list_dead_letter_source_queues()
-        .queue_url(&queue.url)
-        .send()
-        .await
-        .map_err(|e| crate::aws::retry::AwsError::from_sdk("sqs:ListDeadLetterSourceQueues", e))?;
-    let source = match sources.queue_urls() {
-        [one] => Some(Queue::at(sqs, one)),
+    let mut sources = queue.dead_letter_sources().await?;
+    let source = match sources.len() {
+        1 => sources.pop(),
         _ => None,
     };
     Ok(Target { dlq: queue, source })
@@ -75,38 +73,107 @@ pub async fn run(global: &Global, command: &DlqCommand) -> CliResult {
     match command {
         DlqCommand::List { queue, json } => list(&clients, global, queue, *json).await,
         DlqCommand::Replay(args) => replay(&clients, global, args).await,
-        DlqCommand::Redrive { queue } => {
-            let t = target(&clients.sqs, global, queue).await?;
-            let arn = t.dlq.arn().await?;
-            eprintln!(
-                "moving every message in {} back to its source queue (SQS message-move task)",
-                t.dlq.name
-            );
-            let moved = redrive::redrive(
-                &clients.sqs,
-                &arn,
-                Duration::from_secs(2),
-                Duration::from_secs(3600),
-                |m, n| {
-                    eprintln!("  moved {m}/{n}");
-                },
-            )
-            .await?;
-            println!(
-                "message-move task {}: moved {} of {}",
-                moved.status, moved.moved, moved.to_move
-            );
-            match moved.failure {
-                Some(f) => Err(CliError::failed(format!("the move task failed: {f}"))),
-                None if moved.status != "COMPLETED" => Err(CliError::failed(format!(
-                    "the move task ended {}",
-                    moved.status
-                ))),
-                None => Ok(()),
-            }
-        }
+        DlqCommand::Redrive { queue } => redrive(&clients, global, queue).await,
         DlqCommand::Purge { queue, yes } => purge(&clients, global, queue, *yes).await,
     }
+}
+
+/// Hands the whole DLQ to an SQS message-move task and follows it.
+async fn redrive(clients: &Clients, global: &Global, which: &str) -> CliResult {
+    let t = target(clients, global, which).await?;
+    let arn = t.dlq.arn().await?;
+    let name = clean(&t.dlq.name);
+    eprintln!("moving every message in {name} back to its source queue (SQS message-move task)");
+    let bar = output::progress(Some(0), &format!("moving {name}"));
+    let mut logged = None;
+    let moved = crate::aws::redrive::redrive(
+        &clients.sqs,
+        &arn,
+        Duration::from_secs(2),
+        Duration::from_secs(3600),
+        |m, n| {
+            bar.set_length(u64::try_from(n).unwrap_or(0));
+            bar.set_position(u64::try_from(m).unwrap_or(0));
+            // Without a terminal the bar is hidden: progress goes to the log instead.
+            if bar.is_hidden() && logged != Some((m, n)) {
+                tracing::info!(moved = m, to_move = n, "moved {m}/{n}");
+                logged = Some((m, n));
+            }
+        },
+    )
+    .await;
+    bar.finish_and_clear();
+    let moved = moved?;
+    println!(
+        "message-move task {}: moved {} of {}",
+        clean(&moved.status),
+        moved.moved,
+        moved.to_move
+    );
+    match moved.failure {
+        Some(f) => Err(CliError::failed(format!(
+            "the move task failed: {}",
+            clean(&f)
+        ))),
+        None if moved.status != "COMPLETED" => Err(CliError::failed(format!(
+            "the move task ended {}",
+            clean(&moved.status)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Reads every visible message, hiding each for two minutes; on an error, makes what was
+/// read visible again before failing.
+async fn read_all(dlq: &Queue) -> CliResult<Vec<Received>> {
+    let bar = output::progress(None, &format!("reading {}", clean(&dlq.name)));
+    let mut all: Vec<Received> = Vec::new();
+    let read: CliResult = async {
+        loop {
+            let batch = dlq.receive_hidden_for(10, 1, Some(120)).await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            bar.inc(batch.len() as u64);
+            all.extend(batch);
+        }
+    }
+    .await;
+    bar.finish_and_clear();
+    if let Err(e) = read {
+        let handles: Vec<&str> = all.iter().map(|m| m.receipt_handle.as_str()).collect();
+        // The read error is the one to report; the release is best effort.
+        let _ = dlq.release_all(&handles).await;
+        return Err(e);
+    }
+    Ok(all)
+}
+
+/// `dlq list --json`: raw data (serde escapes it; nothing is cleaned).
+#[derive(Serialize)]
+struct ListDoc<'a> {
+    /// The dead-letter queue's name.
+    queue: &'a str,
+    messages: Vec<MessageDoc<'a>>,
+    /// Messages per error class, in order of first appearance.
+    #[serde(serialize_with = "counts_as_map")]
+    by_error_class: &'a [(String, usize)],
+}
+
+/// One dead letter in `dlq list --json`.
+#[derive(Serialize)]
+struct MessageDoc<'a> {
+    message_id: &'a str,
+    sent_at_ms: Option<u64>,
+    receive_count: u32,
+    summary: &'a Summary,
+    /// String message attributes, sorted by name.
+    attributes: BTreeMap<&'a str, &'a str>,
+    body: &'a str,
+}
+
+fn counts_as_map<S: Serializer>(counts: &&[(String, usize)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(counts.iter().map(|(class, n)| (class, n)))
 }
 
 async fn list(
@@ -115,8 +182,8 @@ async fn list(
     which: &str,
     json: bool,
 ) -> CliResult {
-    let t = target(&clients.sqs, global, which).await?;
-    let messages = t.dlq.scan(120).await?;
+    let t = target(clients, global, which).await?;
+    let messages = read_all(&t.dlq).await?;
     let summaries: Vec<Summary> = messages
         .iter()
         .map(|m| summarise(&m.body, &m.attributes, m.receive_count))
@@ -131,67 +198,71 @@ async fn list(
         }
     }
     if json {
-        let rows: Vec<serde_json::Value> = messages
-            .iter()
-            .zip(&summaries)
-            .map(|(m, s)| {
-                serde_json::json!({
-                    "message_id": m.message_id,
-                    "sent_at_ms": m.sent_at_ms,
-                    "receive_count": m.receive_count,
-                    "summary": s,
-                    "attributes": m.attributes,
-                    "body": m.body,
+        let doc = ListDoc {
+            queue: &t.dlq.name,
+            messages: messages
+                .iter()
+                .zip(&summaries)
+                .map(|(m, s)| MessageDoc {
+                    message_id: &m.message_id,
+                    sent_at_ms: m.sent_at_ms,
+                    receive_count: m.receive_count,
+                    summary: s,
+                    attributes: m
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect(),
+                    body: &m.body,
                 })
-            })
-            .collect();
-        let counts: serde_json::Map<String, serde_json::Value> = by_class
-            .iter()
-            .map(|(c, n)| (c.clone(), (*n).into()))
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"queue": t.dlq.name, "messages": rows, "by_error_class": counts})
-        );
-        return Ok(());
-    }
-    if messages.is_empty() {
-        println!("{} is empty.", t.dlq.name);
-        return Ok(());
-    }
-    println!(
-        "{:<38} {:>4} {:>4}  {:<24} {:<30} ERROR",
-        "MESSAGE ID", "AGE", "RECV", "RULE", "RESOURCE"
-    );
-    for (m, s) in messages.iter().zip(&summaries) {
-        let replays = if s.replay_count > 0 {
-            format!(" (replayed {}x)", s.replay_count)
-        } else {
-            String::new()
+                .collect(),
+            by_error_class: &by_class,
         };
-        println!(
-            "{:<38} {:>4} {:>4}  {:<24} {:<30} [{}] {}{replays}",
-            clean(&m.message_id),
-            age(m),
-            m.receive_count,
-            clean(s.rule.as_deref().unwrap_or("-")),
-            clean(s.resource.as_deref().unwrap_or("-")),
-            clean(&s.error_class),
-            clean(&s.error)
-        );
+        println!("{}", output::json(&doc)?);
+        return Ok(());
     }
+    let name = clean(&t.dlq.name);
+    if messages.is_empty() {
+        println!("{name} is empty.");
+        return Ok(());
+    }
+    let mut table = output::table([
+        "MESSAGE ID",
+        "AGE",
+        "RECV",
+        "RULE",
+        "RESOURCE",
+        "CLASS",
+        "ERROR",
+    ]);
+    output::align_right(&mut table, &[1, 2]);
+    for (m, s) in messages.iter().zip(&summaries) {
+        let mut error = clean(&s.error).into_owned();
+        if s.replay_count > 0 {
+            error.push_str(&format!(" (replayed {}x)", s.replay_count));
+        }
+        table.add_row(vec![
+            clean(&m.message_id).into_owned(),
+            age(m),
+            m.receive_count.to_string(),
+            clean(s.rule.as_deref().unwrap_or("-")).into_owned(),
+            clean(s.resource.as_deref().unwrap_or("-")).into_owned(),
+            clean(&s.error_class).into_owned(),
+            error,
+        ]);
+    }
+    print!("{}", output::render(&table));
     let counts: Vec<String> = by_class
         .iter()
         .map(|(c, n)| format!("{n} {}", clean(c)))
         .collect();
     println!(
-        "{} message{} in {}: {}",
+        "{} message{} in {name}: {}",
         messages.len(),
         if messages.len() == 1 { "" } else { "s" },
-        t.dlq.name,
         counts.join(", ")
     );
-    println!("Replay with `redress dlq replay {which} [--rule GLOB] [--resource ID] [--error CLASS] [--dry-run]`.");
+    println!("Replay with `redress dlq replay {} [--rule GLOB] [--resource ID] [--error CLASS] [--dry-run]`.", clean(which));
     Ok(())
 }
 
@@ -209,7 +280,7 @@ fn filter(args: &ReplayArgs) -> CliResult<Filter> {
     })
 }
 
-/// Counts for the closing summary.
+/// Counts for the progress bar and the closing summary.
 #[derive(Default)]
 struct Tally {
     replayed: usize,
@@ -218,13 +289,48 @@ struct Tally {
     not_selected: usize,
 }
 
+impl Tally {
+    fn brief(&self) -> String {
+        format!(
+            "replayed {}, skipped {}, failed {}",
+            self.replayed, self.skipped_limit, self.failed
+        )
+    }
+}
+
+/// How many messages a DLQ shows, for a progress bar's length; only asked when a bar
+/// will be drawn (one more call, and an approximate figure).
+async fn visible_depth(dlq: &Queue) -> Option<u64> {
+    if !output::progress_visible() {
+        return None;
+    }
+    dlq.depth().await.ok().map(|(visible, _)| visible)
+}
+
+/// Without a terminal the bar is hidden: every 50 replays go to the log instead.
+const LOG_EVERY: usize = 50;
+
+/// `rule resource` of a dead letter, cleaned, for one line of human output.
+fn what(s: &Summary) -> String {
+    format!(
+        "{} {}",
+        clean(s.rule.as_deref().unwrap_or("-")),
+        clean(s.resource.as_deref().unwrap_or("-"))
+    )
+}
+
 async fn replay(clients: &crate::aws::Clients, global: &Global, args: &ReplayArgs) -> CliResult {
     let filter = filter(args)?;
-    let t = target(&clients.sqs, global, &args.queue).await?;
+    let t = target(clients, global, &args.queue).await?;
     let operator = crate::aws::caller_identity(&clients.sts).await?.arn;
+    let dlq_name = clean(&t.dlq.name).into_owned();
     let mut kept: Vec<Received> = Vec::new();
     let mut tally = Tally::default();
     let limit = args.limit.unwrap_or(usize::MAX);
+    let bar = output::progress(
+        visible_depth(&t.dlq).await,
+        &format!("replaying {dlq_name}"),
+    );
     let result: CliResult = async {
         loop {
             if tally.replayed >= limit {
@@ -234,6 +340,7 @@ async fn replay(clients: &crate::aws::Clients, global: &Global, args: &ReplayArg
             if batch.is_empty() {
                 break;
             }
+            bar.inc(batch.len() as u64);
             let mut chosen: Vec<(Received, Summary, Queue)> = Vec::new();
             for m in batch {
                 let s = summarise(&m.body, &m.attributes, m.receive_count);
@@ -243,24 +350,22 @@ async fn replay(clients: &crate::aws::Clients, global: &Global, args: &ReplayArg
                     continue;
                 }
                 if s.replay_count >= args.max_replays && !args.force {
-                    eprintln!(
-                        "skipped {} ({} {}): replayed {} times already (limit {}; --force to override)",
+                    output::eprint_line(&bar, &format!(
+                        "skipped {} ({}): replayed {} times already (limit {}; --force to override)",
                         clean(&m.message_id),
-                        clean(s.rule.as_deref().unwrap_or("-")),
-                        clean(s.resource.as_deref().unwrap_or("-")),
+                        what(&s),
                         s.replay_count,
                         args.max_replays
-                    );
+                    ));
                     tally.skipped_limit += 1;
                     kept.push(m);
                     continue;
                 }
                 let Some(source) = t.source.clone() else {
-                    eprintln!(
-                        "failed {}: no single queue names {} as its dead-letter queue, so there is nowhere safe to replay to",
+                    output::eprint_line(&bar, &format!(
+                        "failed {}: no single queue names {dlq_name} as its dead-letter queue, so there is nowhere safe to replay to",
                         clean(&m.message_id),
-                        t.dlq.name
-                    );
+                    ));
                     tally.failed += 1;
                     kept.push(m);
                     continue;
@@ -268,27 +373,32 @@ async fn replay(clients: &crate::aws::Clients, global: &Global, args: &ReplayArg
                 chosen.push((m, s, source));
             }
             if global.dry_run {
-                for (m, s, source) in chosen {
-                    println!(
-                        "would replay {} ({} {}) to {}",
-                        clean(&m.message_id),
-                        clean(s.rule.as_deref().unwrap_or("-")),
-                        clean(s.resource.as_deref().unwrap_or("-")),
-                        source.name
-                    );
-                    tally.replayed += 1;
-                    kept.push(m);
-                }
+                bar.suspend(|| {
+                    for (m, s, source) in chosen {
+                        println!(
+                            "would replay {} ({}) to {}",
+                            clean(&m.message_id),
+                            what(&s),
+                            clean(&source.name)
+                        );
+                        tally.replayed += 1;
+                        kept.push(m);
+                    }
+                });
+                bar.set_message(tally.brief());
                 continue;
             }
-            move_batch(&t.dlq, chosen, &operator, &mut tally, &mut kept).await?;
-            if tally.replayed > 0 && tally.replayed % 50 < 10 {
-                eprintln!("  replayed {} so far", tally.replayed);
+            let before = tally.replayed;
+            move_batch(&t.dlq, chosen, &operator, &mut tally, &mut kept, &bar).await?;
+            bar.set_message(tally.brief());
+            if bar.is_hidden() && tally.replayed / LOG_EVERY > before / LOG_EVERY {
+                tracing::info!(replayed = tally.replayed, "replayed {} so far", tally.replayed);
             }
         }
         Ok(())
     }
     .await;
+    bar.finish_and_clear();
     // Whatever was read and not moved becomes visible again at once, even on error.
     let handles: Vec<&str> = kept.iter().map(|m| m.receipt_handle.as_str()).collect();
     let released = t.dlq.release_all(&handles).await;
@@ -306,8 +416,8 @@ async fn replay(clients: &crate::aws::Clients, global: &Global, args: &ReplayArg
     let _ = std::io::stdout().flush();
     if tally.failed > 0 {
         return Err(CliError::failed(format!(
-            "{} message(s) could not be replayed; they stay in {}",
-            tally.failed, t.dlq.name
+            "{} message(s) could not be replayed; they stay in {dlq_name}",
+            tally.failed
         )));
     }
     Ok(())
@@ -321,6 +431,7 @@ async fn move_batch(
     operator: &str,
     tally: &mut Tally,
     kept: &mut Vec<Received>,
+    bar: &ProgressBar,
 ) -> CliResult {
     let mut groups: HashMap<String, Vec<(Received, Summary, Queue)>> = HashMap::new();
     for c in chosen {
@@ -343,7 +454,10 @@ async fn move_batch(
         for (i, (m, s, _)) in group.into_iter().enumerate() {
             match failed.iter().find(|(f, _)| *f == i) {
                 Some((_, why)) => {
-                    eprintln!("failed {}: {}", clean(&m.message_id), clean(why));
+                    output::eprint_line(
+                        bar,
+                        &format!("failed {}: {}", clean(&m.message_id), clean(why)),
+                    );
                     tally.failed += 1;
                     kept.push(m);
                 }
@@ -355,14 +469,18 @@ async fn move_batch(
             .map(|(m, _)| m.receipt_handle.as_str())
             .collect();
         let not_deleted = dlq.delete_batch(&handles).await?;
+        let mut records = Vec::with_capacity(sent.len());
         for (i, (m, s)) in sent.iter().enumerate() {
             if let Some((_, why)) = not_deleted.iter().find(|(f, _)| *f == i) {
                 // The copy is already on its way: the original reappears later and may be
                 // replayed twice, which the pipeline tolerates. Never lost.
-                eprintln!(
+                output::eprint_line(
+                    bar,
+                    &format!(
                     "replayed {} but could not delete the original ({}); it may be replayed again",
                     clean(&m.message_id),
                     clean(why)
+                ),
                 );
             }
             let mut r = AuditRecord::bare(WORKER, AuditDecision::Replayed).reason(format!(
@@ -375,9 +493,11 @@ async fn move_batch(
             r.rule = s.rule.clone();
             r.resource_id = s.resource.clone();
             r.actor = Some(operator.to_string());
-            r.emit();
+            records.push(r);
             tally.replayed += 1;
         }
+        // Audit records go to stderr too: once per batch, with the bar out of the way.
+        bar.suspend(|| records.iter().for_each(AuditRecord::emit));
     }
     Ok(())
 }
@@ -388,43 +508,60 @@ async fn purge(
     which: &str,
     yes: bool,
 ) -> CliResult {
-    let t = target(&clients.sqs, global, which).await?;
+    let t = target(clients, global, which).await?;
+    let name = clean(&t.dlq.name).into_owned();
     if !yes {
         let (visible, in_flight) = t.dlq.depth().await?;
         return Err(CliError::input(format!(
-            "refusing to purge {} ({} messages) without --yes; `redress dlq list {which}` shows them",
-            t.dlq.name,
-            visible + in_flight
+            "refusing to purge {name} ({} messages) without --yes; `redress dlq list {}` shows them",
+            visible + in_flight,
+            clean(which)
         )));
     }
     let operator = crate::aws::caller_identity(&clients.sts).await?.arn;
+    let bar = output::progress(visible_depth(&t.dlq).await, &format!("purging {name}"));
     let mut removed = 0;
-    loop {
-        let batch = t.dlq.receive_hidden_for(10, 1, Some(60)).await?;
-        if batch.is_empty() {
-            break;
-        }
-        let handles: Vec<&str> = batch.iter().map(|m| m.receipt_handle.as_str()).collect();
-        let failed = t.dlq.delete_batch(&handles).await?;
-        for (i, m) in batch.iter().enumerate() {
-            if failed.iter().any(|(f, _)| *f == i) {
-                continue;
+    let result: CliResult = async {
+        loop {
+            let batch = t.dlq.receive_hidden_for(10, 1, Some(60)).await?;
+            if batch.is_empty() {
+                return Ok(());
             }
-            let s = summarise(&m.body, &m.attributes, m.receive_count);
-            let mut r = AuditRecord::bare(WORKER, AuditDecision::Purged)
-                .reason(format!("purged from {}", t.dlq.name));
-            r.event_id = Some(m.message_id.clone());
-            r.rule = s.rule;
-            r.resource_id = s.resource;
-            r.actor = Some(operator.clone());
-            r.emit();
-            removed += 1;
+            let handles: Vec<&str> = batch.iter().map(|m| m.receipt_handle.as_str()).collect();
+            let failed = t.dlq.delete_batch(&handles).await?;
+            let mut records = Vec::with_capacity(batch.len());
+            for (i, m) in batch.iter().enumerate() {
+                if let Some((_, why)) = failed.iter().find(|(f, _)| *f == i) {
+                    output::eprint_line(
+                        &bar,
+                        &format!(
+                            "could not delete {} ({}); it stays in {name}",
+                            clean(&m.message_id),
+                            clean(why)
+                        ),
+                    );
+                    continue;
+                }
+                let s = summarise(&m.body, &m.attributes, m.receive_count);
+                let mut r = AuditRecord::bare(WORKER, AuditDecision::Purged)
+                    .reason(format!("purged from {}", t.dlq.name));
+                r.event_id = Some(m.message_id.clone());
+                r.rule = s.rule;
+                r.resource_id = s.resource;
+                r.actor = Some(operator.clone());
+                records.push(r);
+                removed += 1;
+            }
+            bar.inc(batch.len() as u64);
+            bar.suspend(|| records.iter().for_each(AuditRecord::emit));
         }
     }
+    .await;
+    bar.finish_and_clear();
+    result?;
     println!(
-        "purged {removed} message{} from {}",
-        if removed == 1 { "" } else { "s" },
-        t.dlq.name
+        "purged {removed} message{} from {name}",
+        if removed == 1 { "" } else { "s" }
     );
     Ok(())
 }

@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 
 use redress::approver::{Approvers, PrincipalKind};
 use redress::policy::Policy;
+
+use crate::aws::iam::{lookup, Iam};
 use crate::aws::retry::AwsError;
 
 /// Looks up the unique id of every approver the policy names by ARN. A principal IAM
 /// does not know (or whose ARN, path included, differs) admits nobody and is logged;
 /// any other IAM error stops start-up, since approvals could not be checked.
-pub async fn resolve(iam: &aws_sdk_iam::Client, policy: &Policy) -> Result<Approvers, AwsError> {
+pub async fn resolve(iam: &Iam, policy: &Policy) -> Result<Approvers, AwsError> {
     let specs = &policy.approvals.approvers;
     if specs.is_empty() {
         tracing::warn!(
@@ -51,33 +53,4 @@ fn same_role(found: &str, wanted: &str) -> bool {
     let name = |arn: &str| arn.rsplit('/').next().map(str::to_string);
     let account = |arn: &str| arn.split(':').nth(4).map(str::to_string);
     name(found) == name(wanted) && account(found) == account(wanted)
-}
-
-/// (ARN, unique id) of the user or role, or `None` if IAM has no such principal.
-async fn lookup(
-    iam: &aws_sdk_iam::Client,
-    kind: PrincipalKind,
-    name: &str,
-) -> Result<Option<(String, String)>, AwsError> {
-    let found = match kind {
-        PrincipalKind::User => iam
-            .get_user()
-            .user_name(name)
-            .send()
-            .await
-            .map(|o| o.user.map(|u| (u.arn, u.user_id)))
-            .map_err(|e| AwsError::from_sdk("iam:GetUser", e)),
-        PrincipalKind::Role => iam
-            .get_role()
-            .role_name(name)
-            .send()
-            .await
-            .map(|o| o.role.map(|r| (r.arn, r.role_id)))
-            .map_err(|e| AwsError::from_sdk("iam:GetRole", e)),
-    };
-    match found {
-        Ok(v) => Ok(v),
-        Err(e) if e.code == "NoSuchEntity" => Ok(None),
-        Err(e) => Err(e),
-    }
 }

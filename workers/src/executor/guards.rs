@@ -4,20 +4,22 @@
 //! Every trip and reset is logged and audited.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::aws::retry::AwsError;
+use crate::aws::ssm::Parameters;
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::guard::{kill_switch_on, Breaker, Limited, RateLimiter, SwitchCache, Transition};
 use redress::policy::{Limits, Rule};
-use crate::aws::retry::AwsError;
 
 const WORKER: &str = "executor";
 
 /// The kill switch: an SSM parameter and its cached value.
 struct KillSwitch {
     parameter: String,
-    client: aws_sdk_ssm::Client,
+    parameters: Parameters,
+    notes: Arc<Notes>,
     cache: tokio::sync::Mutex<SwitchCache>,
 }
 
@@ -28,14 +30,19 @@ pub struct Guards {
     switch: Option<KillSwitch>,
     /// When each cap last had its trip audited: once a minute is enough.
     cap_audited: Mutex<HashMap<String, Instant>>,
+    /// Trips and resets not yet handed to the settler.
+    notes: Arc<Notes>,
 }
 
-fn audit(decision: AuditDecision, reason: &str) {
+/// Notes of guard trips and resets, handed to the settler with the next verdict.
+type Notes = Mutex<Vec<AuditRecord>>;
+
+fn audit(notes: &Notes, decision: AuditDecision, reason: &str) {
     match decision {
         AuditDecision::GuardTripped => tracing::warn!(reason, "guard tripped"),
         _ => tracing::info!(reason, "guard reset"),
     }
-    AuditRecord::bare(WORKER, decision).reason(reason).emit();
+    lock(notes).push(AuditRecord::bare(WORKER, decision).reason(reason));
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -44,8 +51,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Guards {
     /// Guards from the policy's `[limits]`; the kill switch is read with `ssm`.
-    pub fn new(limits: &Limits, ssm: aws_sdk_ssm::Client) -> Guards {
+    pub fn new(limits: &Limits, parameters: Parameters) -> Guards {
+        let notes: Arc<Notes> = Arc::default();
         Guards {
+            notes: notes.clone(),
             limiter: Mutex::new(RateLimiter::new(limits.max_fixes_per_minute)),
             breaker: Mutex::new(Breaker::new(limits.breaker)),
             switch: limits
@@ -53,7 +62,8 @@ impl Guards {
                 .clone()
                 .map(|parameter| KillSwitch {
                     parameter,
-                    client: ssm,
+                    parameters,
+                    notes,
                     cache: tokio::sync::Mutex::new(SwitchCache::new(limits.kill_switch_cache)),
                 }),
             cap_audited: Mutex::new(HashMap::new()),
@@ -80,7 +90,7 @@ impl Guards {
         let now = Instant::now();
         let (open, change) = lock(&self.breaker).check(now);
         if let Some(t) = change {
-            audit(AuditDecision::GuardReset, &t.to_string());
+            audit(&self.notes, AuditDecision::GuardReset, &t.to_string());
         }
         if open {
             return Err("circuit breaker open: too many recent fixes failed".into());
@@ -98,11 +108,16 @@ impl Guards {
         })
     }
 
+    /// The trips and resets seen since the last call, for the settler to write.
+    pub fn take_notes(&self) -> Vec<AuditRecord> {
+        std::mem::take(&mut *lock(&self.notes))
+    }
+
     /// Records how a fix ended (approved ones too): failures feed the breaker.
     pub fn record(&self, ok: bool) {
         let opened = lock(&self.breaker).record(ok, Instant::now());
         if let Some(t @ Transition::Opened { .. }) = opened {
-            audit(AuditDecision::GuardTripped, &t.to_string());
+            audit(&self.notes, AuditDecision::GuardTripped, &t.to_string());
         }
     }
 
@@ -118,6 +133,7 @@ impl Guards {
         if !recent {
             audited.insert(key, now);
             audit(
+                &self.notes,
                 AuditDecision::GuardTripped,
                 &format!("{limited}: further automatic fixes go to approval"),
             );
@@ -144,8 +160,7 @@ impl KillSwitch {
         };
         if let Some(changed) = cache.update(on, now) {
             if changed {
-                audit(
-                    AuditDecision::GuardTripped,
+                audit(&self.notes, AuditDecision::GuardTripped,
                     &format!(
                         "kill switch {} is on: automatic fixes go to approval, approved ones are held",
                         self.parameter
@@ -153,6 +168,7 @@ impl KillSwitch {
                 );
             } else {
                 audit(
+                    &self.notes,
                     AuditDecision::GuardReset,
                     &format!("kill switch {} is off: fixes resume", self.parameter),
                 );
@@ -162,21 +178,6 @@ impl KillSwitch {
     }
 
     async fn read(&self) -> Result<Option<String>, AwsError> {
-        match self
-            .client
-            .get_parameter()
-            .name(&self.parameter)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_string)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_parameter_not_found()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(AwsError::from_sdk("ssm:GetParameter", e)),
-        }
+        Ok(self.parameters.get(&self.parameter).await?.map(|p| p.value))
     }
 }

@@ -3,43 +3,38 @@
 //! never make it do anything its policy does not allow for that finding.
 
 pub mod approvers;
-mod automation;
 mod dedup;
 mod guards;
 mod locks;
 mod outcome;
-mod parameter;
-mod reevaluate;
 mod reevaluator;
-mod security_group;
+mod restore;
+mod revoke;
+mod runbook;
 mod tags;
-mod targets;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use crate::aws::retry::ErrorClass;
+use crate::aws::sqs::{Queue, Received};
 use redress::approver::{Approvers, Verified};
 use redress::audit::{AuditDecision, AuditRecord, Outcome};
 use redress::ingress::Permission;
 use redress::message::{Approval, ApprovalRequest, ApprovalsMessage, Returned, Task};
 use redress::policy::{Fix, Mode, Policy, RenderedAction, Rule};
-use crate::aws::retry::ErrorClass;
-use crate::aws::sqs::{Queue, Received};
 use tokio::sync::watch;
 
-pub use automation::Automation;
+pub use crate::aws::ec2::SecurityGroups;
+pub use crate::aws::targets::{Polling, Seams, Targets};
 pub use dedup::{Recent, Seen};
 pub use guards::Guards;
 pub use locks::KeyedLocks;
-pub use parameter::Parameters;
-pub use reevaluate::{ConfigRules, Reevaluation};
 pub use reevaluator::Reevaluator;
-pub use security_group::SecurityGroups;
-pub use tags::Tags;
-pub use targets::{Polling, Seams, Targets};
 
-use crate::report::{Fate, Tally};
-use crate::worker::{Ack, Handler};
+use crate::report::Fate;
+use crate::settle::{Ack, DeadLetterClass, Verdict};
+use crate::worker::Handler;
 use outcome::{Done, FixError, FixResult};
 
 const WORKER: &str = "executor";
@@ -69,8 +64,6 @@ pub struct Executor {
     /// Turns true on SIGTERM/SIGINT: tasks still waiting for their resource's lock are
     /// handed back instead of started.
     pub shutdown: watch::Receiver<bool>,
-    /// Report of what happened.
-    pub tally: Arc<Tally>,
 }
 
 /// A task the executor refuses, with the reason. `put_back`: the task carried an
@@ -88,6 +81,13 @@ impl Refusal {
             put_back: false,
         }
     }
+}
+
+/// What SQS asserts about a message: who sent it and when.
+#[derive(Clone, Copy)]
+struct Sender<'a> {
+    sender_id: Option<&'a str>,
+    sent_at_ms: Option<u64>,
 }
 
 /// On whose authority a task would run.
@@ -116,9 +116,29 @@ impl Executor {
         &self,
         task: &Task,
         a: &Approval,
-        sender_id: Option<&str>,
+        sent: Sender<'_>,
         action: &RenderedAction,
     ) -> Result<Verified, String> {
+        // An approval lasts as long as a request does: an old one (a task that sat in a
+        // DLQ and came back by a native redrive) is not a decision about the resource now.
+        let ttl = self.policy.approvals.ttl;
+        let now = SystemTime::now();
+        let approved = redress::time::parse_rfc3339(&a.approved_at);
+        let sent_at = sent
+            .sent_at_ms
+            .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+        for t in [approved, sent_at].into_iter().flatten() {
+            if t.checked_add(ttl).is_some_and(|end| end < now) {
+                return Err(format!(
+                    "the approval is older than the policy's approval ttl ({})",
+                    humantime::format_duration(ttl)
+                ));
+            }
+        }
+        if approved.is_none() {
+            return Err(format!("approved_at {:?} is not a time", a.approved_at));
+        }
+        let sender_id = sent.sender_id;
         if a.request_id != task.approval_id() {
             return Err(format!(
                 "approval {} does not belong to this finding (its request is {})",
@@ -152,7 +172,7 @@ impl Executor {
     }
 
     /// Checks the task against the policy and returns what it allows, on whose authority.
-    fn authorise(&self, task: &Task, sender_id: Option<&str>) -> Result<Allowed<'_>, Refusal> {
+    fn authorise(&self, task: &Task, sent: Sender<'_>) -> Result<Allowed<'_>, Refusal> {
         let f = &task.finding;
         f.validate()
             .map_err(|m| Refusal::new(format!("invalid finding: {m}")))?;
@@ -188,13 +208,14 @@ impl Executor {
         // An automatic fix a guard stopped comes back approved, so an approval is
         // checked whatever the rule's mode.
         let authority = match &task.approval {
-            Some(a) => Authority::Approved(
-                self.check_approval(task, a, sender_id, &action)
-                    .map_err(|m| Refusal {
+            Some(a) => {
+                Authority::Approved(self.check_approval(task, a, sent, &action).map_err(|m| {
+                    Refusal {
                         reason: format!("approval refused: {m}"),
                         put_back: true,
-                    })?,
-            ),
+                    }
+                })?)
+            }
             None if mode == Mode::Approve => Authority::NeedsApproval,
             None => Authority::Automatic,
         };
@@ -215,23 +236,18 @@ impl Executor {
         let id = &task.finding.resource_id;
         match action {
             RenderedAction::Fix(Fix::RevokePublicIngress { ports }) => {
-                security_group::revoke_public_ingress(
-                    &seams.security_groups,
-                    id,
-                    ports.as_deref(),
-                    ingress,
-                )
-                .await
+                revoke::revoke_public_ingress(&seams.security_groups, id, ports.as_deref(), ingress)
+                    .await
             }
             RenderedAction::Fix(Fix::RestoreParameterBaseline {
                 baseline_prefix,
                 current_prefix,
             }) => {
-                parameter::restore_baseline(&seams.parameters, id, baseline_prefix, current_prefix)
+                restore::restore_baseline(&seams.parameters, id, baseline_prefix, current_prefix)
                     .await
             }
             RenderedAction::Runbook(runbook) => {
-                seams.automation.run(runbook, &task.client_token()).await
+                runbook::run(&seams.automation, runbook, &task.client_token()).await
             }
         }
     }
@@ -271,7 +287,9 @@ impl Executor {
                 (exempt, Some(ingress))
             }
             Some(k) if tags::taggable(&f.resource_type) => {
-                (seams.tags.exempt(&f.resource_id, k).await?, None)
+                let tags = seams.tags.named(&f.resource_id, k).await?;
+                let exempt = tags::exempt(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), k);
+                (exempt, None)
             }
             _ => (false, None),
         };
@@ -295,7 +313,7 @@ impl Executor {
         returned: Option<Returned>,
         record: AuditRecord,
         subject: String,
-    ) -> Ack {
+    ) -> Verdict {
         let request = match self.request_for(task, returned).await {
             Ok(r) => r,
             Err(e) => return self.failed(e, 1, record, subject),
@@ -305,23 +323,15 @@ impl Executor {
         audit.action = Some(request.proposed_action.label());
         audit.reason = Some(format!("{why}; approval id {}", request.id));
         let line = format!("{} ({why})", request.id);
-        let body = match serde_json::to_string(&ApprovalsMessage::Request(Box::new(request))) {
-            Ok(b) => b,
-            Err(e) => {
-                return Ack::DeadLetter {
-                    class: "permanent",
-                    error: format!("cannot serialise approval request: {e}"),
-                }
-            }
-        };
-        let tally = self.tally.clone();
-        Ack::Forward {
-            to: self.approvals.clone(),
-            body,
-            then: Box::new(move || {
-                audit.emit();
-                tally.add(Fate::AwaitingApproval, subject, line);
-            }),
+        match serde_json::to_string(&ApprovalsMessage::Request(Box::new(request))) {
+            Ok(body) => Verdict::done()
+                .send(&self.approvals, body)
+                .record(audit)
+                .report(Fate::AwaitingApproval, subject, line),
+            Err(e) => Verdict::dead_letter(
+                DeadLetterClass::Permanent,
+                format!("cannot serialise approval request: {e}"),
+            ),
         }
     }
 
@@ -339,17 +349,18 @@ impl Executor {
     }
 
     /// A refused task is dead-lettered with the reason; if it carried an approval, its
-    /// request is first put back on the approvals queue (audited), so a bad approval
-    /// never makes a finding disappear. If the request cannot be sent, the task is
-    /// retried rather than dead-lettered alone.
+    /// request is also put back on the approvals queue (audited), so a bad approval never
+    /// makes a finding disappear. If the request cannot be sent, the task comes back
+    /// rather than being dead-lettered alone.
     async fn refuse(
         &self,
         task: &Task,
         refusal: Refusal,
         record: AuditRecord,
         subject: String,
-    ) -> Ack {
+    ) -> Verdict {
         let Refusal { reason, put_back } = refusal;
+        let mut verdict = Verdict::dead_letter(DeadLetterClass::Refused, &reason);
         if put_back && self.policy.rule(&task.rule_id).is_some() {
             let returned = Returned {
                 why: reason.clone(),
@@ -357,35 +368,21 @@ impl Executor {
                 approved_at: task.approval.as_ref().map(|a| a.approved_at.clone()),
                 at: redress::time::now_rfc3339(),
             };
-            let sent = match self.request_for(task.clone(), Some(returned)).await {
+            match self.request_for(task.clone(), Some(returned)).await {
                 Ok(request) => {
-                    let id = request.id.clone();
-                    let body = serde_json::to_string(&ApprovalsMessage::Request(Box::new(request)))
-                        .map_err(|e| FixError::permanent(e.to_string()));
-                    match body {
-                        Ok(b) => self
-                            .approvals
-                            .send(&b)
-                            .await
-                            .map(|_| id)
-                            .map_err(FixError::from),
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            match sent {
-                Ok(id) => {
                     let mut r = record.clone();
                     r.decision = AuditDecision::ApprovalRequested;
                     r.reason = Some(format!(
-                        "{reason}; request {id} put back for a fresh decision"
+                        "{reason}; request {} put back for a fresh decision",
+                        request.id
                     ));
-                    r.emit();
+                    let message = ApprovalsMessage::Request(Box::new(request));
+                    let body = serde_json::to_string(&message).expect("a request serialises");
+                    verdict = verdict.send(&self.approvals, body).record(r);
                 }
                 Err(e) if e.class == ErrorClass::Transient => {
-                    tracing::warn!(error = %e.message, "cannot put the request back yet; will retry");
-                    return Ack::Retry { after_secs: 5 };
+                    tracing::warn!(error = %e.message, "cannot rebuild the request yet; will retry");
+                    return Verdict::ack(Ack::Retry { after_secs: 5 });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e.message, "the request could not be rebuilt; the task alone is dead-lettered")
@@ -394,31 +391,28 @@ impl Executor {
         }
         let mut r = record.reason(&reason);
         r.decision = AuditDecision::DeadLettered;
-        r.emit();
-        self.tally.add(Fate::DeadLettered, subject, &reason);
-        Ack::DeadLetter {
-            class: "refused",
-            error: reason,
-        }
+        verdict
+            .record(r)
+            .report(Fate::DeadLettered, subject, reason)
     }
 
     /// A fix that did not finish: retry a transient failure through the queue until the
     /// attempt cap, else dead-letter it with the reason.
-    fn failed(&self, e: FixError, attempt: u32, mut r: AuditRecord, subject: String) -> Ack {
+    fn failed(&self, e: FixError, attempt: u32, mut r: AuditRecord, subject: String) -> Verdict {
         if e.class == ErrorClass::Transient && attempt < self.max_attempts {
             tracing::warn!(error = %e.message, attempt, "transient failure; will retry");
-            self.tally.add(Fate::Retrying, subject, &e.message);
             // Back off through the queue: 2, 4, 8 ... seconds, at most a minute.
-            return Ack::Retry {
+            return Verdict::ack(Ack::Retry {
                 after_secs: 2_i32.saturating_pow(attempt.min(6)),
-            };
+            })
+            .report(Fate::Retrying, subject, &e.message);
         }
         let class = match (e.refused, e.class) {
-            (true, _) => "refused",
-            (false, ErrorClass::Transient) => "exhausted",
-            (false, _) => "permanent",
+            (true, _) => DeadLetterClass::Refused,
+            (false, ErrorClass::Transient) => DeadLetterClass::Exhausted,
+            (false, _) => DeadLetterClass::Permanent,
         };
-        let reason = if class == "exhausted" {
+        let reason = if class == DeadLetterClass::Exhausted {
             format!("gave up after {attempt} attempts: {}", e.message)
         } else {
             e.message.clone()
@@ -426,25 +420,22 @@ impl Executor {
         r.outcome = Some(Outcome::Failed);
         r.execution_id = e.execution_id.clone();
         r.reason = Some(reason.clone());
-        r.emit();
-        self.tally.add(Fate::DeadLettered, subject, &reason);
-        Ack::DeadLetter {
-            class,
-            error: reason,
-        }
+        Verdict::dead_letter(class, &reason)
+            .record(r)
+            .report(Fate::DeadLettered, subject, reason)
     }
 
     /// Audits a skip (`skipped`, or `exempt_by_tag`) and reports it.
-    fn skip(&self, mut r: AuditRecord, subject: String, reason: String) -> Ack {
+    fn skip(&self, mut r: AuditRecord, subject: String, reason: String) -> Verdict {
         r.decision = if reason.starts_with("exempt: tagged") {
             AuditDecision::ExemptByTag
         } else {
             AuditDecision::Skipped
         };
         r.reason = Some(reason.clone());
-        r.emit();
-        self.tally.add(Fate::Skipped, subject, reason);
-        Ack::Done
+        Verdict::done()
+            .record(r)
+            .report(Fate::Skipped, subject, reason)
     }
 
     /// Why an automatic fix must go to a person instead, if it must: the fix would reach
@@ -469,12 +460,12 @@ impl Executor {
     }
 
     /// Audits and reports a dry run's decision.
-    fn dry_run(&self, mut r: AuditRecord, subject: String, reason: String) -> Ack {
+    fn dry_run(&self, mut r: AuditRecord, subject: String, reason: String) -> Verdict {
         r.outcome = Some(Outcome::DryRun);
         r.reason = Some(reason.clone());
-        r.emit();
-        self.tally.add(Fate::DryRun, subject, reason);
-        Ack::Done
+        Verdict::done()
+            .record(r)
+            .report(Fate::DryRun, subject, reason)
     }
 
     /// Decides and audits without changing anything.
@@ -485,7 +476,7 @@ impl Executor {
         seams: &Seams,
         r: AuditRecord,
         subject: String,
-    ) -> Ack {
+    ) -> Verdict {
         let (exempt, ingress) = match self.tag_check(task, seams, &allowed.action).await {
             Ok(v) => v,
             Err(e) => return self.failed(e, 1, r, subject),
@@ -519,7 +510,7 @@ impl Executor {
         done: Done,
         mut r: AuditRecord,
         subject: String,
-    ) -> Ack {
+    ) -> Verdict {
         let f = &task.finding;
         self.guards.record(true);
         self.recent.insert(
@@ -544,7 +535,6 @@ impl Executor {
         r.outcome = Some(done.outcome);
         r.execution_id = done.execution_id.clone();
         r.reason = Some(detail);
-        r.emit();
         let fate = if done.outcome == Outcome::AlreadyCompliant {
             Fate::AlreadyCompliant
         } else {
@@ -554,12 +544,11 @@ impl Executor {
             .execution_id
             .map(|e| format!(" [execution {e}]"))
             .unwrap_or_default();
-        self.tally.add(
+        Verdict::done().record(r).report(
             fate,
             subject,
             format!("{} ({}){exec}", done.detail, task.rule_id),
-        );
-        Ack::Done
+        )
     }
 
     /// Under the resource's lock: duplicate check, exemption tag, the checks of the
@@ -572,14 +561,14 @@ impl Executor {
         r: AuditRecord,
         subject: String,
         attempt: u32,
-    ) -> Ack {
+    ) -> Verdict {
         let f = &task.finding;
         let key = format!("{}/{}/{}", f.account_id, f.region, f.resource_id);
         let mut shutdown = self.shutdown.clone();
         let _guard = tokio::select! {
             g = self.locks.lock(&key) => g,
             // Not started yet: hand it back for another worker rather than hold it.
-            _ = crate::worker::stop_requested(&mut shutdown) => return Ack::Release,
+            _ = crate::worker::stop_requested(&mut shutdown) => return Verdict::ack(Ack::Release),
         };
         if let Some(seen) = self.recent.get(&task.client_token(), Instant::now()) {
             let exec = seen
@@ -644,19 +633,24 @@ impl Handler for Executor {
         self.reevaluator.flush().await;
     }
 
-    async fn handle(&self, m: &Received) -> Ack {
+    async fn handle(&self, m: &Received) -> Verdict {
+        let mut verdict = self.decide(m).await;
+        // Guard trips and resets seen while deciding are written whatever becomes of
+        // this message.
+        verdict.notes.extend(self.guards.take_notes());
+        verdict
+    }
+}
+
+impl Executor {
+    async fn decide(&self, m: &Received) -> Verdict {
         let task: Task = match serde_json::from_str(&m.body) {
             Ok(t) => t,
             Err(e) => {
                 let reason = format!("invalid task: {e}");
-                AuditRecord::bare(WORKER, AuditDecision::DeadLettered)
-                    .reason(&reason)
-                    .emit();
-                self.tally.add(Fate::DeadLettered, &m.message_id, &reason);
-                return Ack::DeadLetter {
-                    class: "invalid_input",
-                    error: reason,
-                };
+                return Verdict::dead_letter(DeadLetterClass::InvalidInput, &reason)
+                    .record(AuditRecord::bare(WORKER, AuditDecision::DeadLettered).reason(&reason))
+                    .report(Fate::DeadLettered, &m.message_id, reason);
             }
         };
         let f = &task.finding;
@@ -669,7 +663,11 @@ impl Handler for Executor {
             severity,
             AuditDecision::Remediate,
         );
-        let allowed = match self.authorise(&task, m.sender_id.as_deref()) {
+        let sent = Sender {
+            sender_id: m.sender_id.as_deref(),
+            sent_at_ms: m.sent_at_ms,
+        };
+        let allowed = match self.authorise(&task, sent) {
             Ok(a) => a,
             Err(refusal) => return self.refuse(&task, refusal, r, subject).await,
         };

@@ -1,7 +1,7 @@
 //! What a fix reports back to the executor.
 
-use redress::audit::Outcome;
 use crate::aws::retry::{AwsError, ErrorClass};
+use redress::audit::Outcome;
 
 /// A fix that finished.
 #[derive(Debug, Clone, PartialEq, Eq)]

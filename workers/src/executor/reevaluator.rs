@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ConfigRules, Reevaluation};
+use crate::aws::config::{ConfigRules, Reevaluation};
 
 /// (account, region, Config rule name).
 type Key = (String, String, String);

@@ -1,146 +1,165 @@
-//! One SQS-triggered Lambda invocation: the records become [`Received`] messages, the
-//! worker's handler decides each, and the answer lists the records that must come back
-//! (`ReportBatchItemFailures`). Lambda deletes every record not listed.
+//! One SQS-triggered Lambda invocation: the records proven to come from the worker's
+//! queue become [`Received`] messages, the worker's handler decides each before the
+//! invocation's deadline, the settler makes the verdicts durable, and the answer lists
+//! the records that must come back (`ReportBatchItemFailures`). Lambda deletes every
+//! record not listed.
 
-use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
-use crate::aws::sqs::{DeadLetter, Queue, Received};
-use serde::Deserialize;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use tokio::time::{timeout_at, Instant};
+use tracing::Instrument;
 
-use crate::worker::{Ack, Handler};
+use crate::aws::sqs::Received;
+use crate::report::Tally;
+use crate::settle::{Ack, Settled, Settler, Verdict};
+use crate::worker::Handler;
 
-/// The SQS event Lambda passes to the function.
-#[derive(Debug, Deserialize)]
-pub struct SqsEvent {
-    /// The batch.
-    #[serde(rename = "Records")]
-    pub records: Vec<SqsRecord>,
-}
+use super::source::Source;
 
-/// One message of the batch.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SqsRecord {
-    /// SQS message id; what a batch item failure names.
-    pub message_id: String,
-    /// Receipt handle.
-    #[serde(default)]
-    pub receipt_handle: String,
-    /// The body.
-    #[serde(default)]
-    pub body: String,
-    /// System attributes (`ApproximateReceiveCount`, `SenderId`, `SentTimestamp`).
-    #[serde(default)]
-    pub attributes: HashMap<String, String>,
-    /// Message attributes.
-    #[serde(default)]
-    pub message_attributes: HashMap<String, SqsAttribute>,
-    /// ARN of the queue it came from.
-    #[serde(rename = "eventSourceARN", default)]
-    pub event_source_arn: String,
-}
+/// Handlers stop this long before the invocation's deadline (a runbook poll in
+/// progress is abandoned; its record comes back and resumes through the same
+/// idempotency token), leaving time to settle and answer.
+pub const HANDLE_MARGIN: Duration = Duration::from_secs(2);
+/// Settling and the handler's background flush stop this long before the deadline, so
+/// the answer reaches Lambda in time.
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+/// Proven records stay hidden this long past the deadline, so one answered just before
+/// it is not received again before Lambda deletes it.
+const VISIBILITY_SLACK: Duration = Duration::from_secs(5);
 
-/// A message attribute as Lambda presents it.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SqsAttribute {
-    /// String value, for `String` and `Number` attributes.
-    pub string_value: Option<String>,
-}
-
-impl SqsRecord {
-    /// The record as the workers see messages.
-    pub fn received(&self) -> Received {
-        Received {
-            message_id: self.message_id.clone(),
-            receipt_handle: self.receipt_handle.clone(),
-            body: self.body.clone(),
-            receive_count: self
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(1),
-            attributes: self
-                .message_attributes
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.string_value.clone()?)))
-                .collect(),
-            sender_id: self.attributes.get("SenderId").cloned(),
-            sent_at_ms: self
-                .attributes
-                .get("SentTimestamp")
-                .and_then(|t| t.parse().ok()),
-        }
+/// A record as the workers see messages.
+pub fn received(m: &SqsMessage) -> Received {
+    Received {
+        message_id: m.message_id.clone().unwrap_or_default(),
+        receipt_handle: m.receipt_handle.clone().unwrap_or_default(),
+        body: m.body.clone().unwrap_or_default(),
+        receive_count: m
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1),
+        attributes: m
+            .message_attributes
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.string_value.clone()?)))
+            .collect(),
+        sender_id: m.attributes.get("SenderId").cloned(),
+        sent_at_ms: m
+            .attributes
+            .get("SentTimestamp")
+            .and_then(|t| t.parse().ok()),
     }
 }
 
-/// The source queue of a record and its dead-letter queue, from the record's ARN.
-async fn queues(sqs: &aws_sdk_sqs::Client, arn: &str) -> Option<(Queue, Queue)> {
-    let name = arn.rsplit(':').next().filter(|n| !n.is_empty())?;
-    let source = Queue::resolve(sqs, name).await.ok()?;
-    let dlq = source.dead_letter_queue().await.ok()??;
-    Some((source, dlq))
+/// The invocation's deadline (`Lambda-Runtime-Deadline-Ms`) on tokio's clock.
+pub fn deadline_instant(deadline: SystemTime) -> Instant {
+    let now = Instant::now();
+    match deadline.duration_since(SystemTime::now()) {
+        Ok(left) => now + left,
+        Err(_) => now,
+    }
 }
 
-/// Handles a batch and returns the Lambda response. A record is reported as failed
-/// (and comes back, or goes to the DLQ through SQS's redrive policy) unless its outcome
-/// is durable: done, or copied to the dead-letter queue with its reason.
+/// `deadline - margin` (a time already past makes a timeout at it expire at once).
+fn before(deadline: Instant, margin: Duration) -> Instant {
+    deadline.checked_sub(margin).unwrap_or(deadline)
+}
+
+/// Handles a batch and returns the Lambda response, in record order.
+///
+/// - A record not proven to be a message of `source` ([`Source::prove`]: another
+///   `eventSourceARN`, or a receipt handle the queue rejects) is not handled: it is
+///   logged and reported as a batch item failure. Not as a success, which would make
+///   Lambda delete with that receipt handle: a stale handle of a real message may still
+///   delete it while another consumer holds it, and a record of another queue (a
+///   misconfigured trigger) would be dropped unhandled. For a forged record the answer
+///   has no effect: it is not on the queue.
+/// - A record whose handling has not finished [`HANDLE_MARGIN`] before `deadline` is
+///   released and reported; so is every record unless the settler made its outcome
+///   durable (done, or copied to the dead-letter queue with its reason), and every
+///   record when settling does not finish [`ANSWER_MARGIN`] before the deadline.
 pub async fn handle_batch<H: Handler>(
     handler: &H,
     worker: &'static str,
-    sqs: &aws_sdk_sqs::Client,
+    source: &Source,
+    tally: &Tally,
     event: &SqsEvent,
-) -> serde_json::Value {
-    let mut dead_letter_queues: HashMap<&str, Option<(Queue, Queue)>> = HashMap::new();
-    for r in &event.records {
-        if !dead_letter_queues.contains_key(r.event_source_arn.as_str()) {
-            dead_letter_queues.insert(&r.event_source_arn, queues(sqs, &r.event_source_arn).await);
+    deadline: Instant,
+) -> SqsBatchResponse {
+    let records = &event.records;
+    let handle_until = before(deadline, HANDLE_MARGIN);
+    let answer_by = before(deadline, ANSWER_MARGIN);
+    let hide_for = deadline.saturating_duration_since(Instant::now()) + VISIBILITY_SLACK;
+    let proofs = match timeout_at(handle_until, source.prove(records, hide_for)).await {
+        Ok(p) => p,
+        Err(_) => {
+            tracing::warn!(worker, "out of time proving the records; none handled");
+            vec![Err(super::source::Unproven("out of time".into())); records.len()]
+        }
+    };
+    let mut failed = vec![false; records.len()];
+    let mut proven: Vec<(usize, Received)> = Vec::new();
+    for (i, (r, proof)) in records.iter().zip(proofs).enumerate() {
+        match proof {
+            Ok(()) => proven.push((i, received(r))),
+            Err(why) => {
+                tracing::warn!(
+                    worker,
+                    message_id = r.message_id.as_deref().unwrap_or_default(),
+                    reason = %why.0,
+                    "record not proven to be a message of the worker's queue; not handled"
+                );
+                failed[i] = true;
+            }
         }
     }
-    let outcomes = futures::future::join_all(event.records.iter().map(|r| async {
-        let message = r.received();
-        let durable = match handler.handle(&message).await {
-            Ack::Done => true,
-            Ack::Forward { to, body, then } => match to.send(&body).await {
-                Ok(_) => {
-                    then();
-                    true
-                }
-                Err(e) => {
-                    tracing::warn!(message_id = %r.message_id, error = %e, "forward failed; reporting the record as failed");
-                    false
-                }
-            },
-            Ack::Retry { .. } | Ack::Release => false,
-            Ack::DeadLetter { class, error } => match dead_letter_queues.get(r.event_source_arn.as_str()) {
-                Some(Some((source, dlq))) => {
-                    let why = DeadLetter {
-                        error_class: class,
-                        error: &error,
+    let verdicts = futures::future::join_all(proven.iter().map(|(_, m)| {
+        let span = tracing::info_span!("message", worker, message_id = %m.message_id);
+        async move {
+            match timeout_at(handle_until, handler.handle(m)).await {
+                Ok(v) => v,
+                Err(_) => {
+                    tracing::warn!(
                         worker,
-                    };
-                    match source.copy_to_dead_letter(dlq, &message, &why).await {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::error!(message_id = %r.message_id, error = %e, "could not dead-letter; reporting the record as failed");
-                            false
-                        }
-                    }
+                        "the invocation's deadline is near; abandoning the work, the message comes back"
+                    );
+                    Verdict::ack(Ack::Release)
                 }
-                // No dead-letter queue found: SQS's redrive policy is the way out.
-                _ => {
-                    tracing::warn!(message_id = %r.message_id, class, %error, "no dead-letter queue for the source; reporting the record as failed");
-                    false
-                }
-            },
-        };
-        (r.message_id.clone(), durable)
+            }
+        }
+        .instrument(span)
     }))
     .await;
-    let failures: Vec<serde_json::Value> = outcomes
-        .into_iter()
-        .filter(|(_, durable)| !durable)
-        .map(|(id, _)| serde_json::json!({ "itemIdentifier": id }))
-        .collect();
-    serde_json::json!({ "batchItemFailures": failures })
+    let settler = Settler {
+        worker,
+        dlq: source.dlq.as_ref().map(|d| (&source.queue, d)),
+        tally,
+    };
+    let batch = proven.iter().map(|(_, m)| m).zip(verdicts).collect();
+    match timeout_at(answer_by, settler.settle(batch)).await {
+        Ok(settled) => {
+            for ((i, _), s) in proven.iter().zip(settled) {
+                if s != Settled::Durable {
+                    failed[*i] = true;
+                }
+            }
+        }
+        Err(_) => {
+            tracing::warn!(
+                worker,
+                "out of time settling; every handled record comes back"
+            );
+            for (i, _) in &proven {
+                failed[*i] = true;
+            }
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    for (r, failed) in records.iter().zip(failed) {
+        if failed {
+            response.add_failure(r.message_id.clone().unwrap_or_default());
+        }
+    }
+    response
 }

@@ -5,7 +5,7 @@ use redress::ingress::world_open;
 use redress::message::Finding;
 use redress::policy::{Fix, RenderedAction};
 
-use crate::executor::SecurityGroups;
+use crate::aws::ec2::SecurityGroups;
 
 /// Lines describing the change, e.g. `revoke tcp 22 from 0.0.0.0/0`.
 pub async fn preview(

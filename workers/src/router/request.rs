@@ -7,10 +7,12 @@ use redress::message::{ApprovalRequest, Returned, Task, MESSAGE_VERSION};
 use redress::policy::Policy;
 
 use super::preview;
-use crate::executor::SecurityGroups;
+use crate::aws::ec2::SecurityGroups;
 
-/// The approval request for `task` (its approval, if any, dropped: a request is for a
-/// fresh decision), or why the rule's action cannot be rendered for it.
+/// The approval request for `task`, or why the rule's action cannot be rendered for it.
+/// Only the finding and rule are taken from the task: its approval is dropped (a request
+/// is for a fresh decision), its severity comes from the policy and its dry-run mark is
+/// cleared, so a request built from a forged task asks for exactly what the policy says.
 pub async fn approval_request(
     policy: &Policy,
     mut task: Task,
@@ -18,9 +20,11 @@ pub async fn approval_request(
     returned: Option<Returned>,
 ) -> Result<ApprovalRequest, String> {
     task.approval = None;
+    task.dry_run = false;
     let rule = policy
         .rule(&task.rule_id)
         .ok_or_else(|| format!("rule {} is not in the policy", task.rule_id))?;
+    task.severity = rule.severity;
     let proposed_action = rule
         .action
         .render(&task.finding.facts())

@@ -1,12 +1,10 @@
-//! `revoke_public_ingress`: the EC2 seam and the fix. Which permissions to revoke is
-//! decided by the pure [`redress::ingress::world_open`].
+//! EC2: security groups (ingress read and revoke) and resource tags. Converts between
+//! the SDK's types and the domain's [`Permission`].
 
 use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range};
-use redress::audit::Outcome;
-use redress::ingress::{world_open, Permission};
-use crate::aws::retry::AwsError;
+use redress::ingress::Permission;
 
-use super::outcome::{Done, FixError, FixResult};
+use super::AwsError;
 
 /// Security groups, through EC2.
 #[derive(Clone, Debug)]
@@ -113,71 +111,47 @@ impl SecurityGroups {
     }
 }
 
-/// Revokes world-open ingress covering `ports`; checks before (nothing to do →
-/// `already_compliant`) and after (still open → failure). `before` is the group's ingress
-/// if the caller has just read it (under the resource's lock), saving a second read.
-pub async fn revoke_public_ingress(
-    groups: &SecurityGroups,
-    group_id: &str,
-    ports: Option<&[u16]>,
-    before: Option<Vec<Permission>>,
-) -> FixResult {
-    let before = match before {
-        Some(b) => b,
-        None => groups.ingress(group_id).await?,
-    };
-    let open = world_open(&before, ports);
-    if open.is_empty() {
-        return Ok(Done {
-            outcome: Outcome::AlreadyCompliant,
-            execution_id: None,
-            detail: "no world-open ingress on those ports".into(),
-        });
-    }
-    let revoked = groups.revoke(group_id, &open).await;
-    if !matches!(revoked, Ok(true)) {
-        // Someone else (a person, a duplicate task) may have revoked it first: judge by
-        // the state, not the answer.
-        let now = groups.ingress(group_id).await?;
-        if world_open(&now, ports).is_empty() {
-            let why = match &revoked {
-                Err(e) => e.code.clone(),
-                Ok(_) => "UnknownIpPermissions".into(),
-            };
-            return Ok(Done {
-                outcome: Outcome::AlreadyCompliant,
-                execution_id: None,
-                // Not necessarily someone else: when the SDK retried our own revoke after
-                // losing its answer, the retry finds it gone too.
-                detail: format!(
-                    "no longer open when revoking ({why}): revoked by someone else, or by an earlier attempt of this call whose answer was lost"
-                ),
-            });
-        }
-        if let Err(e) = revoked {
-            return Err(e.into());
-        }
-    }
-    let after = groups.ingress(group_id).await?;
-    let still = world_open(&after, ports);
-    if !still.is_empty() {
-        return Err(FixError::permanent(format!(
-            "still open after revoke: {}",
-            describe(&still)
-        )));
-    }
-    Ok(Done {
-        outcome: Outcome::Succeeded,
-        execution_id: None,
-        detail: format!("revoked {}", describe(&open)),
-    })
+/// EC2 resource tags.
+#[derive(Clone, Debug)]
+pub struct Tags {
+    client: aws_sdk_ec2::Client,
 }
 
-/// `tcp 22 from 0.0.0.0/0; ...`
-pub fn describe(perms: &[Permission]) -> String {
-    perms
-        .iter()
-        .map(Permission::describe)
-        .collect::<Vec<_>>()
-        .join("; ")
+impl Tags {
+    /// Wraps an EC2 client.
+    pub fn new(client: aws_sdk_ec2::Client) -> Self {
+        Tags { client }
+    }
+
+    /// The resource's tags named `key` (with their values).
+    pub async fn named(
+        &self,
+        resource_id: &str,
+        key: &str,
+    ) -> Result<Vec<(String, String)>, AwsError> {
+        let filter = |name: &str, value: &str| {
+            aws_sdk_ec2::types::Filter::builder()
+                .name(name)
+                .values(value)
+                .build()
+        };
+        let out = self
+            .client
+            .describe_tags()
+            .filters(filter("resource-id", resource_id))
+            .filters(filter("key", key))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ec2:DescribeTags", e))?;
+        Ok(out
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect())
+    }
 }

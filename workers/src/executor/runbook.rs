@@ -1,126 +1,54 @@
-//! SSM Automation runbooks: start with an idempotency token, then poll to a terminal
-//! status and report the real outcome.
-
-use std::time::Duration;
+//! Runbook fixes: start the SSM Automation document with an idempotency token, poll it
+//! to a terminal status, and report the real outcome.
 
 use redress::audit::Outcome;
 use redress::automation::{classify, StatusClass};
 use redress::policy::RenderedRunbook;
-use crate::aws::retry::{poll, AwsError, ErrorClass, Poll, PollError};
+
+use crate::aws::retry::{poll, ErrorClass, PollError};
+use crate::aws::ssm::Automation;
 
 use super::outcome::{Done, FixError, FixResult};
 
-/// The document parameter SSM uses for the role an automation assumes.
-const ASSUME_ROLE_PARAMETER: &str = "AutomationAssumeRole";
-
-/// SSM Automation.
-#[derive(Clone, Debug)]
-pub struct Automation {
-    client: aws_sdk_ssm::Client,
-    /// First poll interval; grows with backoff.
-    pub poll_interval: Duration,
-    /// Longest wait for a terminal status.
-    pub timeout: Duration,
-}
-
-/// A terminal status and its failure message.
-struct Finished {
-    status: String,
-    failure: Option<String>,
-}
-
-impl Automation {
-    /// Wraps an SSM client.
-    pub fn new(client: aws_sdk_ssm::Client, poll_interval: Duration, timeout: Duration) -> Self {
-        Automation {
-            client,
-            poll_interval,
-            timeout,
-        }
-    }
-
-    /// Starts the runbook; the same `client_token` returns the same execution.
-    pub async fn start(
-        &self,
-        runbook: &RenderedRunbook,
-        client_token: &str,
-    ) -> Result<String, AwsError> {
-        let mut parameters = runbook.parameters.clone();
-        if let Some(role) = &runbook.assume_role {
-            parameters.insert(ASSUME_ROLE_PARAMETER.to_string(), vec![role.clone()]);
-        }
-        let out = self
-            .client
-            .start_automation_execution()
-            .document_name(&runbook.document)
-            .set_parameters(Some(parameters.into_iter().collect()))
-            .client_token(client_token)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ssm:StartAutomationExecution", e))?;
-        Ok(out
-            .automation_execution_id()
-            .unwrap_or_default()
-            .to_string())
-    }
-
-    async fn status(&self, execution_id: &str) -> Result<Poll<Finished>, AwsError> {
-        let out = self
-            .client
-            .get_automation_execution()
-            .automation_execution_id(execution_id)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ssm:GetAutomationExecution", e))?;
-        let exec = out.automation_execution();
-        let status = exec
-            .and_then(|e| e.automation_execution_status())
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default();
-        Ok(match classify(&status) {
-            StatusClass::Running => Poll::Pending,
-            _ => Poll::Done(Finished {
-                status,
-                failure: exec.and_then(|e| e.failure_message()).map(str::to_string),
+/// Starts the runbook and waits for its terminal status.
+pub async fn run(
+    automation: &Automation,
+    runbook: &RenderedRunbook,
+    client_token: &str,
+) -> FixResult {
+    let a = automation;
+    let id = a.start(runbook, client_token).await?;
+    let with_id = |mut e: FixError| {
+        e.execution_id = Some(id.clone());
+        e
+    };
+    let finished = poll(a.poll_interval, a.timeout, || a.status(&id))
+        .await
+        .map_err(|e| match e {
+            PollError::Aws(e) => with_id(e.into()),
+            // Still running: a redelivery resumes it through the same token.
+            PollError::DeadlineExceeded => with_id(FixError {
+                class: ErrorClass::Transient,
+                message: format!(
+                    "runbook {} still running after {:?}",
+                    runbook.document, a.timeout
+                ),
+                execution_id: None,
+                refused: false,
             }),
-        })
-    }
-
-    /// Starts the runbook and waits for its terminal status.
-    pub async fn run(&self, runbook: &RenderedRunbook, client_token: &str) -> FixResult {
-        let id = self.start(runbook, client_token).await?;
-        let with_id = |mut e: FixError| {
-            e.execution_id = Some(id.clone());
-            e
-        };
-        let finished = poll(self.poll_interval, self.timeout, || self.status(&id))
-            .await
-            .map_err(|e| match e {
-                PollError::Aws(e) => with_id(e.into()),
-                // Still running: a redelivery resumes it through the same token.
-                PollError::DeadlineExceeded => with_id(FixError {
-                    class: ErrorClass::Transient,
-                    message: format!(
-                        "runbook {} still running after {:?}",
-                        runbook.document, self.timeout
-                    ),
-                    execution_id: None,
-                    refused: false,
-                }),
-            })?;
-        match classify(&finished.status) {
-            StatusClass::Succeeded => Ok(Done {
-                outcome: Outcome::Succeeded,
-                execution_id: Some(id),
-                detail: format!("runbook {} ended {}", runbook.document, finished.status),
-            }),
-            _ => Err(with_id(FixError::permanent(format!(
-                "runbook {} ended {}: {}",
-                runbook.document,
-                finished.status,
-                finished.failure.as_deref().unwrap_or("no failure message")
-            )))),
-        }
+        })?;
+    match classify(&finished.status) {
+        StatusClass::Succeeded => Ok(Done {
+            outcome: Outcome::Succeeded,
+            execution_id: Some(id),
+            detail: format!("runbook {} ended {}", runbook.document, finished.status),
+        }),
+        _ => Err(with_id(FixError::permanent(format!(
+            "runbook {} ended {}: {}",
+            runbook.document,
+            finished.status,
+            finished.failure.as_deref().unwrap_or("no failure message")
+        )))),
     }
 }
 
@@ -135,6 +63,7 @@ mod tests {
     use aws_sdk_ssm::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     fn runbook() -> RenderedRunbook {
         RenderedRunbook {
@@ -180,7 +109,7 @@ mod tests {
             .output(move || status(terminal, Some("step x failed")))
             .build();
         let client = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&start, &get]);
-        let out = automation(client).run(&runbook(), "tok").await;
+        let out = run(&automation(client), &runbook(), "tok").await;
         (out, get.num_calls())
     }
 
@@ -231,7 +160,7 @@ mod tests {
             .build();
         let client = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&start, &get]);
         let a = Automation::new(client, Duration::from_millis(1), Duration::from_millis(200));
-        let err = a.run(&runbook(), "tok").await.unwrap_err();
+        let err = run(&a, &runbook(), "tok").await.unwrap_err();
         assert_eq!(err.class, ErrorClass::Transient);
         assert!(get.num_calls() >= 1, "polled until the deadline");
     }
@@ -266,7 +195,9 @@ mod tests {
         // Throttled for good: the error says transient, so the task is left for retry.
         let start = mock!(Client::start_automation_execution).then_error(throttled);
         let client = mock_client!(aws_sdk_ssm, [&start]);
-        let err = automation(client).run(&runbook(), "tok").await.unwrap_err();
+        let err = run(&automation(client), &runbook(), "tok")
+            .await
+            .unwrap_err();
         assert_eq!(err.class, ErrorClass::Transient, "{}", err.message);
     }
 
@@ -281,7 +212,9 @@ mod tests {
             )
         });
         let client = mock_client!(aws_sdk_ssm, [&start]);
-        let err = automation(client).run(&runbook(), "tok").await.unwrap_err();
+        let err = run(&automation(client), &runbook(), "tok")
+            .await
+            .unwrap_err();
         assert_eq!(err.class, ErrorClass::Permanent);
     }
 }

@@ -1,0 +1,186 @@
+//! SSM: Parameter Store (read with decryption, the KMS key of a SecureString, write)
+//! and Automation (start with an idempotency token, poll an execution's status).
+
+use std::time::Duration;
+
+use super::retry::{AwsError, Poll};
+use aws_sdk_ssm::types::ParameterType;
+use redress::automation::{classify, StatusClass};
+use redress::policy::RenderedRunbook;
+
+/// The document parameter SSM uses for the role an automation assumes.
+const ASSUME_ROLE_PARAMETER: &str = "AutomationAssumeRole";
+
+/// SSM Automation.
+#[derive(Clone, Debug)]
+pub struct Automation {
+    client: aws_sdk_ssm::Client,
+    /// First poll interval; grows with backoff.
+    pub poll_interval: Duration,
+    /// Longest wait for a terminal status.
+    pub timeout: Duration,
+}
+
+/// A terminal status and its failure message.
+pub struct Finished {
+    /// The terminal status, e.g. `Success`, `Failed`.
+    pub status: String,
+    /// The execution's failure message, if any.
+    pub failure: Option<String>,
+}
+
+impl Automation {
+    /// Wraps an SSM client.
+    pub fn new(client: aws_sdk_ssm::Client, poll_interval: Duration, timeout: Duration) -> Self {
+        Automation {
+            client,
+            poll_interval,
+            timeout,
+        }
+    }
+
+    /// Starts the runbook; the same `client_token` returns the same execution.
+    pub async fn start(
+        &self,
+        runbook: &RenderedRunbook,
+        client_token: &str,
+    ) -> Result<String, AwsError> {
+        let mut parameters = runbook.parameters.clone();
+        if let Some(role) = &runbook.assume_role {
+            parameters.insert(ASSUME_ROLE_PARAMETER.to_string(), vec![role.clone()]);
+        }
+        let out = self
+            .client
+            .start_automation_execution()
+            .document_name(&runbook.document)
+            .set_parameters(Some(parameters.into_iter().collect()))
+            .client_token(client_token)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ssm:StartAutomationExecution", e))?;
+        Ok(out
+            .automation_execution_id()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// One poll: `Pending` while the execution runs, else its terminal status.
+    pub async fn status(&self, execution_id: &str) -> Result<Poll<Finished>, AwsError> {
+        let out = self
+            .client
+            .get_automation_execution()
+            .automation_execution_id(execution_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ssm:GetAutomationExecution", e))?;
+        let exec = out.automation_execution();
+        let status = exec
+            .and_then(|e| e.automation_execution_status())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        Ok(match classify(&status) {
+            StatusClass::Running => Poll::Pending,
+            _ => Poll::Done(Finished {
+                status,
+                failure: exec.and_then(|e| e.failure_message()).map(str::to_string),
+            }),
+        })
+    }
+}
+
+/// Parameter Store, through SSM.
+#[derive(Clone, Debug)]
+pub struct Parameters {
+    client: aws_sdk_ssm::Client,
+}
+
+/// A parameter as read: value, type, version.
+pub struct Read {
+    /// The value (decrypted). Never logged or audited.
+    pub value: String,
+    /// `String`, `StringList` or `SecureString`.
+    pub kind: String,
+    /// Version of the value read.
+    pub version: i64,
+}
+
+impl Parameters {
+    /// Wraps an SSM client.
+    pub fn new(client: aws_sdk_ssm::Client) -> Self {
+        Parameters { client }
+    }
+
+    /// The parameter's value, type and version; `None` when it does not exist.
+    pub async fn get(&self, name: &str) -> Result<Option<Read>, AwsError> {
+        match self
+            .client
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.parameter().map(|p| Read {
+                value: p.value().unwrap_or_default().to_string(),
+                kind: p
+                    .r#type()
+                    .map_or("String", ParameterType::as_str)
+                    .to_string(),
+                version: p.version(),
+            })),
+            Err(e) => {
+                let e = AwsError::from_sdk("ssm:GetParameter", e);
+                if e.code == "ParameterNotFound" {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The KMS key of a SecureString parameter (GetParameter does not return it).
+    pub async fn key_id(&self, name: &str) -> Result<Option<String>, AwsError> {
+        let filter = aws_sdk_ssm::types::ParameterStringFilter::builder()
+            .key("Name")
+            .option("Equals")
+            .values(name)
+            .build()
+            .expect("key is set");
+        let out = self
+            .client
+            .describe_parameters()
+            .parameter_filters(filter)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ssm:DescribeParameters", e))?;
+        Ok(out
+            .parameters()
+            .iter()
+            .find(|p| p.name() == Some(name))
+            .and_then(|p| p.key_id().map(str::to_string)))
+    }
+
+    /// Overwrites the parameter's value with this type (and KMS key, for a
+    /// SecureString); returns the new version.
+    pub async fn put(
+        &self,
+        name: &str,
+        value: &str,
+        kind: &str,
+        key_id: Option<String>,
+    ) -> Result<i64, AwsError> {
+        let out = self
+            .client
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ParameterType::from(kind))
+            .set_key_id(key_id)
+            .overwrite(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ssm:PutParameter", e))?;
+        Ok(out.version())
+    }
+}
