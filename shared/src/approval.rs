@@ -28,6 +28,31 @@ pub struct Entry<H> {
     pub status: Status,
     /// Handles of every copy, so acting on it removes them all.
     pub copies: Vec<H>,
+    /// Copies under this id ask for different things (another finding, rule, action or
+    /// dry-run mark): someone who can write to the approvals queue forged one, so the
+    /// request must not be approved until they are cleared (reject it and let the
+    /// pipeline ask again).
+    pub conflicting: bool,
+}
+
+/// What a copy asks for: everything but its timestamps, preview and `returned` note.
+fn asks(r: &ApprovalRequest) -> (String, String, &crate::policy::RenderedAction, bool, u32) {
+    let f = &r.task.finding;
+    (
+        r.task.rule_id.clone(),
+        format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{:?}",
+            f.config_rule_name,
+            f.account_id,
+            f.region,
+            f.resource_type,
+            f.resource_id,
+            f.evaluation_time
+        ),
+        &r.proposed_action,
+        r.task.dry_run,
+        r.task.generation,
+    )
 }
 
 /// Everything on the approvals queue, sorted out.
@@ -37,6 +62,8 @@ pub struct Board<H> {
     pub entries: Vec<Entry<H>>,
     /// Moot notices with their handles.
     pub notices: Vec<(MootNotice, H)>,
+    /// Handles of requests whose id does not match their task (not made by redress).
+    pub forged: Vec<H>,
 }
 
 fn same_resource(n: &MootNotice, r: &ApprovalRequest) -> bool {
@@ -48,15 +75,22 @@ fn same_resource(n: &MootNotice, r: &ApprovalRequest) -> bool {
 }
 
 /// Builds the board. A request is moot when a notice for its rule and resource was seen
-/// at or after the request; expired when `now` is past its expiry (expiry wins).
+/// at or after the request; expired when `now` is past its expiry (expiry wins). A
+/// request whose id is not its own task's (`Task::approval_id`) is not one redress made:
+/// it is left out, with its handle in `forged`.
 pub fn board<H>(messages: Vec<(ApprovalsMessage, H)>, now: SystemTime) -> Board<H> {
     let mut by_id: BTreeMap<String, Entry<H>> = BTreeMap::new();
     let mut notices = Vec::new();
+    let mut forged = Vec::new();
     for (message, handle) in messages {
         match message {
             ApprovalsMessage::Moot(n) => notices.push((n, handle)),
+            ApprovalsMessage::Request(r) if r.id != r.task.approval_id() => forged.push(handle),
             ApprovalsMessage::Request(r) => match by_id.get_mut(&r.id) {
-                Some(e) => e.copies.push(handle),
+                Some(e) => {
+                    e.conflicting |= asks(&e.request) != asks(&r);
+                    e.copies.push(handle);
+                }
                 None => {
                     by_id.insert(
                         r.id.clone(),
@@ -64,6 +98,7 @@ pub fn board<H>(messages: Vec<(ApprovalsMessage, H)>, now: SystemTime) -> Board<
                             request: *r,
                             status: Status::Pending,
                             copies: vec![handle],
+                            conflicting: false,
                         },
                     );
                 }
@@ -93,7 +128,11 @@ pub fn board<H>(messages: Vec<(ApprovalsMessage, H)>, now: SystemTime) -> Board<
         (a.request.requested_at.as_str(), a.request.id.as_str())
             .cmp(&(b.request.requested_at.as_str(), b.request.id.as_str()))
     });
-    Board { entries, notices }
+    Board {
+        entries,
+        notices,
+        forged,
+    }
 }
 
 impl<H> Board<H> {
@@ -120,9 +159,16 @@ mod tests {
     use crate::message::{Finding, Task, MESSAGE_VERSION};
     use crate::policy::{Fix, RenderedAction, Severity};
 
-    fn request(id: &str, resource: &str, requested: &str, expires: &str) -> Box<ApprovalRequest> {
+    /// The real id of the request labelled `label` (its task's approval id).
+    fn rid(label: &str) -> String {
+        // The tests label request `ap-N` for resource `sg-N`.
+        let resource = format!("sg-{}", label.trim_start_matches("ap-"));
+        request(label, &resource, "2026-11-08T00:00:00Z", "2026-11-15T00:00:00Z").id
+    }
+
+    fn request(label: &str, resource: &str, requested: &str, expires: &str) -> Box<ApprovalRequest> {
         let finding = Finding {
-            event_id: "e".into(),
+            event_id: label.into(),
             config_rule_name: "restricted-ssh".into(),
             resource_id: resource.into(),
             resource_type: "AWS::EC2::SecurityGroup".into(),
@@ -132,10 +178,11 @@ mod tests {
             annotation: None,
             evaluation_time: None,
         };
+        let task = Task::new("ssh", Severity::High, finding);
         Box::new(ApprovalRequest {
             version: MESSAGE_VERSION,
-            id: id.into(),
-            task: Task::new("ssh", Severity::High, finding),
+            id: task.approval_id(),
+            task,
             proposed_action: RenderedAction::Fix(Fix::RevokePublicIngress {
                 ports: Some(vec![22]),
             }),
@@ -197,9 +244,41 @@ mod tests {
             now(),
         );
         let ids: Vec<&str> = b.entries.iter().map(|e| e.request.id.as_str()).collect();
-        assert_eq!(ids, vec!["ap-1", "ap-2"]);
-        assert_eq!(b.find("ap-2").unwrap().copies, vec![1, 3]);
+        assert_eq!(ids, vec![rid("ap-1"), rid("ap-2")]);
+        assert_eq!(b.find(&rid("ap-2")).unwrap().copies, vec![1, 3]);
         assert!(b.entries.iter().all(|e| e.status == Status::Pending));
+    }
+
+    #[test]
+    fn forged_ids_are_left_out_and_differing_copies_conflict() {
+        let genuine = request("x", "sg-1", "2026-11-08T00:00:00Z", "2026-11-15T00:00:00Z");
+        let id = genuine.id.clone();
+        let mut wrong_id = genuine.clone();
+        wrong_id.id = "ap-0000000001".into();
+        let mut dry = genuine.clone();
+        dry.task.dry_run = true;
+        let mut again = genuine.clone();
+        again.requested_at = "2026-11-09T00:00:00Z".into();
+        let b = board(
+            vec![
+                (ApprovalsMessage::Request(genuine.clone()), 1),
+                (ApprovalsMessage::Request(wrong_id), 2),
+                (ApprovalsMessage::Request(again), 3),
+            ],
+            now(),
+        );
+        assert_eq!(b.forged, vec![2]);
+        let e = b.find(&id).unwrap();
+        assert_eq!(e.copies, vec![1, 3]);
+        assert!(!e.conflicting, "a duplicate made later is the same request");
+        let b = board(
+            vec![
+                (ApprovalsMessage::Request(genuine), 1),
+                (ApprovalsMessage::Request(dry), 2),
+            ],
+            now(),
+        );
+        assert!(b.find(&id).unwrap().conflicting);
     }
 
     #[test]
@@ -248,13 +327,13 @@ mod tests {
             ],
             now(),
         );
-        assert_eq!(b.find("ap-1").unwrap().status, Status::Moot);
+        assert_eq!(b.find(&rid("ap-1")).unwrap().status, Status::Moot);
         assert_eq!(
-            b.find("ap-2").unwrap().status,
+            b.find(&rid("ap-2")).unwrap().status,
             Status::Pending,
             "notice older than request"
         );
-        assert_eq!(b.find("ap-3").unwrap().status, Status::Expired);
+        assert_eq!(b.find(&rid("ap-3")).unwrap().status, Status::Expired);
         let stale: Vec<i32> = b.stale_notices().map(|(_, h)| *h).collect();
         assert_eq!(
             stale,

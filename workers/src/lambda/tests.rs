@@ -534,6 +534,13 @@ async fn the_deadline_arriving_during_a_runbook_poll_stops_it_and_reports_the_re
         "answered {} ms after the deadline",
         answered_ms.saturating_sub(deadline)
     );
+    // It was cut at the handling margin, not ended early some other way.
+    let cut_ms = deadline - super::HANDLE_MARGIN.as_millis() as u64;
+    assert!(
+        answered_ms + 250 >= cut_ms,
+        "answered {} ms before handling had to stop",
+        cut_ms - answered_ms
+    );
     assert_eq!(automation.starts.load(Ordering::SeqCst), 1);
     let polls = automation.polls.load(Ordering::SeqCst);
     assert!(polls >= 1, "the runbook was being polled");
