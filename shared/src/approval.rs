@@ -163,10 +163,21 @@ mod tests {
     fn rid(label: &str) -> String {
         // The tests label request `ap-N` for resource `sg-N`.
         let resource = format!("sg-{}", label.trim_start_matches("ap-"));
-        request(label, &resource, "2026-11-08T00:00:00Z", "2026-11-15T00:00:00Z").id
+        request(
+            label,
+            &resource,
+            "2026-11-08T00:00:00Z",
+            "2026-11-15T00:00:00Z",
+        )
+        .id
     }
 
-    fn request(label: &str, resource: &str, requested: &str, expires: &str) -> Box<ApprovalRequest> {
+    fn request(
+        label: &str,
+        resource: &str,
+        requested: &str,
+        expires: &str,
+    ) -> Box<ApprovalRequest> {
         let finding = Finding {
             event_id: label.into(),
             config_rule_name: "restricted-ssh".into(),

@@ -1,98 +1,86 @@
-//! Mutation fuzzing of the two parsers that take untrusted text: `event::parse_message`
-//! (every SQS message body) and `Policy::from_toml` (operator-written policy files).
+//! Property-based mutation fuzzing, with proptest, of the two parsers that take untrusted
+//! text: `event::parse_message` (every SQS message body: parsing and validation) and
+//! `Policy::from_toml` (operator-written policy files).
 //!
-//! Stable Rust, no extra crates: a seeded splitmix64 generator, a corpus read from the
-//! repository's own fixtures, byte-level mutators (bit flips, "interesting" bytes,
-//! inserts, deletes, duplicated ranges, truncation, splices from another corpus file) and
-//! structure-aware ones (JSON values and TOML values replaced, retyped, deleted, nested
-//! deeply; TOML tables duplicated). Each case applies 1–4 mutations to one corpus file and
-//! runs the parser inside `catch_unwind`; a panic writes the input to
-//! `target/fuzz-crashes/<target>-<case>.txt` (and its backtrace next to it) and fails the
-//! test. An error must also carry a non-empty reason.
+//! Inputs are mutations of the repository's own files: every event fixture under
+//! `tests/fixtures/events/` (the good ones and `bad/`) and `infra/policies/*.toml`. A case
+//! is a proptest value ([`Case`]): which file, 1–4 edits, compact or pretty JSON. Edits:
+//!
+//! - structure-aware, on the parsed JSON or TOML tree: a value replaced by one of its own
+//!   kind (nasty strings: huge, empty, control characters, unicode, injection-ish,
+//!   plausible-looking ids; extreme numbers; the other boolean), replaced by a value of
+//!   another type, a key or element removed, a key added or an element duplicated, a value
+//!   nested deeply (JSON past serde_json's 128 levels), a value copied over another; also
+//!   inside the JSON string SNS wraps Config's payload in;
+//! - text-level: a JSON `"key": "value"` pair repeated with another value; a TOML table
+//!   or `key = value` line duplicated, a TOML value nested in 1–200 inline arrays;
+//! - byte-level: bit flips, "interesting" bytes, inserts, deletes, duplicated ranges,
+//!   truncation, runs overwritten, splices from another file of the corpus.
+//!
+//! Tree edits come first and the tree is serialised once; text and byte edits follow.
+//!
+//! Nothing may panic, and:
+//! - event: a rejection has a non-empty reason; an accepted event passes the checks of
+//!   `redress::validate` again (resource id, type, account, region, rule name), its
+//!   evaluation qualifier agrees with it, and an EventBridge event has an id and a time;
+//! - policy: a rejection lists at least one problem, each with a non-empty message and,
+//!   when it has a line, a line of the input; an accepted policy has rules, with unique
+//!   ids and lines of the input;
+//! - each target both accepts and rejects at least 1% of its cases (from 1000 cases on):
+//!   mutators that break everything, or nothing, fail the test.
+//!
+//! A failing case is shrunk by proptest to a minimal one; its input is written to
+//! `<target dir>/fuzz-crashes/<event|policy>-minimal.txt` (the panic and its backtrace to
+//! `…-minimal.backtrace.txt`) and the case's seed to `<event|policy>.proptest-regressions`
+//! in the same directory, which every later run replays first.
+//!
+//! Run: `cargo test -p redress --test fuzz -- --nocapture` (20,000 event and 2,000 policy
+//! cases, the quick run in `make test`), or `REDRESS_FUZZ_CASES=100000 cargo test -p
+//! redress --test fuzz -- --nocapture` (what `make chaos` runs). Each target prints one
+//! line: cases, accepted, rejected, time.
 //!
 //! Knobs (environment):
-//!   REDRESS_FUZZ_CASES  cases per target (default 20000 events, 2000 policies: see
-//!                       DEFAULT_POLICY_CASES)
-//!   REDRESS_FUZZ_SEED   seed, decimal or 0x-hex (default 0x5EED_2ED2_E55F_0220)
-//!   REDRESS_FUZZ_TRACE  if set, write each input to target/fuzz-crashes/<target>-last.txt
+//!   REDRESS_FUZZ_CASES  cases per target (default 20000 events, 2000 policies: a policy
+//!                       load costs about 100 event parses in a debug build)
+//!   REDRESS_FUZZ_SEED   proptest RNG seed, decimal or 0x-hex (default 0x5EED_2ED2_E55F_0220):
+//!                       runs are deterministic, and a failure replays with the same seed
+//!   REDRESS_FUZZ_TRACE  if set, write each input to fuzz-crashes/<event|policy>-last.txt
 //!                       before running it: a crash that does not unwind (stack overflow,
-//!                       abort) kills the process, and this file then holds its input.
-//!
-//!   REDRESS_FUZZ_CASE   run only this case number (every case derives its own generator
-//!                       from the seed and its number, so a reported case replays alone)
-//!
-//! Run: `cargo test -p redress --test fuzz -- --nocapture`
+//!                       abort) kills the process, and this file then holds its input
+//!   PROPTEST_MAX_SHRINK_TIME, PROPTEST_MAX_SHRINK_ITERS, PROPTEST_VERBOSE: as in proptest
+//!                       (shrinking stops after 60 s unless PROPTEST_MAX_SHRINK_TIME is set)
 
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
-use std::fmt::Write as _;
+use std::fmt::Debug;
 use std::fs;
+use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Instant;
 
-use redress::event::parse_message;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::{select, Index};
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{
+    FileFailurePersistence, RngAlgorithm, RngSeed, TestCaseError, TestError, TestRunner,
+};
+use serde_json::{json, Value as J};
+use toml::Value as T;
+
+use redress::event::{parse_message, ComplianceEvent, Delivery};
 use redress::policy::Policy;
+use redress::validate;
 
-/// Default cases per target. `Policy::from_toml` costs about 3–4 ms per valid policy in a
-/// debug build (each rule's glob compiles to a regex; the TOML is parsed twice), about
-/// 100 times `parse_message`, so its default is smaller to keep `cargo test` quick.
-const DEFAULT_EVENT_CASES: u64 = 20_000;
-const DEFAULT_POLICY_CASES: u64 = 2_000;
+const DEFAULT_EVENT_CASES: u32 = 20_000;
+const DEFAULT_POLICY_CASES: u32 = 2_000;
 const DEFAULT_SEED: u64 = 0x5EED_2ED2_E55F_0220;
-/// Stop recording after this many crashing inputs; the test fails either way.
-const MAX_CRASHES: usize = 20;
-
-// ---------------------------------------------------------------------------------------
-// PRNG
-
-/// splitmix64: tiny, fast, good enough to drive mutations, and deterministic everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// The generator for one case: independent of every other case.
-    fn for_case(seed: u64, case: u64) -> Rng {
-        let mut r = Rng(seed ^ case.wrapping_mul(0xA076_1D64_78BD_642F));
-        r.next_u64();
-        r
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        debug_assert!(n > 0);
-        ((self.next_u64() >> 11) % n as u64) as usize
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next_u64() as u8
-    }
-}
+/// Shrinking stops after this long (ms) unless PROPTEST_MAX_SHRINK_TIME says otherwise.
+const DEFAULT_MAX_SHRINK_MS: u32 = 60_000;
+/// Tree walks (picking a node to edit) stop this deep.
+const MAX_WALK_DEPTH: usize = 32;
 
 // ---------------------------------------------------------------------------------------
 // Corpus
@@ -117,21 +105,32 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn load(paths: &[PathBuf]) -> Vec<Vec<u8>> {
-    paths
-        .iter()
-        .map(|p| fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display())))
-        .collect()
+/// The files a target mutates, and each one's parsed tree when it parses (tree edits
+/// start from a clone, so no case pays for parsing its file again).
+struct Corpus<Tree> {
+    raw: Vec<Vec<u8>>,
+    trees: Vec<Option<Tree>>,
 }
 
-fn event_corpus() -> Vec<Vec<u8>> {
+impl<Tree> Corpus<Tree> {
+    fn load(paths: &[PathBuf], parse: impl Fn(&[u8]) -> Option<Tree>) -> Self {
+        let raw: Vec<Vec<u8>> = paths
+            .iter()
+            .map(|p| fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display())))
+            .collect();
+        let trees = raw.iter().map(|b| parse(b)).collect();
+        Corpus { raw, trees }
+    }
+}
+
+fn event_corpus() -> Corpus<J> {
     let mut paths = Vec::new();
     files_under(&repo_root().join("tests/fixtures/events"), &mut paths);
     assert!(!paths.is_empty(), "no event fixtures found");
-    load(&paths)
+    Corpus::load(&paths, |b| serde_json::from_slice(b).ok())
 }
 
-fn policy_corpus() -> Vec<Vec<u8>> {
+fn policy_corpus() -> Corpus<T> {
     let mut paths: Vec<PathBuf> = fs::read_dir(repo_root().join("infra/policies"))
         .expect("reading infra/policies")
         .map(|e| e.expect("directory entry").path())
@@ -139,118 +138,321 @@ fn policy_corpus() -> Vec<Vec<u8>> {
         .collect();
     paths.sort();
     assert!(!paths.is_empty(), "no policy files found");
-    load(&paths)
+    Corpus::load(&paths, |b| {
+        let table = toml::from_str::<toml::Table>(std::str::from_utf8(b).ok()?).ok()?;
+        Some(T::Table(table))
+    })
 }
 
 // ---------------------------------------------------------------------------------------
-// Byte-level mutators
+// A case
+
+/// One fuzz case: which corpus file, the edits made to it, and (JSON) whether a mutated
+/// tree is written pretty-printed.
+#[derive(Debug, Clone)]
+struct Case<E> {
+    file: Index,
+    edits: Vec<E>,
+    pretty: bool,
+}
+
+fn case<E: Debug + Clone>(edit: impl Strategy<Value = E>) -> impl Strategy<Value = Case<E>> {
+    (any::<Index>(), vec(edit, 1..=4), prop::bool::weighted(0.25)).prop_map(
+        |(file, edits, pretty)| Case {
+            file,
+            edits,
+            pretty,
+        },
+    )
+}
+
+/// An edit of a case: of the file's parsed tree, or of its text.
+trait Edit: Debug + Clone {
+    type Tree: Clone;
+    fn is_tree(&self) -> bool;
+    /// Makes a tree edit (a text edit does nothing here).
+    fn edit_tree(&self, tree: &mut Self::Tree);
+    /// Makes a text edit (a tree edit does nothing here).
+    fn edit_text(&self, data: &mut Vec<u8>, corpus: &[Vec<u8>]);
+    /// The tree's text, when it has one.
+    fn write(tree: &Self::Tree, pretty: bool) -> Option<Vec<u8>>;
+}
+
+/// The text of a case: its tree edits made on the file's tree, written out once, then
+/// its text edits in order. A file that does not parse, or a tree that cannot be
+/// written, keeps its own text.
+fn input<E: Edit>(corpus: &Corpus<E::Tree>, case: &Case<E>) -> Vec<u8> {
+    let i = case.file.index(corpus.raw.len());
+    let mut data = match &corpus.trees[i] {
+        Some(tree) if case.edits.iter().any(E::is_tree) => {
+            let mut tree = tree.clone();
+            case.edits.iter().for_each(|e| e.edit_tree(&mut tree));
+            E::write(&tree, case.pretty).unwrap_or_else(|| corpus.raw[i].clone())
+        }
+        _ => corpus.raw[i].clone(),
+    };
+    case.edits
+        .iter()
+        .for_each(|e| e.edit_text(&mut data, &corpus.raw));
+    data
+}
+
+// ---------------------------------------------------------------------------------------
+// Byte-level edits
 
 const INTERESTING: &[u8] = &[
     0, 0xff, b'"', b'\\', b'{', b'}', b'[', b']', b':', b',', b'\n', 0x80, 0xc3,
 ];
 
-/// A random non-empty range of `len` bytes (`len > 0`), at most `max` long.
-fn some_range(rng: &mut Rng, len: usize, max: usize) -> (usize, usize) {
-    let start = rng.below(len);
-    let n = rng.range(1, (len - start).min(max));
-    (start, start + n)
+/// A byte-level edit at `at`, an [`Index`] resolved against the input's length.
+#[derive(Debug, Clone)]
+struct ByteEdit {
+    at: Index,
+    op: ByteOp,
 }
 
-fn mutate_bytes(rng: &mut Rng, data: &mut Vec<u8>, corpus: &[Vec<u8>]) {
-    if data.is_empty() {
-        let n = rng.range(1, 8);
-        data.extend((0..n).map(|_| rng.byte()));
-        return;
-    }
-    let len = data.len();
-    match rng.below(8) {
-        // bit flip
-        0 => {
-            let i = rng.below(len);
-            data[i] ^= 1 << rng.below(8);
-        }
-        // interesting byte
-        1 => {
-            let i = rng.below(len);
-            data[i] = *rng.pick(INTERESTING);
-        }
-        // insert random bytes (sometimes interesting ones)
-        2 => {
-            let at = rng.below(len + 1);
-            let n = rng.range(1, 16);
-            let bytes: Vec<u8> = (0..n)
-                .map(|_| {
-                    if rng.chance(2) {
-                        *rng.pick(INTERESTING)
-                    } else {
-                        rng.byte()
-                    }
-                })
-                .collect();
-            data.splice(at..at, bytes);
-        }
-        // delete a range
-        3 => {
-            let (a, b) = some_range(rng, len, 64);
-            data.drain(a..b);
-        }
-        // duplicate a range
-        4 => {
-            let (a, b) = some_range(rng, len, 256);
-            let copy = data[a..b].to_vec();
-            let at = rng.below(len + 1);
-            data.splice(at..at, copy);
-        }
-        // truncate
-        5 => {
-            data.truncate(rng.below(len));
-        }
-        // splice a range from another corpus file
-        6 => {
-            let other = rng.pick(corpus);
-            if !other.is_empty() {
-                let (a, b) = some_range(rng, other.len(), 256);
-                let at = rng.below(len + 1);
-                let end = (at + rng.below(b - a + 1)).min(len);
-                data.splice(at..end, other[a..b].iter().copied());
+/// What a [`ByteEdit`] does. Lengths stop at the end of the input.
+#[derive(Debug, Clone)]
+enum ByteOp {
+    /// Flips one bit.
+    FlipBit(u8),
+    /// Overwrites one byte.
+    SetByte(u8),
+    /// Inserts bytes.
+    Insert(Vec<u8>),
+    /// Deletes bytes.
+    Delete(usize),
+    /// Inserts a copy of `len` bytes at `to`.
+    Duplicate { len: usize, to: Index },
+    /// Cuts the input short.
+    Truncate,
+    /// Replaces up to as many bytes as `piece` has (`over` picks how many) with it.
+    Splice { piece: Piece, over: Index },
+    /// Overwrites a run of bytes.
+    Fill { len: usize, byte: u8 },
+}
+
+/// Up to `len` bytes at `at` of corpus file `file`.
+#[derive(Debug, Clone)]
+struct Piece {
+    file: Index,
+    at: Index,
+    len: usize,
+}
+
+fn interesting_byte() -> impl Strategy<Value = u8> {
+    select(INTERESTING)
+}
+
+/// Half of them interesting. (A tuple: a union costs more to generate.)
+fn some_byte() -> impl Strategy<Value = u8> {
+    (any::<bool>(), interesting_byte(), any::<u8>()).prop_map(|(i, a, b)| if i { a } else { b })
+}
+
+fn byte_edit() -> BoxedStrategy<ByteEdit> {
+    use ByteOp::*;
+    let ix = any::<Index>;
+    let op = prop_oneof![
+        (0u8..8).prop_map(FlipBit),
+        interesting_byte().prop_map(SetByte),
+        vec(some_byte(), 1..=16).prop_map(Insert),
+        (1usize..=64).prop_map(Delete),
+        (1usize..=256, ix()).prop_map(|(len, to)| Duplicate { len, to }),
+        Just(Truncate),
+        (ix(), ix(), 1usize..=256, ix()).prop_map(|(file, at, len, over)| Splice {
+            piece: Piece { file, at, len },
+            over
+        }),
+        (1usize..=8, interesting_byte()).prop_map(|(len, byte)| Fill { len, byte }),
+    ];
+    (ix(), op).prop_map(|(at, op)| ByteEdit { at, op }).boxed()
+}
+
+/// A non-empty range of at most `max` bytes starting at `at` in `0..len` (`len > 0`).
+fn span(len: usize, at: Index, max: usize) -> Range<usize> {
+    let start = at.index(len);
+    start..start + max.min(len - start)
+}
+
+impl ByteEdit {
+    fn apply(&self, data: &mut Vec<u8>, corpus: &[Vec<u8>]) {
+        use ByteOp::*;
+        let len = data.len();
+        // Where bytes go in: 0..=len.
+        let gap = self.at.index(len + 1);
+        match &self.op {
+            Insert(bytes) => {
+                data.splice(gap..gap, bytes.iter().copied());
             }
-        }
-        // overwrite a run of bytes with one interesting byte
-        _ => {
-            let (a, b) = some_range(rng, len, 8);
-            let v = *rng.pick(INTERESTING);
-            data[a..b].iter_mut().for_each(|x| *x = v);
+            Splice { piece, over } => {
+                let other = piece.file.get(corpus);
+                if !other.is_empty() {
+                    let piece = &other[span(other.len(), piece.at, piece.len)];
+                    let end = (gap + over.index(piece.len() + 1)).min(len);
+                    data.splice(gap..end, piece.iter().copied());
+                }
+            }
+            // An empty input gets one byte.
+            FlipBit(bit) if len == 0 => data.push(1 << bit),
+            SetByte(byte) | Fill { byte, .. } if len == 0 => data.push(*byte),
+            _ if len == 0 => {}
+            FlipBit(bit) => data[self.at.index(len)] ^= 1 << bit,
+            SetByte(byte) => data[self.at.index(len)] = *byte,
+            Delete(n) => {
+                data.drain(span(len, self.at, *n));
+            }
+            Duplicate { len: n, to } => {
+                let copy = data[span(len, self.at, *n)].to_vec();
+                let to = to.index(len + 1);
+                data.splice(to..to, copy);
+            }
+            Truncate => data.truncate(self.at.index(len)),
+            Fill { len: n, byte } => data[span(len, self.at, *n)].fill(*byte),
         }
     }
 }
 
 // ---------------------------------------------------------------------------------------
-// Shared value generators
+// Values shared by the JSON and TOML edits
 
-/// Replacement strings: huge, unicode, control characters, injection-ish, empty.
-fn nasty_string(rng: &mut Rng) -> String {
-    match rng.below(12) {
-        0 => "A".repeat(rng.range(1_024, 32_768)),
-        1 => String::new(),
-        2 => " \t ".to_string(),
-        3 => "é🚀\u{202e}gnp.exe\u{200b}\u{feff}𝔘𝔫𝔦".to_string(),
-        4 => "\u{0}\u{1}\u{7}\u{8}\n\r\t\u{1b}[31m\u{7f}\u{85}\u{2028}".to_string(),
-        5 => "; rm -rf / #".to_string(),
-        6 => "$(reboot)`id`${IFS}|nc evil 1".to_string(),
-        7 => "../../../../etc/passwd\u{0}.json".to_string(),
-        8 => "' OR 1=1 --\"><script>alert(1)</script>".to_string(),
-        9 => "{resource_id}{account_id}{{}}{".to_string(),
-        10 => "*{[?**/]}\\".to_string(),
-        _ => "ü".repeat(rng.range(1, 2_000)),
+/// A string strategy from a regex, compiled once (a `&str` strategy compiles per case).
+fn regex(re: &str) -> impl Strategy<Value = String> {
+    proptest::string::string_regex(re).unwrap_or_else(|e| panic!("{re}: {e}"))
+}
+
+/// Replacement strings: huge, empty, unicode, control characters, injection-ish,
+/// arbitrary characters, and plausible identifiers (valid, just past a limit, or with one
+/// bad character) that keep a mutated event close to acceptance.
+///
+/// Few alternatives, each of them picked among many: generating from a union costs a
+/// clone of the runner for every alternative before the one picked.
+fn nasty_string() -> BoxedStrategy<String> {
+    prop_oneof![
+        9 => select(NASTY_STRINGS).prop_map(str::to_string),
+        2 => (any::<bool>(), 1usize..=32_768).prop_map(|(huge, n)| if huge {
+            "A".repeat(n.max(1_024))
+        } else {
+            "ü".repeat(n % 2_000 + 1)
+        }),
+        // `any::<String>()` costs ten times as much to generate.
+        1 => vec(any::<char>(), 1..=32).prop_map(String::from_iter),
+        3 => regex(
+            "[\\x00-\\x1f\\x7f-\\x9f\\x{2028}\\x{2029}\\x{202e}\\x{feff}]{1,32}\
+             |sg-[0-9a-f]{1,17}|[0-9]{11,13}|[a-z]{2}(-[a-z]{3,9}){1,2}-[0-9]{1,2}\
+             |AWS::[A-Za-z0-9]{0,12}::[A-Za-z0-9]{1,12}|[A-Za-z0-9_-]{120,130}\
+             |(sg-|arn:aws:s3:::)[0-9a-f]{0,8}[ ;$`'\"\\\\\\x00\\n*?{}][0-9a-f]{0,8}"
+        ),
+    ]
+    .boxed()
+}
+
+const NASTY_STRINGS: &[&str] = &[
+    "",
+    " \t ",
+    "é🚀\u{202e}gnp.exe\u{200b}\u{feff}𝔘𝔫𝔦",
+    "\u{0}\u{1}\u{7}\u{8}\n\r\t\u{1b}[31m\u{7f}\u{85}\u{2028}",
+    "; rm -rf / #",
+    "$(reboot)`id`${IFS}|nc evil 1",
+    "../../../../etc/passwd\u{0}.json",
+    "' OR 1=1 --\"><script>alert(1)</script>",
+    "{resource_id}{account_id}{{}}{",
+    "*{[?**/]}\\",
+];
+
+// ---------------------------------------------------------------------------------------
+// JSON tree edits
+
+fn extreme_number() -> BoxedStrategy<J> {
+    let mut extremes: Vec<J> = [i64::MIN, i64::MAX, -1, 0].map(J::from).to_vec();
+    extremes.extend([u64::MAX, 9_007_199_254_740_993].map(J::from));
+    extremes.extend([f64::MAX, f64::MIN_POSITIVE, -0.0, 1e-300].map(J::from));
+    prop_oneof![
+        5 => select(extremes),
+        1 => any::<i64>().prop_map(J::from),
+        1 => any::<f64>().prop_map(J::from),
+    ]
+    .boxed()
+}
+
+fn any_json() -> BoxedStrategy<J> {
+    let plain = vec![
+        J::Null,
+        J::Bool(false),
+        J::Bool(true),
+        J::Array(vec![]),
+        json!({}),
+    ];
+    prop_oneof![
+        4 => select(plain),
+        1 => extreme_number(),
+        // A string, alone or in an array or an object.
+        3 => (nasty_string(), 0u8..3).prop_map(|(s, shape)| match shape {
+            0 => J::String(s),
+            1 => J::Array(vec![J::String(s)]),
+            _ => json!({ "evil": s }),
+        }),
+    ]
+    .boxed()
+}
+
+/// An edit of a JSON tree at `at`: a node of a pre-order walk ([`json_nth`]).
+#[derive(Debug, Clone)]
+struct JsonEdit {
+    at: Index,
+    op: JsonOp,
+}
+
+/// What a [`JsonEdit`] does.
+#[derive(Debug, Clone)]
+enum JsonOp {
+    /// By the node's kind: a string becomes `text`, a boolean its negation, anything
+    /// else (a number, null, an array, an object) `number`.
+    Replace { text: String, number: J },
+    /// Replaces the node with a value of any type.
+    Retype(J),
+    /// Removes the nth key or element; a scalar becomes null.
+    Remove(Index),
+    /// An object gets `key`; an array's `nth` element is duplicated; a scalar is wrapped
+    /// in an array.
+    Add { key: String, value: J, nth: Index },
+    /// Wraps the node in arrays or objects.
+    Nest { depth: usize, arrays: bool },
+    /// Copies another node over this one.
+    Copy(Index),
+    /// Makes the edit inside the first string that holds a JSON object (SNS's
+    /// `Message`), or in the tree itself when there is none.
+    Embedded(Box<JsonOp>),
+}
+
+fn json_op(embedded: bool) -> BoxedStrategy<JsonOp> {
+    use JsonOp::*;
+    let ops = prop_oneof![
+        2 => (nasty_string(), extreme_number())
+            .prop_map(|(text, number)| Replace { text, number }),
+        1 => any_json().prop_map(Retype),
+        1 => any::<Index>().prop_map(Remove),
+        1 => (nasty_string(), any_json(), any::<Index>()).prop_map(|(key, value, nth)| Add {
+            key: key.chars().take(64).collect(),
+            value,
+            nth
+        }),
+        // Past 128 levels serde_json refuses to parse.
+        1 => (1usize..=140, any::<bool>()).prop_map(|(depth, arrays)| Nest { depth, arrays }),
+        1 => any::<Index>().prop_map(Copy),
+    ];
+    if embedded {
+        let inner = json_op(false).prop_map(|op| Embedded(Box::new(op)));
+        prop_oneof![7 => ops, 1 => inner].boxed()
+    } else {
+        ops.boxed()
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// JSON structure-aware mutators
-
-use serde_json::Value as J;
-
-const MAX_WALK_DEPTH: usize = 32;
+fn json_edit() -> BoxedStrategy<JsonEdit> {
+    (any::<Index>(), json_op(true))
+        .prop_map(|(at, op)| JsonEdit { at, op })
+        .boxed()
+}
 
 /// How many nodes (root included) a walk down to `MAX_WALK_DEPTH` visits.
 fn json_count(v: &J, depth: usize) -> usize {
@@ -285,138 +487,97 @@ fn json_nth(v: &mut J, n: usize, depth: usize) -> Result<&mut J, usize> {
     Err(n)
 }
 
-fn extreme_number(rng: &mut Rng) -> J {
-    match rng.below(10) {
-        0 => J::from(i64::MIN),
-        1 => J::from(i64::MAX),
-        2 => J::from(u64::MAX),
-        3 => J::from(-1),
-        4 => J::from(0),
-        5 => J::from(9_007_199_254_740_993u64),
-        6 => J::from(f64::MAX),
-        7 => J::from(f64::MIN_POSITIVE),
-        8 => J::from(-0.0f64),
-        _ => J::from(1e-300f64),
+/// The first string (pre-order) that holds a JSON object, and that object.
+fn embedded_json(v: &mut J) -> Option<(&mut String, J)> {
+    match v {
+        J::String(s) if s.starts_with('{') => match serde_json::from_str(s) {
+            Ok(tree @ J::Object(_)) => Some((s, tree)),
+            _ => None,
+        },
+        J::Object(m) => m.values_mut().find_map(embedded_json),
+        J::Array(a) => a.iter_mut().find_map(embedded_json),
+        _ => None,
     }
 }
 
-fn any_json(rng: &mut Rng) -> J {
-    match rng.below(8) {
-        0 => J::Null,
-        1 => J::Bool(rng.chance(2)),
-        2 => extreme_number(rng),
-        3 => J::String(nasty_string(rng)),
-        4 => J::Array(vec![]),
-        5 => J::Object(serde_json::Map::new()),
-        6 => J::Array(vec![J::String(nasty_string(rng))]),
-        _ => serde_json::json!({ "evil": nasty_string(rng) }),
+impl JsonEdit {
+    fn apply(&self, root: &mut J) {
+        apply_json(root, self.at, &self.op);
     }
 }
 
-/// Wraps `v` in `depth` arrays or objects. Past 128 levels serde_json refuses to parse.
-fn nest_json(rng: &mut Rng, mut v: J) -> J {
-    let depth = rng.range(1, 140);
-    let arrays = rng.chance(2);
-    for _ in 0..depth {
-        v = if arrays {
-            J::Array(vec![v])
-        } else {
-            let mut m = serde_json::Map::new();
-            m.insert("a".into(), v);
-            J::Object(m)
-        };
+fn apply_json(root: &mut J, at: Index, op: &JsonOp) {
+    use JsonOp::*;
+    if let Embedded(op) = op {
+        match embedded_json(root) {
+            Some((text, mut tree)) => {
+                apply_json(&mut tree, at, op);
+                *text = tree.to_string();
+            }
+            None => apply_json(root, at, op),
+        }
+        return;
     }
-    v
-}
-
-fn mutate_json_value(rng: &mut Rng, root: &mut J) {
     let count = json_count(root, 0);
-    let at = rng.below(count);
-    let op = rng.below(7);
-    // The "swap" mutation's source, taken before borrowing the target node.
-    let other = if op == 6 {
-        json_nth(root, rng.below(count), 0).ok().cloned()
-    } else {
-        None
+    // Copy's source, taken before borrowing the target node.
+    let source = match op {
+        Copy(from) => json_nth(root, from.index(count), 0).ok().cloned(),
+        _ => None,
     };
-    let Ok(node) = json_nth(root, at, 0) else {
+    let Ok(node) = json_nth(root, at.index(count), 0) else {
         return;
     };
     match op {
-        // replace by kind
-        0 | 1 => {
+        Replace { text, number } => {
             *node = match node {
-                J::String(s) => {
-                    // SNS wraps the Config payload as a JSON string: mutate inside it too.
-                    let inner = if s.starts_with('{') {
-                        serde_json::from_str::<J>(s).ok()
-                    } else {
-                        None
-                    };
-                    if let Some(mut inner @ J::Object(_)) = inner {
-                        if rng.chance(2) {
-                            mutate_json_value(rng, &mut inner);
-                            J::String(inner.to_string())
-                        } else {
-                            J::String(nasty_string(rng))
-                        }
-                    } else {
-                        J::String(nasty_string(rng))
-                    }
-                }
-                J::Number(_) => extreme_number(rng),
+                J::String(_) => J::String(text.clone()),
                 J::Bool(b) => J::Bool(!*b),
-                _ => any_json(rng),
+                _ => number.clone(),
             }
         }
-        // change the type
-        2 => *node = any_json(rng),
-        // delete a key / an element
-        3 => match node {
+        Retype(value) => *node = value.clone(),
+        Remove(nth) => match node {
             J::Object(m) if !m.is_empty() => {
-                let k = m.keys().nth(rng.below(m.len())).cloned().expect("key");
+                let k = m.keys().nth(nth.index(m.len())).cloned().expect("key");
                 m.remove(&k);
             }
             J::Array(a) if !a.is_empty() => {
-                a.remove(rng.below(a.len()));
+                a.remove(nth.index(a.len()));
             }
             _ => *node = J::Null,
         },
-        // add a key / duplicate an element
-        4 => match node {
+        Add { key, value, nth } => match node {
             J::Object(m) => {
-                m.insert(nasty_string(rng).chars().take(64).collect(), any_json(rng));
+                m.insert(key.clone(), value.clone());
             }
-            J::Array(a) if !a.is_empty() => {
-                let e = a[rng.below(a.len())].clone();
-                a.push(e);
-            }
+            J::Array(a) if !a.is_empty() => a.push(nth.get(a).clone()),
             _ => *node = J::Array(vec![node.take()]),
         },
-        // nest deeply
-        5 => *node = nest_json(rng, node.take()),
-        // swap with another node's value
-        _ => {
-            if let Some(v) = other {
+        Nest { depth, arrays } => {
+            let mut v = node.take();
+            for _ in 0..*depth {
+                v = if *arrays {
+                    J::Array(vec![v])
+                } else {
+                    J::Object(serde_json::Map::from_iter([("a".to_string(), v)]))
+                };
+            }
+            *node = v;
+        }
+        Copy(_) => {
+            if let Some(v) = source {
                 *node = v;
             }
         }
+        Embedded(_) => unreachable!("handled above"),
     }
-}
-
-fn serialize_json(rng: &mut Rng, v: &J) -> Vec<u8> {
-    if rng.chance(4) {
-        serde_json::to_vec_pretty(v)
-    } else {
-        serde_json::to_vec(v)
-    }
-    .expect("serialising a Value")
 }
 
 /// Repeats one `"key": "value"` pair right after itself, with a different value
 /// (`"dup-value"`), in compact or pretty JSON. `serde_json::Value` keeps the last of
-/// duplicate keys; whichever wins, the parser must not panic.
-fn duplicate_json_key(rng: &mut Rng, data: &mut Vec<u8>) {
+/// duplicate keys; whichever wins, the parser must not panic. Made in the text: duplicate
+/// keys survive neither parse nor serialise.
+fn duplicate_json_key(nth: Index, data: &mut Vec<u8>) {
     let text = String::from_utf8_lossy(data).into_owned();
     // (end of the key's closing quote, start of the value's opening quote)
     let pairs: Vec<(usize, usize)> = text
@@ -432,7 +593,7 @@ fn duplicate_json_key(rng: &mut Rng, data: &mut Vec<u8>) {
     if pairs.is_empty() {
         return;
     }
-    let (key_end, value_start) = *rng.pick(&pairs);
+    let (key_end, value_start) = *nth.get(&pairs);
     let Some(key_start) = text[..key_end].rfind('"') else {
         return;
     };
@@ -442,24 +603,64 @@ fn duplicate_json_key(rng: &mut Rng, data: &mut Vec<u8>) {
     else {
         return;
     };
-    let pair = &text[key_start..value_end];
     let dup = format!(
         "{}\"dup-{}",
         &text[key_start..value_start],
         &text[value_start + 1..value_end]
     );
-    let mut out = text[..key_start].to_string();
-    out.push_str(pair);
-    out.push_str(", ");
-    out.push_str(&dup);
-    out.push_str(&text[value_end..]);
-    *data = out.into_bytes();
+    *data = [&text[..value_end], ", ", &dup, &text[value_end..]]
+        .concat()
+        .into_bytes();
+}
+
+/// One edit of an event case.
+#[derive(Debug, Clone)]
+enum EventEdit {
+    Tree(JsonEdit),
+    Bytes(ByteEdit),
+    DuplicateKey(Index),
+}
+
+fn event_case() -> impl Strategy<Value = Case<EventEdit>> {
+    case(prop_oneof![
+        4 => json_edit().prop_map(EventEdit::Tree),
+        3 => byte_edit().prop_map(EventEdit::Bytes),
+        1 => any::<Index>().prop_map(EventEdit::DuplicateKey),
+    ])
+}
+
+impl Edit for EventEdit {
+    type Tree = J;
+
+    fn is_tree(&self) -> bool {
+        matches!(self, EventEdit::Tree(_))
+    }
+
+    fn edit_tree(&self, tree: &mut J) {
+        if let EventEdit::Tree(e) = self {
+            e.apply(tree);
+        }
+    }
+
+    fn edit_text(&self, data: &mut Vec<u8>, corpus: &[Vec<u8>]) {
+        match self {
+            EventEdit::Tree(_) => {}
+            EventEdit::Bytes(b) => b.apply(data, corpus),
+            EventEdit::DuplicateKey(nth) => duplicate_json_key(*nth, data),
+        }
+    }
+
+    fn write(tree: &J, pretty: bool) -> Option<Vec<u8>> {
+        if pretty {
+            serde_json::to_vec_pretty(tree).ok()
+        } else {
+            serde_json::to_vec(tree).ok()
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
-// TOML structure-aware mutators
-
-use toml::Value as T;
+// TOML tree edits
 
 #[derive(Clone)]
 enum Step {
@@ -499,283 +700,414 @@ fn toml_at<'a>(v: &'a mut T, path: &[Step]) -> Option<&'a mut T> {
     })
 }
 
-fn extreme_toml_number(rng: &mut Rng) -> T {
-    match rng.below(9) {
-        0 => T::Integer(i64::MIN),
-        1 => T::Integer(i64::MAX),
-        2 => T::Integer(-1),
-        3 => T::Integer(0),
-        4 => T::Integer(65_536),
-        5 => T::Float(f64::NAN),
-        6 => T::Float(f64::INFINITY),
-        7 => T::Float(-0.0),
-        _ => T::Float(1e300),
+/// Values a policy's enums take (and one they do not).
+const POLICY_WORDS: &[&str] = &["LOW", "MEDIUM", "HIGH", "CRITICAL", "auto", "notify", "x"];
+/// Keys added to a table: known ones (a rule's second `id`, ...) and one no table knows.
+const POLICY_KEYS: &[&str] = &[
+    "id", "severity", "mode", "action", "unknown", "ports", "fix",
+];
+
+fn extreme_toml_number() -> BoxedStrategy<T> {
+    let mut extremes: Vec<T> = [i64::MIN, i64::MAX, -1, 0, 65_536].map(T::Integer).to_vec();
+    extremes.extend([f64::NAN, f64::INFINITY, -0.0, 1e300].map(T::Float));
+    prop_oneof![
+        5 => select(extremes),
+        1 => any::<i64>().prop_map(T::Integer),
+        1 => any::<f64>().prop_map(T::Float),
+    ]
+    .boxed()
+}
+
+fn any_toml() -> BoxedStrategy<T> {
+    let datetime = "1979-05-27T07:32:00Z"
+        .parse::<toml::value::Datetime>()
+        .expect("a TOML datetime");
+    let mut plain = vec![
+        T::Boolean(false),
+        T::Boolean(true),
+        T::Array(vec![]),
+        T::Table(toml::Table::new()),
+        T::Datetime(datetime),
+    ];
+    plain.extend(POLICY_WORDS.iter().map(|w| T::String(w.to_string())));
+    prop_oneof![
+        // (as often as before: a word 1 time in 9)
+        4 => select(plain),
+        1 => extreme_toml_number(),
+        // A string, alone, in an array or in a table.
+        3 => (nasty_string(), 0u8..3).prop_map(|(s, shape)| match shape {
+            0 => T::String(s),
+            1 => T::Array(vec![T::String(s), T::Integer(22)]),
+            _ => T::Table(toml::Table::from_iter([("evil".into(), T::String(s))])),
+        }),
+    ]
+    .boxed()
+}
+
+/// An edit of a TOML tree at `at`: a node of a pre-order walk ([`toml_paths`]).
+#[derive(Debug, Clone)]
+struct TomlEdit {
+    at: Index,
+    op: TomlOp,
+}
+
+/// What a [`TomlEdit`] does. The root stays a table.
+#[derive(Debug, Clone)]
+enum TomlOp {
+    /// By the node's kind: a string becomes `text`, a number `number`, a boolean its
+    /// negation; a table, an array or a datetime becomes the string `text` (the root an
+    /// empty table).
+    Replace { text: String, number: T },
+    /// Replaces the node with a value of any type.
+    Retype(T),
+    /// Removes the nth key or element.
+    Remove(Index),
+    /// A table gets `key` (a rule's second `id`, ...); an array's `nth` element is
+    /// duplicated (a duplicated `[[rule]]` duplicates its id).
+    Add { key: String, value: T, nth: Index },
+    /// Wraps the node in arrays.
+    Nest(usize),
+}
+
+fn toml_edit() -> BoxedStrategy<TomlEdit> {
+    use TomlOp::*;
+    let op = prop_oneof![
+        2 => (nasty_string(), extreme_toml_number())
+            .prop_map(|(text, number)| Replace { text, number }),
+        1 => any_toml().prop_map(Retype),
+        1 => any::<Index>().prop_map(Remove),
+        1 => (select(POLICY_KEYS), any_toml(), any::<Index>())
+            .prop_map(|(key, value, nth)| Add { key: key.into(), value, nth }),
+        1 => (1usize..=64).prop_map(Nest),
+    ];
+    (any::<Index>(), op)
+        .prop_map(|(at, op)| TomlEdit { at, op })
+        .boxed()
+}
+
+impl TomlEdit {
+    fn apply(&self, root: &mut T) {
+        use TomlOp::*;
+        let mut paths = Vec::new();
+        toml_paths(root, Vec::new(), 0, &mut paths);
+        let path = self.at.get(&paths);
+        let is_root = path.is_empty();
+        let Some(node) = toml_at(root, path) else {
+            return;
+        };
+        match &self.op {
+            Replace { text, number } => {
+                *node = match node {
+                    T::Integer(_) | T::Float(_) => number.clone(),
+                    T::Boolean(b) => T::Boolean(!*b),
+                    _ if is_root => T::Table(toml::Table::new()),
+                    _ => T::String(text.clone()),
+                }
+            }
+            Retype(value) if !is_root => *node = value.clone(),
+            Remove(nth) => match node {
+                T::Table(t) if !t.is_empty() => {
+                    let k = t.keys().nth(nth.index(t.len())).cloned().expect("key");
+                    t.remove(&k);
+                }
+                T::Array(a) if !a.is_empty() => {
+                    a.remove(nth.index(a.len()));
+                }
+                _ => {}
+            },
+            Add { key, value, nth } => match node {
+                T::Table(t) => {
+                    t.insert(key.clone(), value.clone());
+                }
+                T::Array(a) if !a.is_empty() => a.push(nth.get(a).clone()),
+                _ => {}
+            },
+            Nest(depth) if !is_root => {
+                let mut v = node.clone();
+                for _ in 0..*depth {
+                    v = T::Array(vec![v]);
+                }
+                *node = v;
+            }
+            Retype(_) | Nest(_) => {}
+        }
     }
 }
 
-fn any_toml(rng: &mut Rng) -> T {
-    match rng.below(9) {
-        0 => T::Boolean(rng.chance(2)),
-        1 => extreme_toml_number(rng),
-        2 => T::String(nasty_string(rng)),
-        3 => T::Array(vec![]),
-        4 => T::Table(toml::Table::new()),
-        5 => T::Array(vec![T::String(nasty_string(rng)), T::Integer(22)]),
-        6 => "1979-05-27T07:32:00Z"
-            .parse::<toml::value::Datetime>()
-            .map(T::Datetime)
-            .unwrap_or(T::Boolean(true)),
-        7 => T::String(
-            rng.pick(&["LOW", "MEDIUM", "HIGH", "CRITICAL", "auto", "notify", "x"])
-                .to_string(),
-        ),
-        _ => {
-            let mut t = toml::Table::new();
-            t.insert("evil".into(), T::String(nasty_string(rng)));
-            T::Table(t)
-        }
-    }
+/// Text-level TOML edits.
+#[derive(Debug, Clone)]
+enum TomlTextEdit {
+    /// Appends a copy of a table header and its body.
+    DuplicateTable(Index),
+    /// Inserts a copy of a `key = value` line elsewhere.
+    DuplicateLine { nth: Index, to: Index },
+    /// Wraps a `key = value` line's value in inline arrays.
+    NestInline { nth: Index, depth: usize },
 }
 
-fn mutate_toml_value(rng: &mut Rng, root: &mut T) {
-    let mut paths = Vec::new();
-    toml_paths(root, Vec::new(), 0, &mut paths);
-    let path = rng.pick(&paths).clone();
-    let Some(node) = toml_at(root, &path) else {
-        return;
-    };
-    match rng.below(6) {
-        // replace by kind
-        0 | 1 => {
-            *node = match node {
-                T::String(_) => T::String(nasty_string(rng)),
-                T::Integer(_) | T::Float(_) => extreme_toml_number(rng),
-                T::Boolean(b) => T::Boolean(!*b),
-                _ => any_toml(rng),
-            }
-        }
-        // change the type (the root must stay a table)
-        2 if !path.is_empty() => *node = any_toml(rng),
-        // delete a key / an element
-        3 => match node {
-            T::Table(t) if !t.is_empty() => {
-                let k = t.keys().nth(rng.below(t.len())).cloned().expect("key");
-                t.remove(&k);
-            }
-            T::Array(a) if !a.is_empty() => {
-                a.remove(rng.below(a.len()));
-            }
-            _ => {}
-        },
-        // add a key / duplicate an element (a duplicated [[rule]] duplicates its id)
-        4 => match node {
-            T::Table(t) => {
-                let key = rng
-                    .pick(&[
-                        "id", "severity", "mode", "action", "unknown", "ports", "fix",
-                    ])
-                    .to_string();
-                t.insert(key, any_toml(rng));
-            }
-            T::Array(a) if !a.is_empty() => {
-                let e = a[rng.below(a.len())].clone();
-                a.push(e);
-            }
-            _ => {}
-        },
-        // nest in arrays
-        _ if !path.is_empty() => {
-            let mut v = node.clone();
-            for _ in 0..rng.range(1, 64) {
-                v = T::Array(vec![v]);
-            }
-            *node = v;
-        }
-        _ => {}
-    }
+fn toml_text_edit() -> BoxedStrategy<TomlTextEdit> {
+    use TomlTextEdit::*;
+    let ix = any::<Index>;
+    prop_oneof![
+        ix().prop_map(DuplicateTable),
+        (ix(), ix()).prop_map(|(nth, to)| DuplicateLine { nth, to }),
+        (ix(), 1usize..=200).prop_map(|(nth, depth)| NestInline { nth, depth }),
+    ]
+    .boxed()
 }
 
-/// Text-level TOML edits: duplicate a table (with its body) or a `key = value` line,
-/// or nest an inline array deeply.
-fn mutate_toml_text(rng: &mut Rng, data: &mut Vec<u8>) -> bool {
-    let text = String::from_utf8_lossy(data).into_owned();
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let headers: Vec<usize> = (0..lines.len())
-        .filter(|&i| lines[i].trim_start().starts_with('['))
-        .collect();
-    let keys: Vec<usize> = (0..lines.len())
-        .filter(|&i| {
-            let l = lines[i].trim_start();
-            !l.starts_with('#') && !l.starts_with('[') && l.contains('=')
-        })
-        .collect();
-    let mut out: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
-    match rng.below(3) {
-        0 if !headers.is_empty() => {
-            let h = *rng.pick(&headers);
-            let end = headers
-                .iter()
-                .copied()
-                .find(|&i| i > h)
-                .unwrap_or(lines.len());
-            let mut block: String = lines[h..end].concat();
-            if !block.ends_with('\n') {
-                block.push('\n');
+impl TomlTextEdit {
+    /// Whether it applied (the text had a table, or a key, to work on).
+    fn apply(&self, data: &mut Vec<u8>) -> bool {
+        use TomlTextEdit::*;
+        let text = String::from_utf8_lossy(data).into_owned();
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let headers: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].trim_start().starts_with('['))
+            .collect();
+        let keys: Vec<usize> = (0..lines.len())
+            .filter(|&i| {
+                let l = lines[i].trim_start();
+                !l.starts_with('#') && !l.starts_with('[') && l.contains('=')
+            })
+            .collect();
+        let with_newline = |s: &str| {
+            let mut s = s.to_string();
+            if !s.ends_with('\n') {
+                s.push('\n');
             }
-            out.push(block);
-        }
-        1 if !keys.is_empty() => {
-            let k = *rng.pick(&keys);
-            let mut line = lines[k].to_string();
-            if !line.ends_with('\n') {
-                line.push('\n');
+            s
+        };
+        let mut out: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+        match self {
+            DuplicateTable(nth) if !headers.is_empty() => {
+                let h = *nth.get(&headers);
+                let end = headers
+                    .iter()
+                    .copied()
+                    .find(|&i| i > h)
+                    .unwrap_or(lines.len());
+                out.push(with_newline(&lines[h..end].concat()));
             }
-            out.insert(rng.below(out.len() + 1), line);
-        }
-        _ if !keys.is_empty() => {
-            let k = *rng.pick(&keys);
-            let line = lines[k];
-            if let Some(eq) = line.find('=') {
-                let depth = rng.range(1, 200);
-                let value = line[eq + 1..].trim_end();
+            DuplicateLine { nth, to } if !keys.is_empty() => {
+                let line = with_newline(lines[*nth.get(&keys)]);
+                out.insert(to.index(out.len() + 1), line);
+            }
+            NestInline { nth, depth } if !keys.is_empty() => {
+                let k = *nth.get(&keys);
+                let line = lines[k];
+                let eq = line.find('=').expect("a key line has `=`");
                 out[k] = format!(
                     "{}= {}{}{}\n",
                     &line[..eq],
-                    "[".repeat(depth),
-                    value,
-                    "]".repeat(depth)
+                    "[".repeat(*depth),
+                    line[eq + 1..].trim_end(),
+                    "]".repeat(*depth)
                 );
             }
+            _ => return false,
         }
-        _ => return false,
+        *data = out.concat().into_bytes();
+        true
     }
-    *data = out.concat().into_bytes();
-    true
+}
+
+/// One edit of a policy case. A text edit that finds nothing to work on makes its
+/// byte edit instead.
+#[derive(Debug, Clone)]
+enum PolicyEdit {
+    Tree(TomlEdit),
+    Bytes(ByteEdit),
+    Text(TomlTextEdit, ByteEdit),
+}
+
+fn policy_case() -> impl Strategy<Value = Case<PolicyEdit>> {
+    case(prop_oneof![
+        4 => toml_edit().prop_map(PolicyEdit::Tree),
+        3 => byte_edit().prop_map(PolicyEdit::Bytes),
+        1 => (toml_text_edit(), byte_edit()).prop_map(|(t, b)| PolicyEdit::Text(t, b)),
+    ])
+}
+
+impl Edit for PolicyEdit {
+    type Tree = T;
+
+    fn is_tree(&self) -> bool {
+        matches!(self, PolicyEdit::Tree(_))
+    }
+
+    fn edit_tree(&self, tree: &mut T) {
+        if let PolicyEdit::Tree(e) = self {
+            e.apply(tree);
+        }
+    }
+
+    fn edit_text(&self, data: &mut Vec<u8>, corpus: &[Vec<u8>]) {
+        match self {
+            PolicyEdit::Tree(_) => {}
+            PolicyEdit::Bytes(b) => b.apply(data, corpus),
+            PolicyEdit::Text(t, b) => {
+                if !t.apply(data) {
+                    b.apply(data, corpus);
+                }
+            }
+        }
+    }
+
+    fn write(tree: &T, _pretty: bool) -> Option<Vec<u8>> {
+        toml::to_string(tree).ok().map(String::into_bytes)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Properties
+
+/// Parses one message body: `true` accepted, `false` rejected. Panics on a broken
+/// invariant.
+fn check_event(input: &str) -> bool {
+    match parse_message(input) {
+        Ok(event) => {
+            check_accepted_event(&event);
+            true
+        }
+        Err(e) => {
+            assert!(
+                !e.to_string().trim().is_empty(),
+                "rejected with an empty reason"
+            );
+            false
+        }
+    }
+}
+
+/// An accepted event passes validation again, field by field.
+fn check_accepted_event(event: &ComplianceEvent) {
+    let d = &event.detail;
+    let ok = |what: &str, r: Result<(), String>| {
+        if let Err(e) = r {
+            panic!("accepted an event whose {what} fails validation: {e}: {event:?}");
+        }
+    };
+    ok(
+        "resourceId",
+        validate::resource_id(&d.resource_type, &d.resource_id),
+    );
+    ok("resourceType", validate::resource_type(&d.resource_type));
+    ok("awsAccountId", validate::account(&d.aws_account_id));
+    ok("awsRegion", validate::region(&d.aws_region));
+    ok("configRuleName", validate::rule_name(&d.config_rule_name));
+    let q = &d
+        .new_evaluation_result
+        .evaluation_result_identifier
+        .evaluation_result_qualifier;
+    for (field, theirs, ours) in [
+        ("resourceId", &q.resource_id, &d.resource_id),
+        ("resourceType", &q.resource_type, &d.resource_type),
+        ("configRuleName", &q.config_rule_name, &d.config_rule_name),
+    ] {
+        assert!(
+            theirs.as_ref().is_none_or(|v| v == ours),
+            "accepted an event whose qualifier's {field} disagrees: {event:?}"
+        );
+    }
+    if event.delivery == Delivery::EventBridge {
+        assert!(
+            !event.event_id.is_empty() && event.time.is_some(),
+            "accepted an EventBridge event without an id or a time: {event:?}"
+        );
+    }
+}
+
+/// Loads one policy text: `true` accepted, `false` rejected. Panics on a broken
+/// invariant.
+fn check_policy(input: &str) -> bool {
+    let lines = input.matches('\n').count() + 1;
+    match Policy::from_toml(input, "fuzz.toml") {
+        Ok(policy) => {
+            assert!(!policy.rules.is_empty(), "accepted a policy without rules");
+            let mut ids = std::collections::HashSet::new();
+            for rule in &policy.rules {
+                assert!(
+                    ids.insert(&rule.id),
+                    "accepted duplicate rule id {:?}",
+                    rule.id
+                );
+                assert!(
+                    (1..=lines).contains(&rule.line),
+                    "rule {:?} at line {} of a {lines}-line policy",
+                    rule.id,
+                    rule.line
+                );
+            }
+            true
+        }
+        Err(e) => {
+            assert!(!e.problems.is_empty(), "rejected with no problems listed");
+            assert!(
+                e.problems.iter().all(|p| !p.message.trim().is_empty()),
+                "a problem with an empty message: {e}"
+            );
+            assert!(
+                e.problems
+                    .iter()
+                    .all(|p| p.line.is_none_or(|l| (1..=lines).contains(&l))),
+                "a problem on a line past the end of a {lines}-line policy: {e}"
+            );
+            false
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // Driver
 
-/// A corpus file, and its parsed tree when it parses (structure-aware mutations start
-/// from a clone of the tree, so no case pays for parsing its seed again).
-struct Entry {
-    bytes: Vec<u8>,
-    tree: Option<Tree>,
-}
-
-#[derive(Clone)]
-enum Tree {
-    Json(J),
-    Toml(T),
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Json,
-    Toml,
-}
-
-fn entries(kind: Kind, files: Vec<Vec<u8>>) -> Vec<Entry> {
-    files
-        .into_iter()
-        .map(|bytes| {
-            let tree = match kind {
-                Kind::Json => serde_json::from_slice::<J>(&bytes).ok().map(Tree::Json),
-                Kind::Toml => std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|s| toml::from_str::<toml::Table>(s).ok())
-                    .map(|t| Tree::Toml(T::Table(t))),
-            };
-            Entry { bytes, tree }
-        })
-        .collect()
-}
-
-/// One case's input: 1–4 mutations of one corpus file. The structure-aware ones come
-/// first, on the parsed tree, which is then serialised once; the byte- and text-level
-/// ones follow.
-fn build_case(rng: &mut Rng, kind: Kind, corpus: &[Entry], raw: &[Vec<u8>]) -> Vec<u8> {
-    let entry = rng.pick(corpus);
-    let n = rng.range(1, 4);
-    let structured = if entry.tree.is_some() {
-        rng.below(n + 1)
-    } else {
-        0
-    };
-    let mut data = match &entry.tree {
-        Some(tree) if structured > 0 => {
-            let mut tree = tree.clone();
-            match &mut tree {
-                Tree::Json(v) => {
-                    for _ in 0..structured {
-                        mutate_json_value(rng, v);
-                    }
-                    serialize_json(rng, v)
-                }
-                Tree::Toml(v) => {
-                    for _ in 0..structured {
-                        mutate_toml_value(rng, v);
-                    }
-                    match toml::to_string(v) {
-                        Ok(s) => s.into_bytes(),
-                        Err(_) => entry.bytes.clone(),
-                    }
-                }
-            }
-        }
-        _ => entry.bytes.clone(),
-    };
-    for _ in structured..n {
-        if rng.chance(4) {
-            match kind {
-                // Duplicate keys survive neither parse nor serialise: made in the text.
-                Kind::Json => duplicate_json_key(rng, &mut data),
-                Kind::Toml => {
-                    if !mutate_toml_text(rng, &mut data) {
-                        mutate_bytes(rng, &mut data, raw);
-                    }
-                }
-            }
-        } else {
-            mutate_bytes(rng, &mut data, raw);
-        }
-    }
-    data
-}
-
 thread_local! {
     static IN_CASE: Cell<bool> = const { Cell::new(false) };
+    static WANT_BACKTRACE: Cell<bool> = const { Cell::new(false) };
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Records the message and a backtrace of panics raised inside a fuzz case (instead of
-/// printing one per case); panics elsewhere go to the previous hook.
+/// Records the message (and, when asked, a backtrace) of panics raised inside a fuzz
+/// case, instead of printing one per case and per shrinking step; panics elsewhere go to
+/// the previous hook.
 fn install_panic_hook() {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if IN_CASE.with(Cell::get) {
-                let payload = info
-                    .payload()
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "(non-string panic payload)".into());
-                let location = info
-                    .location()
-                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
-                    .unwrap_or_default();
-                let text = format!(
-                    "panicked at {location}:\n{payload}\n\nbacktrace:\n{}",
-                    Backtrace::force_capture()
-                );
-                LAST_PANIC.with(|p| *p.borrow_mut() = Some(text));
-            } else {
-                previous(info);
+            if !IN_CASE.get() {
+                return previous(info);
             }
+            let payload = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(non-string panic payload)".into());
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                .unwrap_or_default();
+            let mut text = format!("panicked at {location}:\n{payload}");
+            if WANT_BACKTRACE.get() {
+                text.push_str(&format!("\n\nbacktrace:\n{}", Backtrace::force_capture()));
+            }
+            LAST_PANIC.set(Some(text));
         }));
     });
+}
+
+/// Runs `check` on `input`, turning a panic into its report.
+fn run_case(check: fn(&str) -> bool, input: &str, backtrace: bool) -> Result<bool, String> {
+    IN_CASE.set(true);
+    WANT_BACKTRACE.set(backtrace);
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| check(input)));
+    IN_CASE.set(false);
+    outcome.map_err(|_| {
+        LAST_PANIC
+            .take()
+            .unwrap_or_else(|| "(no panic report captured)".into())
+    })
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -792,118 +1124,125 @@ fn env_u64(name: &str, default: u64) -> u64 {
     }
 }
 
+/// `<target dir>/fuzz-crashes`: `CARGO_TARGET_DIR`, else the target directory this test
+/// binary was built in (`<target dir>/<profile>/deps/fuzz-*`), else `<repo>/target`.
 fn crash_dir() -> PathBuf {
+    let built_in = || {
+        let exe = std::env::current_exe().ok()?;
+        let deps = exe.parent().filter(|d| d.ends_with("deps"))?;
+        deps.parent()?.parent().map(Path::to_path_buf)
+    };
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
+        .or_else(built_in)
         .unwrap_or_else(|| repo_root().join("target"))
         .join("fuzz-crashes")
 }
 
-/// The outcome of one input: `Ok(true)` accepted, `Ok(false)` rejected.
-type Target = fn(&str) -> bool;
-
-fn event_target(input: &str) -> bool {
-    match parse_message(input) {
-        Ok(_) => true,
-        Err(e) => {
-            assert!(
-                !e.to_string().trim().is_empty(),
-                "rejected with an empty reason"
-            );
-            false
-        }
+/// The proptest configuration: `cases` cases from `seed`, failing seeds saved under the
+/// target directory (never in the source tree).
+fn config(name: &str, cases: u32, seed: u64) -> ProptestConfig {
+    let regressions = crash_dir().join(format!("{name}.proptest-regressions"));
+    let regressions: &'static str = Box::leak(regressions.display().to_string().into_boxed_str());
+    let defaults = ProptestConfig::default();
+    ProptestConfig {
+        cases,
+        // Several times faster than the default ChaCha in a debug build.
+        rng_algorithm: RngAlgorithm::XorShift,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(regressions))),
+        max_shrink_time: match defaults.max_shrink_time {
+            0 => DEFAULT_MAX_SHRINK_MS,
+            ms => ms,
+        },
+        ..defaults
     }
 }
 
-fn policy_target(input: &str) -> bool {
-    match Policy::from_toml(input, "fuzz.toml") {
-        Ok(_) => true,
-        Err(e) => {
-            assert!(!e.problems.is_empty(), "rejected with no problems listed");
-            assert!(
-                e.problems.iter().all(|p| !p.message.trim().is_empty()),
-                "a problem with an empty message: {e}"
-            );
-            false
-        }
-    }
-}
-
-fn fuzz(name: &str, kind: Kind, raw: Vec<Vec<u8>>, target: Target, default_cases: u64) {
+/// Runs one target: proptest generates cases from `strategy`, [`input`] makes each one's
+/// text from `corpus`, and `check` must return (accepted or rejected) without panicking.
+fn fuzz<E: Edit>(
+    name: &str,
+    default_cases: u32,
+    corpus: Corpus<E::Tree>,
+    strategy: impl Strategy<Value = Case<E>>,
+    check: fn(&str) -> bool,
+) {
     install_panic_hook();
-    let corpus = entries(kind, raw.clone());
+    let cases = u32::try_from(env_u64("REDRESS_FUZZ_CASES", default_cases.into()))
+        .expect("REDRESS_FUZZ_CASES fits in a u32");
     let seed = env_u64("REDRESS_FUZZ_SEED", DEFAULT_SEED);
-    // REDRESS_FUZZ_CASE=N replays case N alone (from a crash report).
-    let range = match std::env::var_os("REDRESS_FUZZ_CASE") {
-        Some(_) => {
-            let n = env_u64("REDRESS_FUZZ_CASE", 0);
-            n..n + 1
-        }
-        None => 0..env_u64("REDRESS_FUZZ_CASES", default_cases),
-    };
-    let cases = range.end - range.start;
-    let trace = std::env::var_os("REDRESS_FUZZ_TRACE").is_some();
     let dir = crash_dir();
-    if trace {
+    let trace = std::env::var_os("REDRESS_FUZZ_TRACE").is_some().then(|| {
         fs::create_dir_all(&dir).expect("creating the crash directory");
-    }
+        dir.join(format!("{name}-last.txt"))
+    });
+    let (accepted, rejected, failed) = (Cell::new(0u64), Cell::new(0u64), Cell::new(false));
     let started = Instant::now();
-    let (mut accepted, mut rejected) = (0u64, 0u64);
-    let mut crashes: Vec<(u64, PathBuf, String)> = Vec::new();
-    let mut panics = 0u64;
 
-    for case in range {
-        let mut rng = Rng::for_case(seed, case);
-        let data = build_case(&mut rng, kind, &corpus, &raw);
-        let input = String::from_utf8_lossy(&data);
-        if trace {
-            fs::write(dir.join(format!("{name}-last.txt")), input.as_bytes())
-                .expect("writing the trace file");
+    let mut runner = TestRunner::new(config(name, cases, seed));
+    let result = runner.run(&strategy, |case| {
+        let data = input(&corpus, &case);
+        let text = String::from_utf8_lossy(&data);
+        if let Some(path) = &trace {
+            fs::write(path, text.as_bytes()).expect("writing the trace file");
         }
-        IN_CASE.with(|c| c.set(true));
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| target(&input)));
-        IN_CASE.with(|c| c.set(false));
-        match outcome {
-            Ok(true) => accepted += 1,
-            Ok(false) => rejected += 1,
-            Err(_) => {
-                panics += 1;
-                let report = LAST_PANIC
-                    .with(|p| p.borrow_mut().take())
-                    .unwrap_or_else(|| "(no panic report captured)".into());
-                if crashes.len() < MAX_CRASHES {
-                    fs::create_dir_all(&dir).expect("creating the crash directory");
-                    let path = dir.join(format!("{name}-{case}.txt"));
-                    fs::write(&path, input.as_bytes()).expect("writing the crashing input");
-                    fs::write(path.with_extension("backtrace.txt"), &report)
-                        .expect("writing the backtrace");
-                    crashes.push((case, path, report));
-                }
+        // Shrinking reruns failing and passing variants: only the search counts.
+        let count = |c: &Cell<u64>| {
+            if !failed.get() {
+                c.set(c.get() + 1)
+            }
+        };
+        match run_case(check, &text, false) {
+            Ok(true) => count(&accepted),
+            Ok(false) => count(&rejected),
+            Err(report) => {
+                failed.set(true);
+                return Err(TestCaseError::fail(report));
             }
         }
-    }
+        Ok(())
+    });
 
-    let elapsed = started.elapsed();
+    let (accepted, rejected) = (accepted.get(), rejected.get());
     println!(
         "fuzz {name}: {cases} cases (seed {seed:#018x}): {accepted} accepted, {rejected} rejected, \
-         {panics} panics in {:.2}s",
-        elapsed.as_secs_f64()
+         {} in {:.2}s",
+        if result.is_ok() { "0 panics" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
     );
 
-    if let Some((case, path, report)) = crashes.first() {
-        let mut msg = format!(
-            "fuzz {name}: {panics} panic(s) with seed {seed:#018x} \
-             (replay one with REDRESS_FUZZ_SEED={seed:#x} REDRESS_FUZZ_CASE=<case>); \
-             inputs written:\n"
-        );
-        for (c, p, _) in &crashes {
-            let _ = writeln!(msg, "  case {c}: {}", p.display());
+    match result {
+        Ok(()) => {}
+        Err(TestError::Abort(why)) => panic!("fuzz {name}: proptest gave up: {why}"),
+        Err(TestError::Fail(why, minimal)) => {
+            let data = input(&corpus, &minimal);
+            let text = String::from_utf8_lossy(&data);
+            let report = match run_case(check, &text, true) {
+                Err(report) => report,
+                Ok(_) => format!("{why}\n\n(the minimal case passed when run again)"),
+            };
+            fs::create_dir_all(&dir).expect("creating the crash directory");
+            let path = dir.join(format!("{name}-minimal.txt"));
+            fs::write(&path, text.as_bytes()).expect("writing the failing input");
+            let case = format!("{minimal:?}");
+            fs::write(
+                dir.join(format!("{name}-minimal.backtrace.txt")),
+                format!("case: {case}\n\n{report}"),
+            )
+            .expect("writing the backtrace");
+            let case: String = case.chars().take(2_000).collect();
+            panic!(
+                "fuzz {name} (seed {seed:#x}): {why}\n\nminimal case (its seed is saved in \
+                 {}, and every later run replays it first): {case}\ninput: {}\n",
+                dir.join(format!("{name}.proptest-regressions")).display(),
+                path.display()
+            );
         }
-        let _ = write!(msg, "first (case {case}, {}):\n{report}", path.display());
-        panic!("{msg}");
     }
 
     // A degenerate mutator (everything rejected, or nothing changed) is a failure too.
+    let cases = u64::from(cases);
     if cases >= 1_000 {
         let floor = cases / 100;
         assert!(
@@ -916,23 +1255,25 @@ fn fuzz(name: &str, kind: Kind, raw: Vec<Vec<u8>>, target: Target, default_cases
 
 #[test]
 fn fuzz_parse_message() {
+    let corpus = event_corpus();
     fuzz(
         "event",
-        Kind::Json,
-        event_corpus(),
-        event_target,
         DEFAULT_EVENT_CASES,
+        corpus,
+        event_case(),
+        check_event,
     );
 }
 
 #[test]
 fn fuzz_policy_from_toml() {
+    let corpus = policy_corpus();
     fuzz(
         "policy",
-        Kind::Toml,
-        policy_corpus(),
-        policy_target,
         DEFAULT_POLICY_CASES,
+        corpus,
+        policy_case(),
+        check_policy,
     );
 }
 
@@ -955,15 +1296,25 @@ fn bad_event_fixtures_are_rejected_with_a_reason() {
     }
 }
 
+/// The same seed gives the same inputs (so a reported failure replays), another seed
+/// other ones.
 #[test]
-fn rng_is_deterministic_and_spread() {
-    let a: Vec<u64> = (0..4).map(|c| Rng::for_case(7, c).next_u64()).collect();
-    let b: Vec<u64> = (0..4).map(|c| Rng::for_case(7, c).next_u64()).collect();
-    assert_eq!(a, b);
-    let mut r = Rng::new(1);
-    let mut seen = [0usize; 8];
-    for _ in 0..8_000 {
-        seen[r.below(8)] += 1;
+fn cases_are_reproducible() {
+    fn sample<E: Edit>(
+        s: impl Strategy<Value = Case<E>>,
+        c: &Corpus<E::Tree>,
+        seed: u64,
+    ) -> Vec<Vec<u8>> {
+        let mut runner = TestRunner::new(config("reproducible", 1, seed));
+        (0..20)
+            .map(|_| input(c, &s.new_tree(&mut runner).expect("a case").current()))
+            .collect()
     }
-    assert!(seen.iter().all(|&n| n > 800), "{seen:?}");
+    let (events, policies) = (event_corpus(), policy_corpus());
+    let event = |seed| sample(event_case(), &events, seed);
+    let policy = |seed| sample(policy_case(), &policies, seed);
+    assert_eq!(event(7), event(7));
+    assert_ne!(event(7), event(8));
+    assert_eq!(policy(7), policy(7));
+    assert_ne!(policy(7), policy(8));
 }

@@ -7,24 +7,20 @@ use std::process::Command;
 use aws_sdk_sqs::config::Credentials;
 
 use crate::support::{
-    event_in, executions, ingress_with, root, sdk_config_with, security_group_with, text, World,
-    ACCOUNT, REGION,
+    executions, ingress_with, policy_fixture, root, sdk_config_with, security_group_with, text,
+    EventBuilder, World, ACCOUNT, REGION,
 };
 
 const SG: &str = "AWS::EC2::SecurityGroup";
 const MEMBER: &str = "111111111111";
 
-const POLICY: &str = r#"
-[accounts]
-role = "arn:aws:iam::{account_id}:role/redress-member"
-
-[[rule]]
-id = "ssh"
-config_rule = "restricted-ssh"
-resource_types = ["AWS::EC2::SecurityGroup"]
-severity = "LOW"
-action = { fix = "revoke_public_ingress", ports = [22] }
-"#;
+/// Automatic SSH fixes, acting through the member role of the finding's account.
+fn policy() -> String {
+    format!(
+        "[accounts]\nrole = \"arn:aws:iam::{{account_id}}:role/redress-member\"\n{}",
+        policy_fixture("ssh-low")
+    )
+}
 
 /// Credentials in the member account, from the role AWS Organizations puts there.
 async fn member_credentials(w: &World) -> Credentials {
@@ -75,7 +71,7 @@ except iam.exceptions.EntityAlreadyExistsException:
 
 #[tokio::test]
 async fn findings_in_a_member_account_and_another_region_are_fixed_there() {
-    let w = World::new("accounts", POLICY).await;
+    let w = World::new("accounts", &policy()).await;
     let creds = member_credentials(&w).await;
     create_member_role(&creds);
     let member_ec2 = aws_sdk_ec2::Client::new(&sdk_config_with(creds, REGION).await);
@@ -103,14 +99,10 @@ async fn findings_in_a_member_account_and_another_region_are_fixed_there() {
     ] {
         w.send(
             "events",
-            &event_in(
-                account,
-                region,
-                "restricted-ssh",
-                SG,
-                group,
-                "NON_COMPLIANT",
-            ),
+            &EventBuilder::new("restricted-ssh", SG, group)
+                .account(account)
+                .region(region)
+                .build(),
         )
         .await;
     }

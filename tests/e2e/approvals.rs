@@ -1,23 +1,19 @@
 //! Approvers review and act on queued high-severity remediations.
 
-use redress::message::{ApprovalRequest, ApprovalsMessage, Finding, Task, MESSAGE_VERSION};
+use std::time::Duration;
+
+use redress::message::{ApprovalRequest, ApprovalsMessage, Task, MESSAGE_VERSION};
 use redress::policy::{Fix, RenderedAction, Severity};
 
-use crate::support::{event, executions, text, World, ACCOUNT};
+use crate::support::{
+    audit, event, executions, policy_fixture, root, text, wait_for, EventBuilder, IamUser, World,
+    ACCOUNT, REGION,
+};
 
 const SG: &str = "AWS::EC2::SecurityGroup";
 
 pub fn policy(extra: &str) -> String {
-    format!(
-        r#"{extra}
-[[rule]]
-id = "sg-open-admin-ports"
-config_rule = "*restricted-ssh*"
-resource_types = ["AWS::EC2::SecurityGroup"]
-severity = "HIGH"
-action = {{ fix = "revoke_public_ingress", ports = [22, 3389] }}
-"#
-    )
+    format!("{extra}\n{}", policy_fixture("ssh-high"))
 }
 
 /// The policy with one approver, by IAM user ARN.
@@ -89,7 +85,7 @@ async fn approve_records_the_sts_identity_and_the_executor_fixes_it() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let approved = crate::support::audit(&out);
+    let approved = audit(&out);
     let executed = w.run_once(&[]);
     assert_eq!(w.ingress(&sg).await, vec![(443, "10.0.0.0/8".into())]);
 
@@ -123,11 +119,11 @@ async fn reject_leaves_the_resource_and_records_the_reason() {
         "json",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let audit = crate::support::audit(&out);
-    assert_eq!(audit[0]["decision"], "rejected");
-    assert_eq!(audit[0]["reason"], "planned bastion");
+    let records = audit(&out);
+    assert_eq!(records[0]["decision"], "rejected");
+    assert_eq!(records[0]["reason"], "planned bastion");
     assert_eq!(
-        audit[0]["actor"],
+        records[0]["actor"],
         format!("arn:aws:sts::{ACCOUNT}:user/test").as_str()
     );
     assert!(list(&w)["requests"].as_array().unwrap().is_empty());
@@ -148,11 +144,11 @@ async fn a_second_approval_of_the_same_id_is_refused_and_runs_nothing() {
         "{}",
         text(&second.stderr)
     );
-    let audit = w.run_once(&[]);
+    let records = w.run_once(&[]);
     assert_eq!(
-        executions(&audit).len(),
+        executions(&records).len(),
         1,
-        "one execution only: {audit:#?}"
+        "one execution only: {records:#?}"
     );
     assert_eq!(w.ingress(&sg).await.len(), 1);
 }
@@ -180,8 +176,8 @@ async fn fixed_by_hand_before_approval_ends_already_compliant() {
         .await
         .unwrap();
     assert!(w.redress(&["approvals", "approve", &id]).status.success());
-    let audit = w.run_once(&[]);
-    let run = executions(&audit);
+    let records = w.run_once(&[]);
+    let run = executions(&records);
     assert_eq!(run.len(), 1);
     assert_eq!(run[0]["outcome"], "already_compliant");
 }
@@ -206,13 +202,13 @@ async fn a_compliant_event_makes_the_request_moot_and_prune_removes_it() {
     let doc = list(&w);
     assert_eq!(doc["requests"][0]["id"], id.as_str());
     assert_eq!(doc["requests"][0]["status"], "moot");
-    let out = w.redress(&["approvals", "prune"]);
-    assert!(out.status.success());
-    assert!(
-        text(&out.stdout).contains("removed 1 moot request"),
-        "{}",
-        text(&out.stdout)
-    );
+    let out = w.redress(&["approvals", "prune", "--log-format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let removed = audit(&out);
+    assert_eq!(removed.len(), 1, "{removed:#?}");
+    assert_eq!(removed[0]["decision"], "skipped");
+    assert_eq!(removed[0]["resource_id"], sg.as_str());
+    assert!(list(&w)["requests"].as_array().unwrap().is_empty());
     assert!(
         w.drain("approvals").await.is_empty(),
         "request and notice both gone"
@@ -225,8 +221,8 @@ async fn expired_requests_are_removed_with_an_audit_record_and_nothing_is_fixed(
     let sg = w.security_group("ssh", &[(22, "0.0.0.0/0")]).await;
     w.send("events", &event("restricted-ssh", SG, &sg, "NON_COMPLIANT"))
         .await;
-    let audit = w.run_once(&[]);
-    let requested = audit
+    let records = w.run_once(&[]);
+    let requested = records
         .iter()
         .find(|r| r["decision"] == "approval_requested")
         .unwrap();
@@ -235,17 +231,25 @@ async fn expired_requests_are_removed_with_an_audit_record_and_nothing_is_fixed(
         .unwrap()
         .trim_start_matches("approval id ")
         .to_string();
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    let out = w.redress(&["approvals", "list", "--log-format", "json"]);
-    assert!(out.status.success());
-    assert!(
-        text(&out.stdout).contains("1 expired and removed"),
-        "{}",
-        text(&out.stdout)
-    );
-    let audit = crate::support::audit(&out);
-    assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0]["decision"], "expired");
+    // Listed as pending until its TTL passes; the first listing after that removes it,
+    // with an audit record.
+    let out = wait_for(Duration::from_secs(30), "the request to expire", || async {
+        let out = w.redress(&["approvals", "list", "--json", "--log-format", "json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if doc["expired_removed"] == 1 {
+            assert!(doc["requests"].as_array().unwrap().is_empty(), "{doc:#}");
+            Ok(out)
+        } else {
+            assert_eq!(doc["requests"][0]["id"], id.as_str(), "{doc:#}");
+            assert_eq!(doc["requests"][0]["status"], "pending", "{doc:#}");
+            Err(doc)
+        }
+    })
+    .await;
+    let expired = audit(&out);
+    assert_eq!(expired.len(), 1, "{expired:#?}");
+    assert_eq!(expired[0]["decision"], "expired");
     let out = w.redress(&["approvals", "approve", &id]);
     assert_eq!(out.status.code(), Some(2));
     assert!(w.drain("approvals").await.is_empty());
@@ -258,17 +262,9 @@ async fn list_shows_150_requests_exactly_once_and_hides_none_afterwards() {
     let approvals = w.queue("approvals").await;
     let mut sent = std::collections::BTreeSet::new();
     for i in 0..150 {
-        let mut finding = Finding::from_event(
-            &redress::event::parse_message(&event(
-                "restricted-ssh",
-                SG,
-                &format!("sg-{:017x}", i + 1),
-                "NON_COMPLIANT",
-            ))
-            .unwrap(),
-        );
-        finding.evaluation_time = Some(format!("2026-11-02T09:13:{:02}.{i:03}Z", i % 60));
-        let task = Task::new("sg-open-admin-ports", Severity::High, finding);
+        let task = EventBuilder::new("restricted-ssh", SG, &format!("sg-{:017x}", i + 1))
+            .recorded_at(&format!("2026-11-02T09:13:{:02}.{i:03}Z", i % 60))
+            .task("sg-open-admin-ports", Severity::High);
         let request = ApprovalRequest {
             version: MESSAGE_VERSION,
             id: task.approval_id(),
@@ -278,7 +274,7 @@ async fn list_shows_150_requests_exactly_once_and_hides_none_afterwards() {
             }),
             preview: vec![],
             requested_at: redress::time::now_rfc3339(),
-            expires_at: redress::time::rfc3339_after(std::time::Duration::from_secs(3600)),
+            expires_at: redress::time::rfc3339_after(Duration::from_secs(3600)),
             policy_version: None,
             returned: None,
         };
@@ -340,4 +336,141 @@ async fn two_approvers_at_once_exactly_one_takes_effect() {
         1,
         "one task handed to the executor"
     );
+}
+
+/// A message as the previous release (format version 1) wrote it, from
+/// `tests/fixtures/messages/v1/`, retargeted: the fixture's group, account and region
+/// become `sg` in this world, its approver `approver`, its request id the retargeted
+/// finding's, its request and approval times now and its expiry an hour from now.
+/// Nothing else changes.
+fn previous_release(name: &str, sg: &str, approver: &IamUser) -> String {
+    let path = root().join("tests/fixtures/messages/v1").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (task, id, times) = if v["kind"] == "request" {
+        (
+            &v["task"],
+            &v["id"],
+            Some((&v["requested_at"], &v["expires_at"])),
+        )
+    } else {
+        (&v, &v["approval"]["request_id"], None)
+    };
+    let f = &task["finding"];
+    let field = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+    let mut text = text
+        .replace(&field(&f["resource_id"]), sg)
+        .replace(&field(&f["account_id"]), ACCOUNT)
+        .replace(&field(&f["region"]), REGION);
+    if let Some(approval) = v.get("approval") {
+        text = text
+            .replace(&field(&approval["approved_by"]), &approver.arn)
+            .replace(&field(&approval["approver_user_id"]), &approver.user_id)
+            .replace(
+                &field(&approval["approved_at"]),
+                &redress::time::now_rfc3339(),
+            );
+    }
+    if let Some((requested, expires)) = times {
+        text = text
+            .replace(&field(requested), &redress::time::now_rfc3339())
+            .replace(
+                &field(expires),
+                &redress::time::rfc3339_after(Duration::from_secs(3600)),
+            );
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let retargeted: Task = serde_json::from_value(if v["kind"] == "request" {
+        v["task"].clone()
+    } else {
+        v
+    })
+    .unwrap();
+    text.replace(&field(id), &retargeted.approval_id())
+}
+
+/// Messages the previous release left on the queues survive the upgrade: its waiting
+/// request is listed and approved as any other, and its approval, which carries no
+/// digest of the action shown, is refused and its request put back for a fresh decision.
+#[tokio::test]
+async fn requests_and_approvals_of_the_previous_release_survive_an_upgrade() {
+    let w = World::new("upgrade", &policy("")).await;
+    let alice = w.iam_user("alice").await;
+    w.set_policy(&only(&alice.arn));
+    let rules = [(22, "0.0.0.0/0"), (443, "10.0.0.0/8")];
+    let waiting = w.security_group("waiting", &rules).await;
+    let approved = w.security_group("approved", &rules).await;
+    w.send(
+        "approvals",
+        &previous_release("approvals-request.json", &waiting, &alice),
+    )
+    .await;
+    w.send_as(
+        &alice,
+        "tasks",
+        &previous_release("task-approved.json", &approved, &alice),
+    )
+    .await;
+
+    let doc = list(&w);
+    let requests = doc["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1, "{doc:#}");
+    assert_eq!(requests[0]["status"], "pending");
+    assert_eq!(requests[0]["request"]["version"], 1);
+    assert_eq!(
+        requests[0]["request"]["task"]["finding"]["resource_id"],
+        waiting.as_str()
+    );
+    let id = requests[0]["id"].as_str().unwrap().to_string();
+    let out = w.redress_as(&alice.access_key, &["approvals", "approve", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = w.run_once(&[]);
+
+    // The waiting request, approved now, ran.
+    assert_eq!(w.ingress(&waiting).await, vec![(443, "10.0.0.0/8".into())]);
+    let fixed: Vec<&str> = executions(&records)
+        .iter()
+        .filter(|r| r["outcome"] == "succeeded")
+        .map(|r| r["resource_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(fixed, vec![waiting.as_str()], "{records:#?}");
+    // The old approval did not: refused, and its request is back in today's format.
+    assert_eq!(w.ingress(&approved).await.len(), 2, "nothing changed");
+    let dead = w.drain("tasks-dlq").await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attributes["redress.error_class"], "refused");
+    assert!(
+        dead[0].attributes["redress.error"].contains("no action digest"),
+        "{:?}",
+        dead[0].attributes
+    );
+    let doc = list(&w);
+    let requests = doc["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1, "{doc:#}");
+    let back = &requests[0];
+    assert_eq!(
+        back["request"]["task"]["finding"]["resource_id"],
+        approved.as_str()
+    );
+    assert_eq!(back["request"]["version"], MESSAGE_VERSION);
+    assert!(
+        back["request"]["returned"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("no action digest"),
+        "{back:#}"
+    );
+    // Approved again, it runs.
+    let id = back["id"].as_str().unwrap().to_string();
+    let out = w.redress_as(&alice.access_key, &["approvals", "approve", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = w.run_once(&[]);
+    assert_eq!(w.ingress(&approved).await, vec![(443, "10.0.0.0/8".into())]);
+    let run: Vec<_> = executions(&records)
+        .into_iter()
+        .filter(|r| r["outcome"].is_string())
+        .collect();
+    assert_eq!(run.len(), 1, "{records:#?}");
+    assert_eq!(run[0]["outcome"], "succeeded");
+    assert_eq!(run[0]["actor"], alice.arn.as_str());
 }

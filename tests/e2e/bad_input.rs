@@ -2,21 +2,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::{root, World};
+use crate::support::{policy_fixture, root, World};
 
 #[tokio::test]
 async fn every_bad_fixture_ends_in_the_events_dlq_with_a_reason() {
-    let w = World::new(
-        "bad-input",
-        r#"
-[[rule]]
-id = "anything"
-config_rule = "*"
-severity = "LOW"
-action = { fix = "revoke_public_ingress" }
-"#,
-    )
-    .await;
+    let w = World::new("bad-input", &policy_fixture("catch-all")).await;
     let mut sent = BTreeSet::new();
     for entry in std::fs::read_dir(root().join("tests/fixtures/events/bad")).unwrap() {
         let body = std::fs::read_to_string(entry.unwrap().path()).unwrap();

@@ -14,25 +14,16 @@ use std::time::{Duration, Instant};
 
 use redress::approval::Status;
 
-use crate::support::{event, executions, root, signal, text, World};
+use crate::support::{
+    event, executions, policy_fixtures, root, signal, text, wait_until, wait_until_blocking, World,
+};
 
 const SG: &str = "AWS::EC2::SecurityGroup";
 
-const POLICY: &str = r#"
-[[rule]]
-id = "ssh"
-config_rule = "*restricted-ssh*"
-resource_types = ["AWS::EC2::SecurityGroup"]
-severity = "LOW"
-action = { fix = "revoke_public_ingress", ports = [22] }
-
-[[rule]]
-id = "rdp"
-config_rule = "restricted-rdp"
-resource_types = ["AWS::EC2::SecurityGroup"]
-severity = "HIGH"
-action = { fix = "revoke_public_ingress", ports = [3389] }
-"#;
+/// Automatic SSH (LOW) and RDP needing approval (HIGH).
+fn policy() -> String {
+    policy_fixtures(&["ssh-low", "rdp-high"], &[])
+}
 
 /// What was sent, to check every event's end against.
 struct Load {
@@ -173,9 +164,14 @@ async fn account(
     figures
 }
 
+/// The audit records in a log file (none while it does not exist yet).
 fn records_in(path: &std::path::Path) -> Vec<serde_json::Value> {
     let mut s = String::new();
-    File::open(path).unwrap().read_to_string(&mut s).unwrap();
+    match File::open(path) {
+        Ok(mut f) => f.read_to_string(&mut s).unwrap(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("{}: {e}", path.display()),
+    };
     // A killed process may leave a torn last line: skip what does not parse.
     s.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -186,15 +182,20 @@ fn records_in(path: &std::path::Path) -> Vec<serde_json::Value> {
 #[tokio::test]
 #[ignore = "slow fault test: make chaos"]
 async fn killing_the_worker_repeatedly_loses_nothing_and_fixes_nothing_twice() {
-    let w = World::new("kill9", POLICY).await;
+    let w = World::new("kill9", &policy()).await;
     // Work a killed worker held comes back after 4 s instead of the default minutes.
     w.set_visibility("events", 4).await;
     w.set_visibility("tasks", 4).await;
     let l = load(&w, 300, 100, 50, 50).await;
     let log = w.dir.join("kill9.log");
     let started = Instant::now();
+    // Each worker is killed at a point set by its progress, not by a clock: at start-up
+    // (0), or once it has written that many more audit records (mid-batch, mid-forward,
+    // mid-delete...). What a killed worker held comes back after the 4 s visibility.
+    let kill_after = [0usize, 1, 3, 8, 20, 0, 2, 5, 13, 30];
     let mut kills = 0;
-    for i in 0..10u64 {
+    for (i, n) in kill_after.into_iter().enumerate() {
+        let before = records_in(&log).len();
         let mut child = w
             .command_as("test", &["run", "--concurrency", "20", "--heartbeat", "1"])
             .stderr(Stdio::from(
@@ -206,8 +207,12 @@ async fn killing_the_worker_repeatedly_loses_nothing_and_fixes_nothing_twice() {
             ))
             .spawn()
             .unwrap();
-        // 0.7 to 2.5 s: start-up, mid-batch, mid-forward, mid-delete...
-        std::thread::sleep(Duration::from_millis(700 + (i * 577) % 1800));
+        wait_until(
+            Duration::from_secs(120),
+            &format!("worker {i} to write {n} audit records"),
+            || async { records_in(&log).len() >= before + n },
+        )
+        .await;
         signal(&child, "KILL");
         child.wait().unwrap();
         kills += 1;
@@ -236,7 +241,7 @@ async fn killing_the_worker_repeatedly_loses_nothing_and_fixes_nothing_twice() {
 #[tokio::test]
 #[ignore = "slow fault test: make chaos"]
 async fn a_fault_injecting_proxy_loses_nothing() {
-    let w = World::new("faults", POLICY).await;
+    let w = World::new("faults", &policy()).await;
     // A receive whose answer is lost leaves its messages invisible for the visibility
     // timeout (15 minutes on the tasks queue): shorten it so the run drains in seconds.
     w.set_visibility("events", 5).await;
@@ -261,11 +266,9 @@ async fn a_fault_injecting_proxy_loses_nothing() {
         .spawn()
         .unwrap();
     let proxy_url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "fault proxy did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_blocking(Duration::from_secs(10), "the fault proxy to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     let out = w
         .command_as("test", &["run", "--once", "--concurrency", "20"])
         .env("AWS_ENDPOINT_URL", &proxy_url)
@@ -296,20 +299,9 @@ async fn a_fault_injecting_proxy_loses_nothing() {
 #[ignore = "slow fault test: make chaos"]
 async fn every_event_twice_to_two_workers_at_once_is_remediated_once() {
     let prefix = format!("/chaos-twice-{}/", std::process::id());
-    let policy = format!(
-        r#"{POLICY}
-[[rule]]
-id = "sg-runbook"
-config_rule = "sg-public-admin-access"
-severity = "LOW"
-action = {{ runbook = "AWS-DisablePublicAccessForSecurityGroup", parameters = {{ GroupId = ["{{resource_id}}"] }} }}
-
-[[rule]]
-id = "param-drift"
-config_rule = "ssm-parameter-drift"
-severity = "MEDIUM"
-action = {{ fix = "restore_parameter_baseline", baseline_prefix = "{prefix}approved/", current_prefix = "{prefix}current/" }}
-"#
+    let policy = policy_fixtures(
+        &["ssh-low", "rdp-high", "sg-runbook", "param-drift"],
+        &[("prefix", &prefix)],
     );
     let w = World::new("twice", &policy).await;
     let (mut direct, mut runbook, mut params, mut bodies) = (vec![], vec![], vec![], vec![]);

@@ -5,31 +5,89 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use redress::event::parse_message;
-use redress::message::{Finding, Task};
+use aws_sdk_ssm::types::{AutomationExecutionFilter, AutomationExecutionFilterKey};
 use redress::policy::Severity;
 
-use crate::support::{audit, event, executions, signal, text, World};
+use crate::support::{
+    audit, executions, logs, policy_fixtures, signal, text, wait_for, EventBuilder, World,
+};
 
 const BUCKET: &str = "AWS::S3::Bucket";
 
-/// A rule whose runbook takes `seconds` and changes nothing.
+/// A rule whose runbook takes `seconds` and changes nothing. Each test here uses its own
+/// duration, which tells its execution apart (see [`running_sleep`]).
 fn sleep_policy(seconds: u32) -> String {
-    format!(
-        r#"
-[[rule]]
-id = "slow"
-config_rule = "slow-rule"
-severity = "LOW"
-action = {{ runbook = "Redress-Test-Sleep", parameters = {{ Seconds = ["{seconds}"] }} }}
-"#
-    )
+    policy_fixtures(&["slow"], &[("seconds", &seconds.to_string())])
 }
 
 /// A task for the slow rule on `resource` (each call is a distinct finding).
 fn task(resource: &str) -> String {
-    let e = parse_message(&event("slow-rule", BUCKET, resource, "NON_COMPLIANT")).unwrap();
-    serde_json::to_string(&Task::new("slow", Severity::Low, Finding::from_event(&e))).unwrap()
+    let task = EventBuilder::new("slow-rule", BUCKET, resource).task("slow", Severity::Low);
+    serde_json::to_string(&task).unwrap()
+}
+
+/// The id of the running `Redress-Test-Sleep` execution of `seconds`, or what runs.
+async fn running_sleep(w: &World, seconds: u32) -> Result<String, String> {
+    let filter = |key, value: &str| {
+        AutomationExecutionFilter::builder()
+            .key(key)
+            .values(value)
+            .build()
+            .unwrap()
+    };
+    let list = w
+        .clients
+        .ssm
+        .describe_automation_executions()
+        .filters(filter(
+            AutomationExecutionFilterKey::DocumentNamePrefix,
+            "Redress-Test-Sleep",
+        ))
+        .filters(filter(
+            AutomationExecutionFilterKey::ExecutionStatus,
+            "InProgress",
+        ))
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let mut running = Vec::new();
+    for meta in list.automation_execution_metadata_list() {
+        let id = meta.automation_execution_id().unwrap_or_default();
+        let exec = w
+            .clients
+            .ssm
+            .get_automation_execution()
+            .automation_execution_id(id)
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let params = exec
+            .automation_execution()
+            .and_then(|e| e.parameters())
+            .cloned()
+            .unwrap_or_default();
+        if params.get("Seconds") == Some(&vec![seconds.to_string()]) {
+            return Ok(id.to_string());
+        }
+        running.push(params);
+    }
+    Err(format!("running: {running:?}"))
+}
+
+/// The status of an automation execution.
+async fn execution_status(w: &World, id: &str) -> String {
+    let exec = w
+        .clients
+        .ssm
+        .get_automation_execution()
+        .automation_execution_id(id)
+        .send()
+        .await
+        .unwrap();
+    exec.automation_execution()
+        .and_then(|e| e.automation_execution_status())
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default()
 }
 
 /// Waits for the worker to exit; it must exit 0.
@@ -47,17 +105,19 @@ async fn exits_0(child: std::process::Child) -> std::process::Output {
     out
 }
 
-/// Waits until `n` messages of the tasks queue are in flight.
+/// Waits until `n` messages of the tasks queue are in flight (and none visible).
 async fn until_in_flight(w: &World, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while w.depth("tasks").await != (0, n) {
-        assert!(
-            Instant::now() < deadline,
-            "never {n} in flight: {:?}",
-            w.depth("tasks").await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        Duration::from_secs(20),
+        &format!("{n} tasks in flight"),
+        || async {
+            match w.depth("tasks").await {
+                d if d == (0, n) => Ok(()),
+                d => Err(d),
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -102,19 +162,30 @@ async fn sigterm_finishes_work_in_progress_hands_back_the_rest_and_exits_0() {
         .spawn()
         .unwrap();
     until_in_flight(&w, 3).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Work in progress: the runbook of the one holding the lock has started.
+    let running = wait_for(Duration::from_secs(20), "the runbook to start", || async {
+        running_sleep(&w, 3).await
+    })
+    .await;
     signal(&child, "TERM");
     let stopped = Instant::now();
-    // The two unstarted ones are visible again at once, long before the runbook ends.
-    let deadline = Instant::now() + Duration::from_millis(1500);
-    while w.depth("tasks").await != (2, 1) {
-        assert!(
-            Instant::now() < deadline,
-            "unstarted tasks not handed back: {:?}",
-            w.depth("tasks").await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The two unstarted ones are visible again while the runbook still runs.
+    wait_for(
+        Duration::from_secs(20),
+        "the unstarted tasks to be handed back",
+        || async {
+            match w.depth("tasks").await {
+                (2, 1) => Ok(()),
+                d => Err(d),
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        execution_status(&w, &running).await,
+        "InProgress",
+        "handed back only after the runbook ended"
+    );
     let out = exits_0(child).await;
     assert!(stopped.elapsed() < Duration::from_secs(10));
     let records = audit(&out);
@@ -142,7 +213,14 @@ async fn work_still_running_at_the_deadline_is_abandoned_and_its_message_returns
         "took {:?}",
         stopped.elapsed()
     );
-    assert!(text(&out.stderr).contains("shutdown deadline passed"));
+    assert!(
+        logs(&out).iter().any(|l| l["level"] == "WARN"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("shutdown deadline passed"))),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(executions(&audit(&out)).is_empty());
     assert_eq!(
         w.depth("tasks").await,

@@ -2,48 +2,25 @@
 
 use redress::message::{ApprovalsMessage, Task};
 
-use crate::support::{event, executions, World, ACCOUNT, REGION};
+use crate::support::{event, executions, policy_fixtures, EventBuilder, World, ACCOUNT, REGION};
 
 const SG: &str = "AWS::EC2::SecurityGroup";
 
+/// HIGH SSH (approval), MEDIUM FTP and drift (automatic), a LOW runbook, and a runbook
+/// that always fails; parameters under `param_prefix`.
 fn policy(param_prefix: &str) -> String {
     format!(
-        r#"
-[routing]
-auto_max_severity = "MEDIUM"
-
-[[rule]]
-id = "sg-open-admin-ports"
-config_rule = "*restricted-ssh*"
-resource_types = ["AWS::EC2::SecurityGroup"]
-severity = "HIGH"
-action = {{ fix = "revoke_public_ingress", ports = [22, 3389] }}
-
-[[rule]]
-id = "sg-open-privileged-ports"
-config_rule = "restricted-common-ports"
-resource_types = ["AWS::EC2::SecurityGroup"]
-severity = "MEDIUM"
-action = {{ fix = "revoke_public_ingress", ports = [21] }}
-
-[[rule]]
-id = "param-drift"
-config_rule = "ssm-parameter-drift"
-severity = "MEDIUM"
-action = {{ fix = "restore_parameter_baseline", baseline_prefix = "{param_prefix}approved/", current_prefix = "{param_prefix}current/" }}
-
-[[rule]]
-id = "sg-runbook"
-config_rule = "sg-public-admin-access"
-severity = "LOW"
-action = {{ runbook = "AWS-DisablePublicAccessForSecurityGroup", parameters = {{ GroupId = ["{{resource_id}}"] }}, assume_role = "arn:aws:iam::{{account_id}}:role/redress-remediation" }}
-
-[[rule]]
-id = "always-fails"
-config_rule = "broken-runbook-rule"
-severity = "LOW"
-action = {{ runbook = "Redress-Test-AlwaysFail" }}
-"#
+        "[routing]\nauto_max_severity = \"MEDIUM\"\n{}",
+        policy_fixtures(
+            &[
+                "ssh-high",
+                "ftp-medium",
+                "param-drift",
+                "sg-runbook",
+                "always-fails"
+            ],
+            &[("prefix", param_prefix)],
+        )
     )
 }
 
@@ -301,13 +278,8 @@ async fn a_failing_runbook_ends_in_the_tasks_dlq_with_its_reason() {
 async fn a_task_without_approval_for_an_approval_rule_only_becomes_a_request() {
     let w = world("forged").await;
     let ssh = w.security_group("ssh", &[(22, "0.0.0.0/0")]).await;
-    let parsed =
-        redress::event::parse_message(&event("restricted-ssh", SG, &ssh, "NON_COMPLIANT")).unwrap();
-    let task = Task::new(
-        "sg-open-admin-ports",
-        redress::policy::Severity::Low,
-        redress::message::Finding::from_event(&parsed),
-    );
+    let task = EventBuilder::new("restricted-ssh", SG, &ssh)
+        .task("sg-open-admin-ports", redress::policy::Severity::Low);
     w.send("tasks", &serde_json::to_string(&task).unwrap())
         .await;
     let out = w.redress(&["executor", "--once"]);

@@ -3,22 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::{event, executions, stack_get, World, ACCOUNT};
+use crate::support::{event, executions, policy_fixture, stack_get, World, ACCOUNT};
 
 const SG: &str = "AWS::EC2::SecurityGroup";
 
 /// One automatic SSH rule (LOW), plus `extra` (tables such as `[limits]`).
 fn ssh_policy(extra: &str) -> String {
-    format!(
-        r#"{extra}
-[[rule]]
-id = "ssh"
-config_rule = "*restricted-ssh*"
-resource_types = ["AWS::EC2::SecurityGroup"]
-severity = "LOW"
-action = {{ fix = "revoke_public_ingress", ports = [22] }}
-"#
-    )
+    format!("{extra}\n{}", policy_fixture("ssh-low"))
 }
 
 /// `n` groups with SSH open to the world, and one finding for each on the events queue.
@@ -197,20 +188,17 @@ async fn the_kill_switch_sends_automatic_fixes_to_approval_and_nothing_is_fixed(
 
 #[tokio::test]
 async fn the_breaker_opens_after_failures_and_later_tasks_go_to_approval() {
-    let policy = r#"
+    let policy = format!(
+        r#"
 [limits]
 breaker_error_rate = 0.5
 breaker_min_fixes = 3
 breaker_window = "10m"
 breaker_cooldown = "10m"
-
-[[rule]]
-id = "always-fails"
-config_rule = "broken-runbook-rule"
-severity = "LOW"
-action = { runbook = "Redress-Test-AlwaysFail" }
-"#;
-    let w = World::new("breaker", policy).await;
+{}"#,
+        policy_fixture("always-fails")
+    );
+    let w = World::new("breaker", &policy).await;
     for i in 0..6 {
         let bucket = format!("{}-b{i}", w.prefix);
         w.send(

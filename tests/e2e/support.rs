@@ -1,6 +1,8 @@
 //! Test harness: one local stack per test process (or the one `make test` started), and
 //! per test its own queues, event bus, policy and resources, so tests run in parallel.
 
+use std::fmt::Debug;
+use std::future::Future;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -10,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::types::{IpPermission, IpRange};
+use redress::message::{Finding, Task};
+use redress::policy::Severity;
 use redress_workers::aws::sqs::{Queue, Received};
 
 pub const REGION: &str = "us-east-1";
@@ -55,11 +59,11 @@ pub fn endpoint() -> &'static str {
                 .spawn()
                 .expect("start the local stack");
             let stdin = child.stdin.take().expect("piped stdin");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "local stack did not start on port {port}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            wait_until_blocking(
+                Duration::from_secs(30),
+                &format!("the local stack to listen on port {port}"),
+                || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            );
             (
                 format!("http://127.0.0.1:{port}"),
                 Mutex::new(Some(OwnStack {
@@ -282,6 +286,17 @@ impl World {
         self.queue(which).await.send(body).await.unwrap();
     }
 
+    /// Sends a message as this IAM user (SQS stamps their id as its SenderId).
+    pub async fn send_as(&self, user: &IamUser, which: &str, body: &str) {
+        let sqs = aws_sdk_sqs::Client::new(&sdk_config_as(&user.access_key).await);
+        Queue::resolve(&sqs, &self.queue_name(which))
+            .await
+            .unwrap()
+            .send(body)
+            .await
+            .unwrap();
+    }
+
     /// Sends many messages (ten per call), each with these string attributes.
     pub async fn send_many(&self, which: &str, bodies: &[String], attrs: &[(&str, &str)]) {
         let q = self.queue(which).await;
@@ -443,61 +458,234 @@ pub async fn ingress_with(ec2: &aws_sdk_ec2::Client, group_id: &str) -> Vec<(i32
     rules
 }
 
-/// A compliance-change event (EventBridge form) for this account and region.
+/// A compliance-change event (EventBridge form), NON_COMPLIANT, for a resource in this
+/// account and region: shorthand for [`EventBuilder`] with a compliance.
 pub fn event(
     config_rule: &str,
     resource_type: &str,
     resource_id: &str,
     compliance: &str,
 ) -> String {
-    event_in(
-        ACCOUNT,
-        REGION,
-        config_rule,
-        resource_type,
-        resource_id,
-        compliance,
-    )
+    EventBuilder::new(config_rule, resource_type, resource_id)
+        .compliance(compliance)
+        .build()
 }
 
-/// A compliance-change event for a resource in another account or region.
-pub fn event_in(
-    account: &str,
-    region: &str,
-    config_rule: &str,
-    resource_type: &str,
-    resource_id: &str,
-    compliance: &str,
-) -> String {
-    let template =
-        std::fs::read_to_string(root().join("tests/fixtures/events/sg-ssh-open-noncompliant.json"))
-            .unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&template).unwrap();
-    let id = format!(
-        "e2e-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
-    v["id"] = id.into();
-    v["account"] = account.into();
-    v["region"] = region.into();
-    let d = &mut v["detail"];
-    d["resourceId"] = resource_id.into();
-    d["resourceType"] = resource_type.into();
-    d["configRuleName"] = config_rule.into();
-    d["awsAccountId"] = account.into();
-    d["awsRegion"] = region.into();
-    let q =
-        &mut d["newEvaluationResult"]["evaluationResultIdentifier"]["evaluationResultQualifier"];
-    q["resourceId"] = resource_id.into();
-    q["resourceType"] = resource_type.into();
-    q["configRuleName"] = config_rule.into();
-    d["newEvaluationResult"]["complianceType"] = compliance.into();
-    d["newEvaluationResult"]["resultRecordedTime"] = redress::time::now_rfc3339().into();
-    if let Some(old) = d.as_object_mut() {
-        old.remove("oldEvaluationResult");
+/// The one way tests make compliance-change events: the fixture
+/// `events/sg-ssh-open-noncompliant.json` (EventBridge form) with a fresh event id, no
+/// old result, recorded now, and every field that names the rule, resource, account or
+/// region set consistently.
+///
+/// ```ignore
+/// EventBuilder::new("restricted-ssh", SG, &sg)
+///     .compliance("COMPLIANT")
+///     .account("111111111111")
+///     .region("us-west-2")
+///     .annotation("text")
+///     .build()
+/// ```
+#[derive(Debug, Clone)]
+pub struct EventBuilder {
+    config_rule: String,
+    resource_type: String,
+    resource_id: String,
+    compliance: String,
+    account: String,
+    region: String,
+    annotation: Option<String>,
+    recorded_at: Option<String>,
+}
+
+impl EventBuilder {
+    /// A NON_COMPLIANT finding of `config_rule` on the resource, in [`ACCOUNT`] and
+    /// [`REGION`].
+    pub fn new(config_rule: &str, resource_type: &str, resource_id: &str) -> EventBuilder {
+        EventBuilder {
+            config_rule: config_rule.into(),
+            resource_type: resource_type.into(),
+            resource_id: resource_id.into(),
+            compliance: "NON_COMPLIANT".into(),
+            account: ACCOUNT.into(),
+            region: REGION.into(),
+            annotation: None,
+            recorded_at: None,
+        }
     }
-    v.to_string()
+
+    /// `COMPLIANT`, `NON_COMPLIANT`, ... (any text: bad values make bad events).
+    pub fn compliance(mut self, compliance: &str) -> EventBuilder {
+        self.compliance = compliance.into();
+        self
+    }
+
+    /// The resource's account (envelope and detail).
+    pub fn account(mut self, account: &str) -> EventBuilder {
+        self.account = account.into();
+        self
+    }
+
+    /// The resource's region (envelope and detail).
+    pub fn region(mut self, region: &str) -> EventBuilder {
+        self.region = region.into();
+        self
+    }
+
+    /// The rule's annotation (the fixture's own otherwise).
+    pub fn annotation(mut self, annotation: &str) -> EventBuilder {
+        self.annotation = Some(annotation.into());
+        self
+    }
+
+    /// `resultRecordedTime`, which identifies the evaluation (now otherwise).
+    pub fn recorded_at(mut self, time: &str) -> EventBuilder {
+        self.recorded_at = Some(time.into());
+        self
+    }
+
+    /// The event as a JSON value.
+    pub fn json(&self) -> serde_json::Value {
+        let template = std::fs::read_to_string(
+            root().join("tests/fixtures/events/sg-ssh-open-noncompliant.json"),
+        )
+        .unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&template).unwrap();
+        let id = format!(
+            "e2e-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        v["id"] = id.into();
+        v["account"] = self.account.as_str().into();
+        v["region"] = self.region.as_str().into();
+        let d = &mut v["detail"];
+        d["resourceId"] = self.resource_id.as_str().into();
+        d["resourceType"] = self.resource_type.as_str().into();
+        d["configRuleName"] = self.config_rule.as_str().into();
+        d["awsAccountId"] = self.account.as_str().into();
+        d["awsRegion"] = self.region.as_str().into();
+        let result = &mut d["newEvaluationResult"];
+        let q = &mut result["evaluationResultIdentifier"]["evaluationResultQualifier"];
+        q["resourceId"] = self.resource_id.as_str().into();
+        q["resourceType"] = self.resource_type.as_str().into();
+        q["configRuleName"] = self.config_rule.as_str().into();
+        result["complianceType"] = self.compliance.as_str().into();
+        result["resultRecordedTime"] = self
+            .recorded_at
+            .clone()
+            .unwrap_or_else(redress::time::now_rfc3339)
+            .into();
+        if let Some(a) = &self.annotation {
+            result["annotation"] = a.as_str().into();
+        }
+        if let Some(old) = d.as_object_mut() {
+            old.remove("oldEvaluationResult");
+        }
+        v
+    }
+
+    /// The event as the body of a queue message.
+    pub fn build(&self) -> String {
+        self.json().to_string()
+    }
+
+    /// The finding the router would copy out of the event (which must be valid).
+    pub fn finding(&self) -> Finding {
+        let e = redress::event::parse_message(&self.build())
+            .unwrap_or_else(|e| panic!("not a valid event: {e}: {self:?}"));
+        Finding::from_event(&e)
+    }
+
+    /// A task for the event's finding under a policy rule, as a router makes it.
+    pub fn task(&self, rule_id: &str, severity: Severity) -> Task {
+        Task::new(rule_id, severity, self.finding())
+    }
+}
+
+/// Rules from `tests/fixtures/policies/NAME.toml`, joined in the order given, with every
+/// `${key}` replaced by its value. A placeholder left unreplaced is an error, so a
+/// fixture cannot silently keep one.
+pub fn policy_fixtures(names: &[&str], vars: &[(&str, &str)]) -> String {
+    let mut policy = String::new();
+    for name in names {
+        let path = root().join(format!("tests/fixtures/policies/{name}.toml"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("policy fixture {}: {e}", path.display()));
+        policy.push('\n');
+        policy.push_str(&text);
+    }
+    for (key, value) in vars {
+        let placeholder = format!("${{{key}}}");
+        assert!(
+            policy.contains(&placeholder),
+            "no {placeholder} in policy fixtures {names:?}"
+        );
+        policy = policy.replace(&placeholder, value);
+    }
+    assert!(
+        !policy.contains("${"),
+        "policy fixtures {names:?} left a placeholder unreplaced: {policy}"
+    );
+    policy
+}
+
+/// One policy fixture without placeholders, e.g. `policy_fixture("ssh-low")`.
+pub fn policy_fixture(name: &str) -> String {
+    policy_fixtures(&[name], &[])
+}
+
+/// How often [`wait_until`] and friends look again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Waits until `probe` answers `Ok`, looking again every 50 ms, and returns its value;
+/// panics after `timeout`, naming `what` and the last `Err` it saw (the state so far).
+/// Tests wait on what they can observe (queue depths, records, listings), never on a
+/// fixed sleep.
+pub async fn wait_for<T, E, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    E: Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "waited {timeout:?} for {what}; last seen: {last:?}"
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until `condition` holds, looking again every 50 ms; panics after `timeout`,
+/// naming `what`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_for(timeout, what, || {
+        let holds = condition();
+        async move {
+            if holds.await {
+                Ok(())
+            } else {
+                Err("not yet")
+            }
+        }
+    })
+    .await
+}
+
+/// [`wait_until`] for code that cannot await (start-up of helper processes).
+pub fn wait_until_blocking(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "waited {timeout:?} for {what}");
+        std::thread::sleep(POLL);
+    }
 }
 
 /// `infra/local/demo.py` against the test stack.
@@ -582,6 +770,16 @@ pub fn audit(out: &Output) -> Vec<serde_json::Value> {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["target"] == "audit")
+        .collect()
+}
+
+/// Log records (not audit records) from a run's stderr in the JSON log format, e.g.
+/// `{"level":"WARN","fields":{"message":"...","grace":"1s"},"target":"..."}`.
+pub fn logs(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] != "audit" && v["fields"].is_object())
         .collect()
 }
 

@@ -388,12 +388,15 @@ async fn hostile_text_never_reaches_the_terminal() {
     );
     // Anyone who can write to the approvals queue can also put hostile text in the
     // fields a list shows.
-    let mut forged = doc["requests"][0]["request"].clone();
-    forged["kind"] = "request".into();
-    forged["id"] = "ap-0000000001".into();
-    forged["task"]["finding"]["resource_id"] = hostile.into();
-    forged["task"]["rule_id"] = hostile.into();
-    w.send("approvals", &forged.to_string()).await;
+    // (Its id must be its task's, or the board leaves it out.)
+    let mut forged: redress::message::ApprovalRequest =
+        serde_json::from_value(doc["requests"][0]["request"].clone()).unwrap();
+    forged.task.finding.resource_id = hostile.into();
+    forged.task.rule_id = hostile.into();
+    forged.id = forged.task.approval_id();
+    let message = redress::message::ApprovalsMessage::Request(Box::new(forged));
+    w.send("approvals", &serde_json::to_string(&message).unwrap())
+        .await;
     for (args, shows_it) in [
         (vec!["approvals", "list"], true),
         (vec!["approvals", "show", &id], true),

@@ -7,15 +7,15 @@ use clap::Parser;
 
 use redress_workers::cli::{Cli, Command, PolicyCommand};
 use redress_workers::error::CliResult;
-use redress_workers::run::Which;
+use redress_workers::run::Workers;
 use redress_workers::{approvals, dlq, emit, lambda, logging, policy_cmd, provision, run};
 
 async fn dispatch(cli: &Cli) -> CliResult {
     let g = &cli.global;
     match &cli.command {
-        Command::Run(a) => run::run(g, a, Which::Both).await,
-        Command::Router(a) => run::run(g, a, Which::Router).await,
-        Command::Executor(a) => run::run(g, a, Which::Executor).await,
+        Command::Run(a) => run::run(g, a, Workers::Both).await,
+        Command::Router(a) => run::run(g, a, Workers::Router).await,
+        Command::Executor(a) => run::run(g, a, Workers::Executor).await,
         Command::Policy(PolicyCommand::Check { file }) => {
             policy_cmd::check(file.as_ref().unwrap_or(&g.policy))
         }

@@ -13,15 +13,15 @@ use tokio::task::JoinHandle;
 use crate::cli::{ExecutorArgs, Global, WorkerArgs};
 use crate::error::{CliError, CliResult};
 use crate::executor::{
-    Executor, Guards, KeyedLocks, Polling, Recent, Reevaluator, SecurityGroups, Targets,
+    Executor, FinishedTasks, Guards, KeyedLocks, Polling, Reevaluator, SecurityGroups, Targets,
 };
 use crate::report::Tally;
 use crate::router::Router;
-use crate::worker::{Handler, Until, Worker};
+use crate::worker::{Handler, RunUntil, Worker};
 
-/// Which workers to run.
+/// Workers workers to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Which {
+pub enum Workers {
     /// Router and executor.
     Both,
     /// Router only.
@@ -123,7 +123,7 @@ pub async fn executor(
             crate::aws::ssm::Parameters::new(clients.ssm.clone()),
         ),
         approvers,
-        recent: Recent::new(RECENT_TASKS, RECENT_FOR),
+        recent: FinishedTasks::new(RECENT_TASKS, RECENT_FOR),
         reevaluator: Reevaluator::start(REEVALUATION_WINDOW),
         approvals: resolve(clients, &global.approvals_queue).await?,
         policy,
@@ -135,7 +135,7 @@ pub async fn executor(
 }
 
 /// Runs the chosen workers until shutdown, or until drained with `--once`.
-pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult {
+pub async fn run(global: &Global, args: &WorkerArgs, which: Workers) -> CliResult {
     let policy = load_policy(global)?;
     let config = crate::aws::load().await;
     let clients = Clients::new(&config);
@@ -150,12 +150,12 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
     let loops = args.concurrency.div_ceil(10);
     let batch = args.concurrency.div_ceil(loops) as i32;
     let grace = Duration::from_secs(args.shutdown_grace);
-    if which != Which::Executor {
+    if which != Workers::Executor {
         let handler = Arc::new(router(global, policy.clone(), &clients).await?);
         let until = if args.once {
-            Until::Drained(vec![events.clone()])
+            RunUntil::Drained(vec![events.clone()])
         } else {
-            Until::Shutdown
+            RunUntil::Shutdown
         };
         let worker = Worker {
             name: "router",
@@ -169,7 +169,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
         };
         spawn(worker, loops, until, &shutdown, &mut handles);
     }
-    if which != Which::Router {
+    if which != Workers::Router {
         let handler = Arc::new(
             executor(
                 global,
@@ -183,13 +183,13 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
         );
         // The executor drains after the router: its work arrives from the events queue.
         let until = if args.once {
-            Until::Drained(if which == Which::Both {
+            RunUntil::Drained(if which == Workers::Both {
                 vec![events, tasks.clone()]
             } else {
                 vec![tasks.clone()]
             })
         } else {
-            Until::Shutdown
+            RunUntil::Shutdown
         };
         let worker = Worker {
             name: "executor",
@@ -219,7 +219,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Which) -> CliResult 
 fn spawn<H: Handler>(
     worker: Worker<H>,
     loops: u32,
-    until: Until,
+    until: RunUntil,
     shutdown: &watch::Receiver<bool>,
     handles: &mut Vec<JoinHandle<Result<(), AwsError>>>,
 ) {

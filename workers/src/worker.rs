@@ -29,10 +29,10 @@ pub trait Handler: Send + Sync + 'static {
 
 /// How long a worker runs.
 #[derive(Clone)]
-pub enum Until {
-    /// Until shutdown.
+pub enum RunUntil {
+    /// RunUntil shutdown.
     Shutdown,
-    /// Until its queue is empty and every listed queue is empty with nothing in flight.
+    /// RunUntil its queue is empty and every listed queue is empty with nothing in flight.
     Drained(Vec<Queue>),
 }
 
@@ -70,10 +70,10 @@ impl<H: Handler> Worker<H> {
     /// expected to end.
     pub async fn run(
         &self,
-        until: Until,
+        until: RunUntil,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), AwsError> {
-        let wait = if matches!(until, Until::Drained(_)) {
+        let wait = if matches!(until, RunUntil::Drained(_)) {
             1
         } else {
             20
@@ -102,7 +102,7 @@ impl<H: Handler> Worker<H> {
                 }
                 Err(e) => {
                     failures += 1;
-                    if matches!(until, Until::Drained(_)) && failures >= DRAIN_RECEIVE_FAILURES {
+                    if matches!(until, RunUntil::Drained(_)) && failures >= DRAIN_RECEIVE_FAILURES {
                         return Err(e);
                     }
                     tracing::warn!(worker = self.name, error = %e, "receive failed; retrying");
@@ -111,7 +111,7 @@ impl<H: Handler> Worker<H> {
                 }
             };
             if batch.is_empty() {
-                if let Until::Drained(queues) = &until {
+                if let RunUntil::Drained(queues) = &until {
                     if drained(queues).await {
                         break;
                     }

@@ -22,7 +22,7 @@ const SESSION: Duration = Duration::from_secs(3600);
 
 /// Every seam the executor acts through, for one account and region.
 #[derive(Debug)]
-pub struct Seams {
+pub struct TargetClients {
     /// EC2 security groups.
     pub security_groups: SecurityGroups,
     /// EC2 tags (exemptions).
@@ -44,12 +44,12 @@ pub struct Polling {
     pub timeout: Duration,
 }
 
-impl Seams {
+impl TargetClients {
     /// Builds the seams from one SDK configuration.
-    pub fn new(config: &SdkConfig, polling: Polling) -> Seams {
+    pub fn new(config: &SdkConfig, polling: Polling) -> TargetClients {
         let ec2 = aws_sdk_ec2::Client::new(config);
         let ssm = aws_sdk_ssm::Client::new(config);
-        Seams {
+        TargetClients {
             security_groups: SecurityGroups::new(ec2.clone()),
             tags: Tags::new(ec2),
             parameters: Parameters::new(ssm.clone()),
@@ -60,7 +60,7 @@ impl Seams {
 }
 
 /// Where one target's seams are built, once.
-type Cell = tokio::sync::OnceCell<Arc<Seams>>;
+type Cell = tokio::sync::OnceCell<Arc<TargetClients>>;
 
 /// The seams for each (account, region) the executor acts in.
 pub struct Targets {
@@ -68,7 +68,7 @@ pub struct Targets {
     pub account: String,
     /// The configuration's region.
     pub region: String,
-    home: Arc<Seams>,
+    home: Arc<TargetClients>,
     role_template: Option<String>,
     base: SdkConfig,
     polling: Polling,
@@ -89,7 +89,7 @@ impl Targets {
         polling: Polling,
     ) -> Targets {
         Targets {
-            home: Arc::new(Seams::new(&base, polling)),
+            home: Arc::new(TargetClients::new(&base, polling)),
             account,
             region,
             role_template,
@@ -114,7 +114,7 @@ impl Targets {
     /// with credentials from assuming the role in that account when it is another one.
     /// A role that cannot be assumed is an error of `sts:AssumeRole` (access denied, the
     /// usual answer for a missing role, is permanent); it is tried again next time.
-    pub async fn seams(&self, account: &str, region: &str) -> Result<Arc<Seams>, AwsError> {
+    pub async fn seams(&self, account: &str, region: &str) -> Result<Arc<TargetClients>, AwsError> {
         if account == self.account && region == self.region {
             return Ok(self.home.clone());
         }
@@ -130,7 +130,7 @@ impl Targets {
             .cloned()
     }
 
-    async fn build(&self, account: &str, region: &str) -> Result<Arc<Seams>, AwsError> {
+    async fn build(&self, account: &str, region: &str) -> Result<Arc<TargetClients>, AwsError> {
         let mut config = self
             .base
             .to_builder()
@@ -163,7 +163,7 @@ impl Targets {
             tracing::info!(%role, account, "assumed role for a cross-account finding");
             config = config.credentials_provider(SharedCredentialsProvider::new(provider));
         }
-        Ok(Arc::new(Seams::new(&config.build(), self.polling)))
+        Ok(Arc::new(TargetClients::new(&config.build(), self.polling)))
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// What the first copy of a task ended as.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
+pub struct Finished {
     /// `succeeded`, `already_compliant`, `failed`.
     pub outcome: String,
     /// When it finished (RFC 3339).
@@ -19,20 +19,20 @@ pub struct Seen {
 }
 
 /// Entries by key, and keys oldest first.
-type Entries = (HashMap<String, (Seen, Instant)>, VecDeque<String>);
+type Entries = (HashMap<String, (Finished, Instant)>, VecDeque<String>);
 
 /// Finished tasks by idempotency key, oldest evicted first.
 #[derive(Debug)]
-pub struct Recent {
+pub struct FinishedTasks {
     capacity: usize,
     ttl: Duration,
     inner: Mutex<Entries>,
 }
 
-impl Recent {
+impl FinishedTasks {
     /// Remembers at most `capacity` tasks for at most `ttl` each.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
-        Recent {
+        FinishedTasks {
             capacity: capacity.max(1),
             ttl,
             inner: Mutex::new((HashMap::new(), VecDeque::new())),
@@ -40,7 +40,7 @@ impl Recent {
     }
 
     /// The first copy's outcome, if this key finished within the TTL.
-    pub fn get(&self, key: &str, now: Instant) -> Option<Seen> {
+    pub fn get(&self, key: &str, now: Instant) -> Option<Finished> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner
             .0
@@ -50,7 +50,7 @@ impl Recent {
     }
 
     /// Records a finished task, evicting the oldest entries beyond the capacity.
-    pub fn insert(&self, key: &str, seen: Seen, now: Instant) {
+    pub fn insert(&self, key: &str, seen: Finished, now: Instant) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (map, order) = &mut *inner;
         if map.insert(key.to_string(), (seen, now)).is_none() {
@@ -74,8 +74,8 @@ impl Recent {
 mod tests {
     use super::*;
 
-    fn seen(o: &str) -> Seen {
-        Seen {
+    fn seen(o: &str) -> Finished {
+        Finished {
             outcome: o.into(),
             at: "t".into(),
             execution_id: None,
@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn remembers_within_ttl_and_capacity() {
         let t0 = Instant::now();
-        let r = Recent::new(2, Duration::from_secs(60));
+        let r = FinishedTasks::new(2, Duration::from_secs(60));
         r.insert("a", seen("succeeded"), t0);
         assert_eq!(r.get("a", t0).unwrap().outcome, "succeeded");
         assert_eq!(r.get("a", t0 + Duration::from_secs(60)), None, "expired");

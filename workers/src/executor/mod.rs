@@ -3,8 +3,8 @@
 //! never make it do anything its policy does not allow for that finding.
 
 pub mod approvers;
+mod blast_radius;
 mod dedup;
-mod guards;
 mod locks;
 mod outcome;
 mod reevaluator;
@@ -26,9 +26,9 @@ use redress::policy::{Fix, Mode, Policy, RenderedAction, Rule};
 use tokio::sync::watch;
 
 pub use crate::aws::ec2::SecurityGroups;
-pub use crate::aws::targets::{Polling, Seams, Targets};
-pub use dedup::{Recent, Seen};
-pub use guards::Guards;
+pub use crate::aws::targets::{Polling, TargetClients, Targets};
+pub use blast_radius::Guards;
+pub use dedup::{Finished, FinishedTasks};
 pub use locks::KeyedLocks;
 pub use reevaluator::Reevaluator;
 
@@ -54,7 +54,7 @@ pub struct Executor {
     /// Who may approve, resolved to the unique ids SQS stamps as SenderId.
     pub approvers: Approvers,
     /// Tasks finished lately, to recognise duplicates.
-    pub recent: Recent,
+    pub recent: FinishedTasks,
     /// Asks Config to re-evaluate fixed rules, off the fix's critical path.
     pub reevaluator: Reevaluator,
     /// Where automatic fixes a guard stopped go, as approval requests.
@@ -228,7 +228,7 @@ impl Executor {
 
     async fn execute(
         &self,
-        seams: &Seams,
+        seams: &TargetClients,
         task: &Task,
         action: &RenderedAction,
         ingress: Option<Vec<Permission>>,
@@ -272,7 +272,7 @@ impl Executor {
     async fn tag_check(
         &self,
         task: &Task,
-        seams: &Seams,
+        seams: &TargetClients,
         action: &RenderedAction,
     ) -> Result<(Option<String>, Option<Vec<Permission>>), FixError> {
         let f = &task.finding;
@@ -473,7 +473,7 @@ impl Executor {
         &self,
         task: &Task,
         allowed: &Allowed<'_>,
-        seams: &Seams,
+        seams: &TargetClients,
         r: AuditRecord,
         subject: String,
     ) -> Verdict {
@@ -506,7 +506,7 @@ impl Executor {
     fn finished(
         &self,
         task: &Task,
-        seams: &Seams,
+        seams: &TargetClients,
         done: Done,
         mut r: AuditRecord,
         subject: String,
@@ -515,7 +515,7 @@ impl Executor {
         self.guards.record(true);
         self.recent.insert(
             &task.client_token(),
-            Seen {
+            Finished {
                 outcome: done.outcome.as_str().into(),
                 at: redress::time::now_rfc3339(),
                 execution_id: done.execution_id.clone(),
@@ -557,7 +557,7 @@ impl Executor {
         &self,
         task: &Task,
         allowed: Allowed<'_>,
-        seams: &Seams,
+        seams: &TargetClients,
         r: AuditRecord,
         subject: String,
         attempt: u32,

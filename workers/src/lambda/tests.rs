@@ -30,7 +30,7 @@ use super::test_api::{Answer, Invocation, LocalApi};
 use super::{serve, Source};
 use crate::aws::ec2::SecurityGroups;
 use crate::aws::sqs::Queue;
-use crate::executor::{Executor, Guards, KeyedLocks, Polling, Recent, Reevaluator, Targets};
+use crate::executor::{Executor, FinishedTasks, Guards, KeyedLocks, Polling, Reevaluator, Targets};
 use crate::router::Router;
 use crate::worker::Handler;
 
@@ -478,7 +478,7 @@ fn executor(sqs: &Client, automation: &Automation, poll_interval: Duration) -> E
             crate::aws::ssm::Parameters::new(aws_sdk_ssm::Client::new(&config)),
         ),
         approvers: Approvers::resolve(&[], &BTreeMap::new()),
-        recent: Recent::new(100, Duration::from_secs(60)),
+        recent: FinishedTasks::new(100, Duration::from_secs(60)),
         reevaluator: Reevaluator::start(Duration::from_millis(10)),
         approvals: Queue::at(sqs, &format!("{QUEUES}/redress-approvals")),
         policy,
