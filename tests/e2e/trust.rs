@@ -471,3 +471,15 @@ async fn the_exemption_tag_is_ignored_unless_the_policy_names_it() {
         "fixed: the tag means nothing until the policy names it"
     );
 }
+
+#[tokio::test]
+async fn a_native_redrive_of_the_tasks_dlq_is_refused() {
+    let w = World::new("trust-redrive", &policy("")).await;
+    let out = w.redress(&["dlq", "redrive", "tasks"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("dlq replay tasks"),
+        "{}",
+        text(&out.stderr)
+    );
+}

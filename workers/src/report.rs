@@ -9,7 +9,7 @@ use crate::output;
 
 /// What became of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Fate {
+pub enum Disposition {
     /// The resource was changed and now complies.
     Fixed,
     /// Nothing to change.
@@ -28,17 +28,17 @@ pub enum Fate {
     Retrying,
 }
 
-impl Fate {
+impl Disposition {
     fn label(&self) -> &'static str {
         match self {
-            Fate::Fixed => "fixed",
-            Fate::AlreadyCompliant => "already compliant",
-            Fate::DryRun => "dry run (unchanged)",
-            Fate::AwaitingApproval => "waiting for approval",
-            Fate::Forwarded => "sent to executor",
-            Fate::Skipped => "skipped",
-            Fate::DeadLettered => "dead-lettered",
-            Fate::Retrying => "will retry",
+            Disposition::Fixed => "fixed",
+            Disposition::AlreadyCompliant => "already compliant",
+            Disposition::DryRun => "dry run (unchanged)",
+            Disposition::AwaitingApproval => "waiting for approval",
+            Disposition::Forwarded => "sent to executor",
+            Disposition::Skipped => "skipped",
+            Disposition::DeadLettered => "dead-lettered",
+            Disposition::Retrying => "will retry",
         }
     }
 }
@@ -47,7 +47,7 @@ impl Fate {
 #[derive(Debug, Clone)]
 pub struct Line {
     /// What happened.
-    pub fate: Fate,
+    pub fate: Disposition,
     /// The resource, or the message id when the message was unreadable.
     pub subject: String,
     /// Rule, action, reason.
@@ -60,7 +60,7 @@ pub struct Tally(Mutex<Vec<Line>>);
 
 impl Tally {
     /// Records one line.
-    pub fn add(&self, fate: Fate, subject: impl Into<String>, detail: impl Into<String>) {
+    pub fn add(&self, fate: Disposition, subject: impl Into<String>, detail: impl Into<String>) {
         let line = Line {
             fate,
             subject: subject.into(),
@@ -76,7 +76,10 @@ impl Tally {
         let mut lines = self.0.lock().map(|l| l.clone()).unwrap_or_default();
         lines.sort_by_key(|l| l.fate);
         let mut out = String::new();
-        let shown: Vec<&Line> = lines.iter().filter(|l| l.fate != Fate::Forwarded).collect();
+        let shown: Vec<&Line> = lines
+            .iter()
+            .filter(|l| l.fate != Disposition::Forwarded)
+            .collect();
         if shown.is_empty() {
             out.push_str("Nothing to report: the queues were empty.\n");
         } else {
@@ -92,7 +95,7 @@ impl Tally {
             }
             out.push_str(&output::render(&table));
         }
-        let mut counts: Vec<(Fate, usize)> = Vec::new();
+        let mut counts: Vec<(Disposition, usize)> = Vec::new();
         for l in &shown {
             match counts.iter_mut().find(|(f, _)| *f == l.fate) {
                 Some((_, n)) => *n += 1,
@@ -117,10 +120,10 @@ mod tests {
     #[test]
     fn the_report_is_a_table_of_cleaned_text_with_a_summary() {
         let t = Tally::default();
-        t.add(Fate::Fixed, "sg-1", "revoke tcp 22");
-        t.add(Fate::Forwarded, "sg-2", "not shown");
+        t.add(Disposition::Fixed, "sg-1", "revoke tcp 22");
+        t.add(Disposition::Forwarded, "sg-2", "not shown");
         t.add(
-            Fate::DeadLettered,
+            Disposition::DeadLettered,
             "sg-\u{1b}[2K\u{202e}x",
             "invalid\u{7} event",
         );

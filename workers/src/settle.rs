@@ -14,7 +14,7 @@ use redress::audit::AuditRecord;
 
 use crate::aws::retry::with_backoff;
 use crate::aws::sqs::{DeadLetter, Queue, Received};
-use crate::report::{Fate, Tally};
+use crate::report::{Disposition, Tally};
 
 /// How to acknowledge a handled message once its outgoing messages are sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub struct Verdict {
     /// whatever becomes of the message.
     pub notes: Vec<AuditRecord>,
     /// The report line.
-    pub report: Option<(Fate, String, String)>,
+    pub report: Option<(Disposition, String, String)>,
 }
 
 impl Verdict {
@@ -132,7 +132,7 @@ impl Verdict {
     /// The report line.
     pub fn report(
         mut self,
-        fate: Fate,
+        fate: Disposition,
         subject: impl Into<String>,
         detail: impl Into<String>,
     ) -> Verdict {

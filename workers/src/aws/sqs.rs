@@ -52,6 +52,8 @@ pub struct DeadLetter<'a> {
     pub worker: &'a str,
 }
 
+/// The SQS client, as an opaque handle for code outside the edge.
+pub use aws_sdk_sqs::Client as SqsClient;
 pub use redress::dead_letter::attr;
 
 /// The entries of a batch call that failed, as (index in the batch, reason).

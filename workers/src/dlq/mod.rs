@@ -81,6 +81,15 @@ pub async fn run(global: &Global, command: &DlqCommand) -> CliResult {
 /// Hands the whole DLQ to an SQS message-move task and follows it.
 async fn redrive(clients: &Clients, global: &Global, which: &str) -> CliResult {
     let t = target(clients, global, which).await?;
+    // SQS's native move does not pass through redress: a task would keep its approval.
+    // Tasks go back through `replay`, which drops approvals.
+    let tasks = global.tasks_queue.rsplit('/').next().unwrap_or_default();
+    if t.source.as_ref().is_some_and(|q| q.name == tasks) {
+        return Err(CliError::input(format!(
+            "refusing to redrive {}: a native move would keep the approvals tasks carry; use `redress dlq replay tasks`, which turns them into new approval requests",
+            clean(&t.dlq.name)
+        )));
+    }
     let arn = t.dlq.arn().await?;
     let name = clean(&t.dlq.name);
     eprintln!("moving every message in {name} back to its source queue (SQS message-move task)");
@@ -134,7 +143,7 @@ async fn read_all(dlq: &Queue) -> CliResult<Vec<Received>> {
             if batch.is_empty() {
                 return Ok(());
             }
-            bar.inc(batch.len() as u64);
+            output::advance(&bar, batch.len());
             all.extend(batch);
         }
     }
@@ -291,10 +300,14 @@ struct Tally {
 
 impl Tally {
     fn brief(&self) -> String {
-        format!(
-            "replayed {}, skipped {}, failed {}",
-            self.replayed, self.skipped_limit, self.failed
-        )
+        let mut s = format!("{} replayed", self.replayed);
+        if self.skipped_limit > 0 {
+            s.push_str(&format!(", {} over the limit", self.skipped_limit));
+        }
+        if self.failed > 0 {
+            s.push_str(&format!(", {} failed", self.failed));
+        }
+        s
     }
 }
 
@@ -340,7 +353,7 @@ async fn replay(clients: &crate::aws::Clients, global: &Global, args: &ReplayArg
             if batch.is_empty() {
                 break;
             }
-            bar.inc(batch.len() as u64);
+            output::advance(&bar, batch.len());
             let mut chosen: Vec<(Received, Summary, Queue)> = Vec::new();
             for m in batch {
                 let s = summarise(&m.body, &m.attributes, m.receive_count);
@@ -552,7 +565,7 @@ async fn purge(
                 records.push(r);
                 removed += 1;
             }
-            bar.inc(batch.len() as u64);
+            output::advance(&bar, batch.len());
             bar.suspend(|| records.iter().for_each(AuditRecord::emit));
         }
     }

@@ -32,7 +32,7 @@ pub use dedup::{Finished, FinishedTasks};
 pub use locks::KeyedLocks;
 pub use reevaluator::Reevaluator;
 
-use crate::report::Fate;
+use crate::report::Disposition;
 use crate::settle::{Ack, DeadLetterClass, Verdict};
 use crate::worker::Handler;
 use outcome::{Done, FixError, FixResult};
@@ -327,7 +327,7 @@ impl Executor {
             Ok(body) => Verdict::done()
                 .send(&self.approvals, body)
                 .record(audit)
-                .report(Fate::AwaitingApproval, subject, line),
+                .report(Disposition::AwaitingApproval, subject, line),
             Err(e) => Verdict::dead_letter(
                 DeadLetterClass::Permanent,
                 format!("cannot serialise approval request: {e}"),
@@ -393,7 +393,7 @@ impl Executor {
         r.decision = AuditDecision::DeadLettered;
         verdict
             .record(r)
-            .report(Fate::DeadLettered, subject, reason)
+            .report(Disposition::DeadLettered, subject, reason)
     }
 
     /// A fix that did not finish: retry a transient failure through the queue until the
@@ -405,7 +405,7 @@ impl Executor {
             return Verdict::ack(Ack::Retry {
                 after_secs: 2_i32.saturating_pow(attempt.min(6)),
             })
-            .report(Fate::Retrying, subject, &e.message);
+            .report(Disposition::Retrying, subject, &e.message);
         }
         let class = match (e.refused, e.class) {
             (true, _) => DeadLetterClass::Refused,
@@ -420,9 +420,11 @@ impl Executor {
         r.outcome = Some(Outcome::Failed);
         r.execution_id = e.execution_id.clone();
         r.reason = Some(reason.clone());
-        Verdict::dead_letter(class, &reason)
-            .record(r)
-            .report(Fate::DeadLettered, subject, reason)
+        Verdict::dead_letter(class, &reason).record(r).report(
+            Disposition::DeadLettered,
+            subject,
+            reason,
+        )
     }
 
     /// Audits a skip (`skipped`, or `exempt_by_tag`) and reports it.
@@ -435,7 +437,7 @@ impl Executor {
         r.reason = Some(reason.clone());
         Verdict::done()
             .record(r)
-            .report(Fate::Skipped, subject, reason)
+            .report(Disposition::Skipped, subject, reason)
     }
 
     /// Why an automatic fix must go to a person instead, if it must: the fix would reach
@@ -465,7 +467,7 @@ impl Executor {
         r.reason = Some(reason.clone());
         Verdict::done()
             .record(r)
-            .report(Fate::DryRun, subject, reason)
+            .report(Disposition::DryRun, subject, reason)
     }
 
     /// Decides and audits without changing anything.
@@ -536,9 +538,9 @@ impl Executor {
         r.execution_id = done.execution_id.clone();
         r.reason = Some(detail);
         let fate = if done.outcome == Outcome::AlreadyCompliant {
-            Fate::AlreadyCompliant
+            Disposition::AlreadyCompliant
         } else {
-            Fate::Fixed
+            Disposition::Fixed
         };
         let exec = done
             .execution_id
@@ -650,7 +652,7 @@ impl Executor {
                 let reason = format!("invalid task: {e}");
                 return Verdict::dead_letter(DeadLetterClass::InvalidInput, &reason)
                     .record(AuditRecord::bare(WORKER, AuditDecision::DeadLettered).reason(&reason))
-                    .report(Fate::DeadLettered, &m.message_id, reason);
+                    .report(Disposition::DeadLettered, &m.message_id, reason);
             }
         };
         let f = &task.finding;

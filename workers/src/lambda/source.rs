@@ -13,7 +13,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsMessage;
 
 use crate::aws::retry::{with_backoff, AwsError};
-use crate::aws::sqs::Queue;
+use crate::aws::sqs::{Queue, SqsClient};
 
 /// How long start-up calls ride out transient errors (Lambda's init phase is short).
 const STARTUP_PATIENCE: Duration = Duration::from_secs(5);
@@ -42,7 +42,7 @@ pub struct Unproven(pub String);
 
 impl Source {
     /// Resolves the queue (name or URL), its ARN and its dead-letter queue.
-    pub async fn resolve(sqs: &aws_sdk_sqs::Client, name_or_url: &str) -> Result<Source, AwsError> {
+    pub async fn resolve(sqs: &SqsClient, name_or_url: &str) -> Result<Source, AwsError> {
         let queue = with_backoff(STARTUP_PATIENCE, || Queue::resolve(sqs, name_or_url)).await?;
         let arn = with_backoff(STARTUP_PATIENCE, || queue.arn()).await?;
         if arn.is_empty() {

@@ -85,20 +85,27 @@ pub fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     let target = ProgressDrawTarget::stderr();
     let bar = match len {
         Some(n) => ProgressBar::with_draw_target(Some(n), target).with_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, ~{eta} left)",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+            // `wide_bar` takes what the rest of the line leaves, so it stays one line.
+            ProgressStyle::with_template("{prefix} [{wide_bar}] {pos}/{len} {msg} ~{eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
         ),
         None => ProgressBar::with_draw_target(None, target).with_style(
-            ProgressStyle::with_template("{spinner} {prefix} {pos} {msg} ({elapsed})")
+            ProgressStyle::with_template("{spinner} {prefix}: {pos} {msg} ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         ),
     };
     bar.set_prefix(what.to_string());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
+}
+
+/// Counts `n` more done; an approximate length (a queue's depth) grows to fit.
+pub fn advance(bar: &ProgressBar, n: usize) {
+    bar.inc(n as u64);
+    if bar.length().is_some_and(|len| bar.position() > len) {
+        bar.set_length(bar.position());
+    }
 }
 
 /// Writes a line to stderr without tearing a visible progress bar.

@@ -15,7 +15,7 @@ use redress::message::{ApprovalsMessage, Finding, MootNotice, Task};
 use redress::policy::{Mode, Policy};
 
 use crate::aws::ec2::SecurityGroups;
-use crate::report::Fate;
+use crate::report::Disposition;
 use crate::settle::{DeadLetterClass, Verdict};
 use crate::worker::Handler;
 
@@ -49,7 +49,7 @@ impl Handler for Router {
                 record.event_id = Some(m.message_id.clone());
                 return Verdict::dead_letter(DeadLetterClass::InvalidInput, &reason)
                     .record(record)
-                    .report(Fate::DeadLettered, &m.message_id, reason);
+                    .report(Disposition::DeadLettered, &m.message_id, reason);
             }
         };
         let decision = decide(&event, &self.policy);
@@ -62,7 +62,7 @@ impl Handler for Router {
                 let mut audit = self.record(&decision, &finding, AuditDecision::Remediate);
                 audit.dry_run = self.dry_run;
                 forward(&self.tasks, &task).record(audit).report(
-                    Fate::Forwarded,
+                    Disposition::Forwarded,
                     subject(&finding),
                     rule_id.clone(),
                 )
@@ -123,7 +123,7 @@ impl Router {
                     .reason(&text),
             )
             .report(
-                Fate::Skipped,
+                Disposition::Skipped,
                 subject(finding),
                 format!("{text} (rule {rule})"),
             )
@@ -155,7 +155,7 @@ impl Router {
                 request.proposed_action.describe()
             ));
             return Verdict::done().record(audit).report(
-                Fate::DryRun,
+                Disposition::DryRun,
                 subject(finding),
                 "would request approval",
             );
@@ -171,7 +171,7 @@ impl Router {
             &ApprovalsMessage::Request(Box::new(request)),
         )
         .record(audit)
-        .report(Fate::AwaitingApproval, subject(finding), line)
+        .report(Disposition::AwaitingApproval, subject(finding), line)
     }
 
     /// A COMPLIANT event for a rule that needs approval makes any pending request for
