@@ -267,41 +267,17 @@ impl Queue {
         self.set_visibility_all(receipt_handles, 0).await
     }
 
-    /// Sets these messages' visibility timeout (seconds from now), ten per call.
+    /// Sets these messages' visibility timeout (seconds from now), ten per call. An
+    /// entry SQS refuses is logged, not fatal: the message reappears when its visibility
+    /// times out.
     pub async fn set_visibility_all(
         &self,
         receipt_handles: &[&str],
         seconds: i32,
     ) -> Result<(), AwsError> {
         for chunk in receipt_handles.chunks(10) {
-            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(*h)
-                        .visibility_timeout(seconds)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let out = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("sqs:ChangeMessageVisibilityBatch", e))?;
-            if let Some(failed) = out.failed().first() {
-                // Not fatal for the caller's work: the message reappears when its
-                // visibility times out.
-                tracing::warn!(
-                    queue = %self.name,
-                    code = failed.code(),
-                    "could not change a message's visibility"
-                );
+            for (_, why) in self.set_visibility_batch(chunk, seconds).await? {
+                tracing::warn!(queue = %self.name, %why, "could not change a message's visibility");
             }
         }
         Ok(())
@@ -318,13 +294,13 @@ impl Queue {
         let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = receipt_handles
             .iter()
             .enumerate()
-            .filter_map(|(i, h)| {
+            .map(|(i, h)| {
                 ChangeMessageVisibilityBatchRequestEntry::builder()
                     .id(i.to_string())
                     .receipt_handle(*h)
                     .visibility_timeout(seconds)
                     .build()
-                    .ok()
+                    .expect("id and required fields are set")
             })
             .collect();
         let out = self
@@ -378,7 +354,7 @@ impl Queue {
         let entries: Vec<SendMessageBatchRequestEntry> = messages
             .iter()
             .enumerate()
-            .filter_map(|(i, (body, attrs))| {
+            .map(|(i, (body, attrs))| {
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(body)
@@ -387,7 +363,7 @@ impl Queue {
                             .then(|| attrs.iter().map(|(k, v)| (k.clone(), text(v))).collect()),
                     )
                     .build()
-                    .ok()
+                    .expect("id and required fields are set")
             })
             .collect();
         let out = self
@@ -409,12 +385,12 @@ impl Queue {
         let entries: Vec<DeleteMessageBatchRequestEntry> = receipt_handles
             .iter()
             .enumerate()
-            .filter_map(|(i, h)| {
+            .map(|(i, h)| {
                 DeleteMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .receipt_handle(*h)
                     .build()
-                    .ok()
+                    .expect("id and required fields are set")
             })
             .collect();
         let out = self
