@@ -3,16 +3,20 @@
 One threaded WSGI server on loopback answers every AWS API call the pipeline makes
 locally. moto serves SQS, EventBridge (with delivery to SQS targets), EC2, SSM
 Parameter Store and documents, S3, IAM, STS and Config's rule bookkeeping. moto does
-not implement SSM Automation executions or Config's StartConfigRulesEvaluation, so a
-middleware in front of it answers these JSON-protocol calls itself, speaking the real
-wire format (application/x-amz-json-1.1, the call named in X-Amz-Target, errors as
-HTTP 400 with a `__type` body):
+not implement SSM Automation executions or Config's evaluations, so a middleware in
+front of it answers these JSON-protocol calls itself, speaking the real wire format
+(application/x-amz-json-1.1, the call named in X-Amz-Target, errors as HTTP 400 with
+a `__type` body):
 
     AmazonSSM.StartAutomationExecution
     AmazonSSM.GetAutomationExecution
     AmazonSSM.StopAutomationExecution
     AmazonSSM.DescribeAutomationExecutions
-    StarlingDoveService.StartConfigRulesEvaluation
+    StarlingDoveService.PutEvaluations                    (config_standin.py)
+    StarlingDoveService.GetComplianceDetailsByResource    (config_standin.py)
+    StarlingDoveService.GetComplianceDetailsByConfigRule  (config_standin.py)
+    StarlingDoveService.DescribeComplianceByConfigRule    (config_standin.py)
+    StarlingDoveService.StartConfigRulesEvaluation        (config_standin.py)
 
 An execution starts `InProgress`, waits a short delay (env
 REDRESS_STANDIN_STEP_DELAY_MS, default 300) in a background thread, applies the
@@ -30,24 +34,19 @@ such documents exist in AWS):
     stays InProgress for at least Seconds (plus the step delay), then ends Success;
     it changes nothing. For testing long runs, e.g. the executor's visibility heartbeat.
 
-Config re-evaluation: StartConfigRulesEvaluation checks ConfigRuleNames (a list of 1
-to 25 rule names, each 1 to 128 characters and not blank, else
-InvalidParameterValueException), records the request (rule names, the signer's
-account, region, time) in memory and answers `{}`. If moto's Config holds any rules
-for that account and region (put_config_rule), every name must be one of them, else
-NoSuchConfigRuleException as in AWS; if it holds none, any name is accepted, since
-the stand-in cannot know which rules exist. GET /_redress/config-evaluations lists
-the recorded requests, oldest first: [{"config_rule_names": [...], "account": "...",
-"region": "...", "time": <unix time>}, ...].
+Config evaluations: results put with PutEvaluations (a ResultToken is the rule's name)
+for the rules moto holds, per account and region; a change of a resource's compliance
+puts a `Config Rules Compliance Change` event on the default event bus; the compliance
+queries answer from these results; StartConfigRulesEvaluation requires existing rules
+and is recorded. GET /_redress/config-evaluations lists the recorded requests, GET
+/_redress/config-results the current results. See config_standin.py, which says what
+is and is not emulated.
 
 Caller identities, AssumeRole into missing roles (AccessDenied) and the
 OrganizationAccountAccessRole of every account: see identity.py.
 
-Not emulated:
+Not emulated (SSM Automation; for Config see config_standin.py):
   - AutomationAssumeRole is accepted but never checked against IAM;
-  - Config rules are never evaluated: StartConfigRulesEvaluation has no effect beyond
-    the record, and never answers LimitExceededException (AWS allows one evaluation
-    per rule at a time); recorded requests live in memory;
   - no step-level records or outputs (`Outputs` is always empty);
   - no approval or rate-control modes, no multi-account or multi-region targets;
     `Mode` is always `Auto`, DocumentVersion is always "1";
@@ -81,7 +80,6 @@ from typing import Callable, Iterable
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from moto.config.models import config_backends
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -92,6 +90,12 @@ from werkzeug.serving import make_server
 import identity
 import serving
 import stats
+from config_standin import (
+    CONFIG_EVALUATIONS_PATH,
+    CONFIG_RESULTS_PATH,
+    ApiError,
+    ConfigEvaluations,
+)
 from werkzeug.wrappers import Request
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -103,15 +107,6 @@ CLIENT_TOKEN_PATTERN = re.compile(
 )
 # SigV4: "Credential=<access key>/<yyyymmdd>/<region>/<service>/aws4_request".
 CREDENTIAL_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/")
-
-
-class ApiError(Exception):
-    """A JSON-protocol error answer: HTTP 400 with {"__type": code, "message": message}."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class RunbookFailure(Exception):
@@ -497,76 +492,6 @@ class Automation:
             return {"AutomationExecutionMetadataList": [e.metadata() for e in matching]}
 
 
-# --- Config ----------------------------------------------------------------------
-
-MAX_RULES_PER_EVALUATION = 25
-MAX_RULE_NAME_LENGTH = 128
-CONFIG_EVALUATIONS_PATH = "/_redress/config-evaluations"
-
-
-def known_config_rules(account: str, region: str) -> set[str]:
-    """The rule names moto's Config holds for this account and region."""
-    for _ in range(3):  # moto may add a rule while we read
-        try:
-            return set(config_backends[account][region].config_rules)
-        except KeyError:  # a region moto's Config does not know
-            return set()
-        except RuntimeError:
-            continue
-    return set()
-
-
-@dataclass
-class ConfigEvaluations:
-    """StartConfigRulesEvaluation requests, recorded so tests can assert on them; every
-    access holds `lock`."""
-
-    requests: list[dict] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self, request: dict, caller: Caller) -> dict:
-        names = request.get("ConfigRuleNames")
-        valid = (
-            isinstance(names, list)
-            and 1 <= len(names) <= MAX_RULES_PER_EVALUATION
-            and all(
-                isinstance(n, str) and 1 <= len(n) <= MAX_RULE_NAME_LENGTH and n.strip()
-                for n in names
-            )
-        )
-        if not valid:
-            raise ApiError(
-                "InvalidParameterValueException",
-                f"ConfigRuleNames must list 1 to {MAX_RULES_PER_EVALUATION} Config rule "
-                f"names, each of 1 to {MAX_RULE_NAME_LENGTH} characters and not blank.",
-            )
-        account = caller.account
-        # Unknown rules fail as in AWS when moto's Config has rules to know them by;
-        # with none at all, every name is accepted.
-        known = known_config_rules(account, caller.region)
-        for name in names if known else []:
-            if name not in known:
-                raise ApiError(
-                    "NoSuchConfigRuleException",
-                    f"The ConfigRule '{name}' provided in the request is invalid. "
-                    "Please check the configRule name",
-                )
-        with self.lock:
-            self.requests.append(
-                {
-                    "config_rule_names": list(names),
-                    "account": account,
-                    "region": caller.region,
-                    "time": time.time(),
-                }
-            )
-        return {}
-
-    def recorded(self) -> list[dict]:
-        with self.lock:
-            return [dict(r, config_rule_names=list(r["config_rule_names"])) for r in self.requests]
-
-
 # --- WSGI ------------------------------------------------------------------------
 
 Handler = Callable[[dict, Caller], dict]
@@ -661,8 +586,21 @@ def main(argv: list[str] | None = None) -> None:
             "AmazonSSM.StopAutomationExecution": automation.stop,
             "AmazonSSM.DescribeAutomationExecutions": automation.describe,
             "StarlingDoveService.StartConfigRulesEvaluation": config.start,
+            "StarlingDoveService.PutEvaluations": config.put_evaluations,
+            "StarlingDoveService.GetComplianceDetailsByResource": (
+                config.get_compliance_details_by_resource
+            ),
+            "StarlingDoveService.GetComplianceDetailsByConfigRule": (
+                config.get_compliance_details_by_config_rule
+            ),
+            "StarlingDoveService.DescribeComplianceByConfigRule": (
+                config.describe_compliance_by_config_rule
+            ),
         },
-        views={CONFIG_EVALUATIONS_PATH: config.recorded},
+        views={
+            CONFIG_EVALUATIONS_PATH: config.recorded,
+            CONFIG_RESULTS_PATH: config.current_results,
+        },
     )
     app = stats.StatsMiddleware(identity.IdentityMiddleware(stand_ins))
 
