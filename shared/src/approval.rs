@@ -66,12 +66,26 @@ pub struct Board<H> {
     pub forged: Vec<H>,
 }
 
+/// Whether a notice is about the request's finding: the same policy rule and resource,
+/// reported by the same Config rule. When the request's finding names its Config rule's
+/// ARN, only a COMPLIANT result from that very rule moots it: a look-alike rule (same
+/// name, another owner) cannot make a pending request disappear.
 fn same_resource(n: &MootNotice, r: &ApprovalRequest) -> bool {
     let f = &r.task.finding;
+    let same_rule = n
+        .config_rule_name
+        .as_ref()
+        .is_none_or(|name| *name == f.config_rule_name);
+    let same_arn = f
+        .config_rule_arn
+        .as_ref()
+        .is_none_or(|arn| n.config_rule_arn.as_ref() == Some(arn));
     n.rule_id == r.task.rule_id
         && n.account_id == f.account_id
         && n.region == f.region
         && n.resource_id == f.resource_id
+        && same_rule
+        && same_arn
 }
 
 /// Builds the board. A request is moot when a notice for its rule and resource was seen
@@ -179,6 +193,7 @@ mod tests {
         expires: &str,
     ) -> Box<ApprovalRequest> {
         let finding = Finding {
+            config_rule_arn: None,
             event_id: label.into(),
             config_rule_name: "restricted-ssh".into(),
             resource_id: resource.into(),
@@ -213,6 +228,8 @@ mod tests {
             resource_id: resource.into(),
             event_id: "c".into(),
             seen_at: seen.into(),
+            config_rule_name: None,
+            config_rule_arn: None,
         }
     }
 
@@ -290,6 +307,41 @@ mod tests {
             now(),
         );
         assert!(b.find(&id).unwrap().conflicting);
+    }
+
+    #[test]
+    fn only_the_same_config_rule_moots_a_request_that_names_its_arn() {
+        let arn = "arn:aws:config:eu-west-1:111122223333:config-rule/config-rule-org1";
+        let mut r = request(
+            "ap-1",
+            "sg-1",
+            "2026-11-08T00:00:00Z",
+            "2026-11-20T00:00:00Z",
+        );
+        r.task.finding.config_rule_arn = Some(arn.into());
+        let later = "2026-11-09T00:00:00Z";
+        let look_alike = MootNotice {
+            config_rule_arn: Some(
+                "arn:aws:config:eu-west-1:111122223333:config-rule/config-rule-evil".into(),
+            ),
+            ..notice("sg-1", later)
+        };
+        assert!(!same_resource(&look_alike, &r));
+        assert!(
+            !same_resource(&notice("sg-1", later), &r),
+            "no ARN, no moot"
+        );
+        let genuine = MootNotice {
+            config_rule_arn: Some(arn.into()),
+            config_rule_name: Some(r.task.finding.config_rule_name.clone()),
+            ..notice("sg-1", later)
+        };
+        assert!(same_resource(&genuine, &r));
+        let other_rule = MootNotice {
+            config_rule_name: Some("another-rule".into()),
+            ..genuine
+        };
+        assert!(!same_resource(&other_rule, &r));
     }
 
     #[test]

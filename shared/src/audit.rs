@@ -41,6 +41,11 @@ pub enum AuditDecision {
     /// (`[exemptions] tag`); kept apart from other skips so auditors can find every
     /// owner-driven opt-out.
     ExemptByTag,
+    /// Config confirmed a fix: it reports the rule COMPLIANT for the resource.
+    Verified,
+    /// A fix ran, but Config still reported NON_COMPLIANT at the deadline; the finding
+    /// went to a person.
+    StillNonCompliant,
 }
 
 /// How an execution ended.
@@ -115,9 +120,22 @@ pub struct AuditRecord {
     /// The actor's unique id as AWS asserted it (`AIDA…`, `AROA…:SESSION`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_id: Option<String>,
+    /// The Config rule's ARN, when the finding carried one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_rule_arn: Option<String>,
+    /// `awaiting_verification` on a fix that succeeded and waits for Config to agree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<&'static str>,
+    /// On `verified`: seconds from Config's evaluation of the finding to the moment
+    /// Config was seen to agree with the fix (time to remediate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_remediate_secs: Option<u64>,
     /// Set when the worker runs in dry-run mode.
     pub dry_run: bool,
 }
+
+/// The `verification` value of a fix waiting for Config.
+pub const AWAITING_VERIFICATION: &str = "awaiting_verification";
 
 impl AuditRecord {
     /// A record about a finding.
@@ -136,6 +154,7 @@ impl AuditRecord {
             resource_type: Some(finding.resource_type.clone()),
             account: Some(finding.account_id.clone()),
             region: Some(finding.region.clone()),
+            config_rule_arn: finding.config_rule_arn.clone(),
             severity,
             ..AuditRecord::bare(worker, decision)
         }
@@ -162,6 +181,9 @@ impl AuditRecord {
             execution_id: None,
             actor: None,
             actor_id: None,
+            config_rule_arn: None,
+            verification: None,
+            time_to_remediate_secs: None,
             dry_run: false,
         }
     }

@@ -98,7 +98,7 @@ pub fn decide(event: &ComplianceEvent, policy: &Policy) -> Decision {
 /// [`decide`] at a given time (exceptions expire).
 pub fn decide_at(event: &ComplianceEvent, policy: &Policy, now: std::time::SystemTime) -> Decision {
     let d = &event.detail;
-    let rule = policy.find(&d.config_rule_name, &d.resource_type);
+    let rule = policy.find(&event.subject());
     let skip = |reason| Decision::Skip {
         reason,
         rule_id: rule.map(|r| r.id.clone()),

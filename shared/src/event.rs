@@ -197,6 +197,93 @@ pub struct ComplianceEvent {
     pub detail: ComplianceChangeDetail,
 }
 
+/// A result Config holds now, as read from its API (`redress sweep`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResult<'a> {
+    /// Config rule name.
+    pub rule: &'a str,
+    /// The rule's ARN, when known.
+    pub rule_arn: Option<&'a str>,
+    /// Resource type.
+    pub resource_type: &'a str,
+    /// Resource id.
+    pub resource_id: &'a str,
+    /// Account of the resource.
+    pub account: &'a str,
+    /// Region of the resource.
+    pub region: &'a str,
+    /// `NON_COMPLIANT`, ...
+    pub compliance: &'a str,
+    /// The rule's annotation.
+    pub annotation: Option<&'a str>,
+    /// When Config recorded the result (RFC 3339).
+    pub recorded_at: Option<&'a str>,
+    /// When the rule was invoked (RFC 3339).
+    pub invoked_at: Option<&'a str>,
+}
+
+impl StoredResult<'_> {
+    /// The compliance-change event Config would have sent for this result, so it takes
+    /// the router's path exactly as an event does. Its id is derived from the result
+    /// (rule, resource, account, region, recording time), so the same result swept twice
+    /// is the same finding.
+    pub fn as_event(&self, now: &str) -> EventBridgeEvent<ComplianceChangeDetail> {
+        use sha2::{Digest, Sha256};
+        let key = [
+            self.rule,
+            self.account,
+            self.region,
+            self.resource_type,
+            self.resource_id,
+            self.recorded_at.unwrap_or(""),
+        ]
+        .join("\u{1f}");
+        let digest: String = Sha256::digest(key.as_bytes())[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let result = EvaluationResult {
+            evaluation_result_identifier: EvaluationResultIdentifier {
+                evaluation_result_qualifier: EvaluationResultQualifier {
+                    config_rule_name: Some(self.rule.into()),
+                    resource_type: Some(self.resource_type.into()),
+                    resource_id: Some(self.resource_id.into()),
+                    evaluation_mode: Some("DETECTIVE".into()),
+                },
+                ordering_timestamp: self.recorded_at.map(str::to_string),
+            },
+            compliance_type: ComplianceType(self.compliance.into()),
+            result_recorded_time: self.recorded_at.map(str::to_string),
+            config_rule_invoked_time: self.invoked_at.map(str::to_string),
+            annotation: self.annotation.map(str::to_string),
+            result_token: None,
+        };
+        EventBridgeEvent {
+            version: "0".into(),
+            id: format!("sweep-{digest}"),
+            detail_type: COMPLIANCE_CHANGE_DETAIL_TYPE.into(),
+            source: CONFIG_SOURCE.into(),
+            account: Some(self.account.into()),
+            time: now.into(),
+            region: self.region.into(),
+            resources: Vec::new(),
+            detail: ComplianceChangeDetail {
+                resource_id: self.resource_id.into(),
+                resource_type: self.resource_type.into(),
+                aws_region: self.region.into(),
+                aws_account_id: self.account.into(),
+                config_rule_name: self.rule.into(),
+                config_rule_arn: self.rule_arn.map(str::to_string),
+                message_type: COMPLIANCE_CHANGE_MESSAGE_TYPE.into(),
+                record_version: Some("1.0".into()),
+                notification_creation_time: Some(now.into()),
+                new_evaluation_result: result,
+                old_evaluation_result: None,
+            },
+        }
+    }
+}
+
 /// Why a message is not a usable compliance-change event. The text names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
@@ -338,6 +425,10 @@ fn validate_detail(d: &ComplianceChangeDetail) -> Result<(), EventError> {
         .map_err(|m| EventError::invalid("detail.awsRegion", m))?;
     crate::validate::rule_name(&d.config_rule_name)
         .map_err(|m| EventError::invalid("detail.configRuleName", m))?;
+    if let Some(arn) = &d.config_rule_arn {
+        crate::validate::rule_arn(arn, &d.aws_account_id, &d.aws_region)
+            .map_err(|m| EventError::invalid("detail.configRuleARN", m))?;
+    }
     let q = &d
         .new_evaluation_result
         .evaluation_result_identifier
@@ -368,12 +459,57 @@ impl ComplianceEvent {
         self.detail.new_evaluation_result.annotation.as_deref()
     }
 
+    /// What a policy rule is matched against.
+    pub fn subject(&self) -> crate::policy::Subject<'_> {
+        crate::policy::Subject {
+            config_rule_name: &self.detail.config_rule_name,
+            resource_type: &self.detail.resource_type,
+            config_rule_arn: self.detail.config_rule_arn.as_deref(),
+            annotation: self.annotation(),
+        }
+    }
+
     /// When the evaluation was recorded: identifies this evaluation (with rule and resource).
     pub fn evaluation_time(&self) -> Option<&str> {
         let r = &self.detail.new_evaluation_result;
         r.result_recorded_time
             .as_deref()
             .or(r.evaluation_result_identifier.ordering_timestamp.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod stored_result_tests {
+    use super::*;
+
+    #[test]
+    fn a_swept_result_is_a_valid_event_with_a_stable_id() {
+        let r = StoredResult {
+            rule: "restricted-ssh",
+            rule_arn: Some("arn:aws:config:eu-west-1:111122223333:config-rule/config-rule-ab12cd"),
+            resource_type: "AWS::EC2::SecurityGroup",
+            resource_id: "sg-0a1b2c3d4e5f60718",
+            account: "111122223333",
+            region: "eu-west-1",
+            compliance: "NON_COMPLIANT",
+            annotation: Some("port 22 open"),
+            recorded_at: Some("2026-12-01T06:00:00.000Z"),
+            invoked_at: None,
+        };
+        let body = serde_json::to_string(&r.as_event("2026-12-01T07:00:00Z")).unwrap();
+        let e = parse_message(&body).unwrap();
+        assert_eq!(e.detail.resource_id, "sg-0a1b2c3d4e5f60718");
+        assert!(e.compliance().is_non_compliant());
+        assert_eq!(e.evaluation_time(), Some("2026-12-01T06:00:00.000Z"));
+        assert_eq!(e.subject().config_rule_arn, r.rule_arn);
+        // Swept again later: the same finding.
+        let again = r.as_event("2026-12-02T07:00:00Z");
+        assert_eq!(again.id, e.event_id);
+        let other = StoredResult {
+            resource_id: "sg-0b1b2c3d4e5f60718",
+            ..r
+        };
+        assert_ne!(other.as_event("x").id, e.event_id);
     }
 }
 

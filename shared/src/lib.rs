@@ -20,3 +20,4 @@ pub mod policy;
 pub mod text;
 pub mod time;
 pub mod validate;
+pub mod verify;

@@ -9,10 +9,12 @@ use crate::event::ComplianceEvent;
 use crate::policy::{Facts, RenderedAction, Severity};
 
 /// Version of the message formats below. Version 2 added the approval's action digest
-/// and policy version and the request's `returned` note; every new field is optional, so
-/// messages of version 1 still on the queues after an upgrade are read as they are (an
-/// approval without a digest is refused and its request put back for a fresh decision).
-pub const MESSAGE_VERSION: u32 = 2;
+/// and policy version and the request's `returned` note; version 3 the finding's Config
+/// rule ARN, the task's closure check and the moot notice's Config rule. Every new field
+/// is optional, so messages of versions 1 and 2 still on the queues after an upgrade are
+/// read as they are (an approval without a digest is refused and its request put back
+/// for a fresh decision).
+pub const MESSAGE_VERSION: u32 = 3;
 
 /// The facts of one evaluation that a remediation needs, copied from the event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +24,9 @@ pub struct Finding {
     pub event_id: String,
     /// Config rule name.
     pub config_rule_name: String,
+    /// The Config rule's ARN, when the event carried one: policy rules may pin it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_rule_arn: Option<String>,
     /// Resource id.
     pub resource_id: String,
     /// Resource type.
@@ -46,6 +51,7 @@ impl Finding {
         Finding {
             event_id: e.event_id.clone(),
             config_rule_name: e.detail.config_rule_name.clone(),
+            config_rule_arn: e.detail.config_rule_arn.clone(),
             resource_id: e.detail.resource_id.clone(),
             resource_type: e.detail.resource_type.clone(),
             account_id: e.detail.aws_account_id.clone(),
@@ -69,7 +75,23 @@ impl Finding {
         field("account_id", v::account(&self.account_id))?;
         field("region", v::region(&self.region))?;
         field("config_rule_name", v::rule_name(&self.config_rule_name))?;
+        if let Some(arn) = &self.config_rule_arn {
+            field(
+                "config_rule_arn",
+                v::rule_arn(arn, &self.account_id, &self.region),
+            )?;
+        }
         Ok(())
+    }
+
+    /// What a policy rule is matched against.
+    pub fn subject(&self) -> crate::policy::Subject<'_> {
+        crate::policy::Subject {
+            config_rule_name: &self.config_rule_name,
+            resource_type: &self.resource_type,
+            config_rule_arn: self.config_rule_arn.as_deref(),
+            annotation: self.annotation.as_deref(),
+        }
     }
 
     /// Placeholder values for this finding.
@@ -132,6 +154,27 @@ pub struct Task {
     /// dry run stays a dry run even when the executor is not in dry-run mode.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Set on a closure check: the finding was fixed and the executor asks Config
+    /// whether it agrees; such a task never changes anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closure: Option<Closure>,
+}
+
+/// A fix waiting for Config to confirm it (`awaiting_verification`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Closure {
+    /// When the fix finished (RFC 3339). The executor never believes a time later than
+    /// when SQS says the check was sent.
+    pub fixed_at: String,
+    /// The fix's SSM Automation execution, where one exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<String>,
+    /// Who approved the fix, as verified when it ran (for the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Checks made so far; the next waits twice as long as the last.
+    pub checks: u32,
 }
 
 /// A person's approval, recorded by `redress approvals approve`.
@@ -171,6 +214,7 @@ impl Task {
             created_at: crate::time::now_rfc3339(),
             approval: None,
             dry_run: false,
+            closure: None,
         }
     }
 
@@ -259,6 +303,13 @@ pub struct MootNotice {
     pub event_id: String,
     /// When the router saw it.
     pub seen_at: String,
+    /// The Config rule that reported COMPLIANT (absent in notices of version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_rule_name: Option<String>,
+    /// Its ARN, when the event carried one: a request whose finding names an ARN is
+    /// mooted only by the same rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_rule_arn: Option<String>,
 }
 
 /// What the approvals queue holds.
@@ -338,6 +389,8 @@ mod tests {
     #[test]
     fn approvals_messages_are_tagged_and_strict() {
         let notice = ApprovalsMessage::Moot(MootNotice {
+            config_rule_name: None,
+            config_rule_arn: None,
             rule_id: "r".into(),
             account_id: "111122223333".into(),
             region: "eu-west-1".into(),

@@ -12,6 +12,11 @@ pub fn rfc3339_after(d: Duration) -> String {
     humantime::format_rfc3339_seconds(SystemTime::now() + d).to_string()
 }
 
+/// A time in RFC 3339, to the second.
+pub fn format_rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// Parses an RFC 3339 timestamp (as AWS writes them).
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(s).ok()

@@ -93,6 +93,33 @@ pub fn rule_name(n: &str) -> Result<(), String> {
     }
 }
 
+/// A Config rule ARN of the finding's account and region:
+/// `arn:PARTITION:config:REGION:ACCOUNT:config-rule/…` (organization and conformance-pack
+/// rules carry a path, e.g. `config-rule/aws-service-rule/config-conforms.amazonaws.com/…`).
+/// A rule evaluates resources of its own account and region, so an ARN naming others is
+/// not one Config would send.
+pub fn rule_arn(arn: &str, account_id: &str, region_name: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let well_formed = arn.len() <= 512
+        && parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "config"
+        && parts[5].starts_with("config-rule/")
+        && parts[5].len() > "config-rule/".len()
+        && arn.chars().all(|c| c.is_ascii_graphic());
+    if !well_formed {
+        return Err(format!("{arn:?} is not a Config rule ARN"));
+    }
+    if parts[3] != region_name || parts[4] != account_id {
+        return Err(format!(
+            "{arn:?} is a rule of {}/{}, not of the finding's {account_id}/{region_name}",
+            parts[4], parts[3]
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +151,27 @@ mod tests {
         assert!(region("eu-west").is_err());
         assert!(rule_name("restricted-ssh").is_ok());
         assert!(rule_name("x y").is_err());
+        let arn = "arn:aws:config:us-east-1:111122223333:config-rule/config-rule-ab12cd";
+        assert!(rule_arn(arn, "111122223333", "us-east-1").is_ok());
+        assert!(rule_arn(
+            "arn:aws:config:us-east-1:111122223333:config-rule/aws-service-rule/config-conforms.amazonaws.com/config-rule-x",
+            "111122223333",
+            "us-east-1"
+        )
+        .is_ok());
+        assert!(rule_arn(arn, "444455556666", "us-east-1").is_err());
+        assert!(rule_arn(arn, "111122223333", "eu-west-1").is_err());
+        assert!(rule_arn(
+            "arn:aws:iam::111122223333:role/x",
+            "111122223333",
+            "us-east-1"
+        )
+        .is_err());
+        assert!(rule_arn(
+            "arn:aws:config:us-east-1:111122223333:config-rule/",
+            "111122223333",
+            "us-east-1"
+        )
+        .is_err());
     }
 }

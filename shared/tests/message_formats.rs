@@ -97,7 +97,7 @@ const FILES: [&str; 5] = [
 #[test]
 fn every_version_has_every_kind_and_nothing_else() {
     assert_eq!(
-        MESSAGE_VERSION, 2,
+        MESSAGE_VERSION, 3,
         "a new format version needs its fixtures in tests/fixtures/messages/v{MESSAGE_VERSION}, \
          and the previous release's stay"
     );
@@ -255,9 +255,9 @@ fn a_moot_notice_reads_the_same_in_both_versions() {
 
 #[test]
 fn version_2_approvals_are_bound_to_the_action_shown() {
-    assert_eq!(task(2, "task.json").version, MESSAGE_VERSION);
+    assert_eq!(task(2, "task.json").version, 2);
     let r = request(2, "approvals-request.json");
-    assert_eq!(r.version, MESSAGE_VERSION);
+    assert_eq!(r.version, 2);
     assert_eq!(r.id, r.task.approval_id());
     let policy = r.policy_version.clone().expect("a policy version");
     assert_eq!(policy.len(), 16);
@@ -292,7 +292,7 @@ fn a_version_1_message_and_its_version_2_form_differ_only_in_the_new_fields() {
     for name in ["task.json", "task-approved.json"] {
         let (mut old, new) = (task(1, name), task(2, name));
         assert_eq!(old.client_token(), new.client_token(), "{name}");
-        old.version = MESSAGE_VERSION;
+        old.version = 2;
         if let (Some(o), Some(n)) = (old.approval.as_mut(), new.approval.as_ref()) {
             o.action_digest = n.action_digest.clone();
             o.policy_version = n.policy_version.clone();
@@ -302,10 +302,46 @@ fn a_version_1_message_and_its_version_2_form_differ_only_in_the_new_fields() {
     for name in ["approvals-request.json", "approvals-request-runbook.json"] {
         let (mut old, new) = (request(1, name), request(2, name));
         assert_eq!(old.id, new.id, "{name}");
-        old.version = MESSAGE_VERSION;
-        old.task.version = MESSAGE_VERSION;
+        old.version = 2;
+        old.task.version = 2;
         old.policy_version = new.policy_version.clone();
         old.returned = new.returned.clone();
         assert_eq!(old, new, "{name}");
     }
+}
+
+#[test]
+fn a_version_2_message_and_its_version_3_form_differ_only_in_the_new_fields() {
+    // Version 3 added the finding's Config rule ARN, the closure check and the moot
+    // notice's Config rule; none of them changes an identity.
+    for name in ["task.json", "task-approved.json"] {
+        let (mut old, new) = (task(2, name), task(3, name));
+        assert_eq!(new.version, MESSAGE_VERSION);
+        assert_eq!(old.client_token(), new.client_token(), "{name}");
+        assert_eq!(old.approval_id(), new.approval_id(), "{name}");
+        assert!(new.finding.validate().is_ok(), "{name}");
+        old.version = MESSAGE_VERSION;
+        old.finding.config_rule_arn = new.finding.config_rule_arn.clone();
+        assert_eq!(old, new, "{name}");
+    }
+    let (old, new) = (moot(2), moot(3));
+    assert_eq!(old.config_rule_name, None);
+    assert_eq!(new.config_rule_name.as_deref(), Some("restricted-ssh"));
+    assert!(new.config_rule_arn.is_some());
+}
+
+#[test]
+fn a_closure_check_round_trips_and_older_tasks_have_none() {
+    let mut t = task(3, "task.json");
+    assert_eq!(t.closure, None);
+    t.closure = Some(redress::message::Closure {
+        fixed_at: "2026-12-01T06:00:00Z".into(),
+        execution_id: None,
+        actor: None,
+        checks: 2,
+    });
+    let body = serde_json::to_string(&t).unwrap();
+    assert!(body.contains("\"closure\""));
+    let back: Task = serde_json::from_str(&body).unwrap();
+    assert_eq!(back, t);
 }

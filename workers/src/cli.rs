@@ -62,7 +62,8 @@ pub struct Global {
     /// Log format on stderr [default: pretty on a terminal, json otherwise].
     #[arg(long, env = "REDRESS_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
-    /// EventBridge bus that `provision` wires up and `emit` puts events on.
+    /// EventBridge bus that `provision` wires to the events queue (AWS Config puts its
+    /// events on the default bus).
     #[arg(
         long,
         env = "REDRESS_EVENT_BUS",
@@ -110,11 +111,25 @@ pub enum Command {
     /// Validate a policy, or show what it decides for an event.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Put a well-formed Config compliance-change event on the event bus.
+    /// Report an evaluation to AWS Config as a rule does (PutEvaluations), for the local stack.
     ///
-    /// Example: `redress emit --rule restricted-ssh --resource sg-0123 --resource-type
+    /// Config records it and, when the resource's compliance changes, puts the
+    /// compliance-change event on the default event bus, which delivers it to the events
+    /// queue. The Config rule must exist. Example: `redress emit --rule restricted-ssh --resource sg-0123 --resource-type
     /// AWS::EC2::SecurityGroup`
     Emit(EmitArgs),
+    /// Feed Config's current NON_COMPLIANT results through the router, as events would be.
+    ///
+    /// Config sends an event only when compliance changes: a resource already
+    /// NON_COMPLIANT when redress was deployed, or whose event was lost, is found only by
+    /// a sweep. Reads every Config rule the policy covers, in the accounts and regions of
+    /// `[config]` (or through `[config] aggregator`); dedup, exemptions, severity, guards
+    /// and approvals apply as to events, and findings already waiting for approval are
+    /// not asked about again. Run it daily (the CloudFormation stack schedules it).
+    ///
+    /// Example: `redress sweep --rule '*restricted*'`; with --dry-run, only prints what the
+    /// router would decide.
+    Sweep(SweepArgs),
     /// Create the queues, dead-letter queues, EventBridge rule and target (idempotent).
     ///
     /// Meant for the local stack (AWS_ENDPOINT_URL); on AWS, deploy infra/ instead.
@@ -290,6 +305,17 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Options of `sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Only Config rules whose name matches this glob.
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// One JSON document on stdout instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `emit`.

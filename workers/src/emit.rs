@@ -1,77 +1,80 @@
-//! `redress emit`: put a Config compliance-change event on the event bus, shaped as AWS
-//! Config shapes it, for the local stack and for trying a policy end to end.
+//! `redress emit`: report an evaluation to AWS Config, as a Config rule does
+//! (`PutEvaluations`), so a finding takes the path a real one takes: Config records it
+//! and, when the resource's compliance changes, puts the compliance-change event on the
+//! default event bus, whose rule delivers it to the events queue. For the local stack
+//! (where a result token is the rule's name) and for trying a policy end to end; on AWS,
+//! only a rule's own invocation holds a token Config accepts.
 
+use crate::aws::compliance::Compliance;
 use crate::aws::Clients;
-use redress::event::{
-    COMPLIANCE_CHANGE_DETAIL_TYPE, COMPLIANCE_CHANGE_MESSAGE_TYPE, CONFIG_SOURCE,
-};
 
 use crate::cli::{EmitArgs, Global};
 use crate::error::{CliError, CliResult};
 
-/// The `detail` of a compliance-change event.
-pub fn detail(args: &EmitArgs, account: &str, region: &str) -> serde_json::Value {
-    let now = redress::time::now_rfc3339();
-    let mut result = serde_json::json!({
-        "evaluationResultIdentifier": {
-            "evaluationResultQualifier": {
-                "configRuleName": args.rule,
-                "resourceType": args.resource_type,
-                "resourceId": args.resource,
-                "evaluationMode": "DETECTIVE",
-            },
-            "orderingTimestamp": now,
-        },
-        "complianceType": args.compliance,
-        "resultRecordedTime": now,
-        "configRuleInvokedTime": now,
-    });
-    if let Some(a) = &args.annotation {
-        result["annotation"] = serde_json::Value::String(a.clone());
-    }
-    serde_json::json!({
-        "resourceId": args.resource,
-        "awsRegion": region,
-        "awsAccountId": account,
-        "configRuleName": args.rule,
-        "recordVersion": "1.0",
-        "configRuleARN": format!("arn:aws:config:{region}:{account}:config-rule/config-rule-redress"),
-        "messageType": COMPLIANCE_CHANGE_MESSAGE_TYPE,
-        "newEvaluationResult": result,
-        "notificationCreationTime": now,
-        "resourceType": args.resource_type,
-    })
-}
-
-/// Validates the arguments as the router would, then puts the event.
-pub async fn emit(global: &Global, args: &EmitArgs) -> CliResult {
+/// Validates the arguments as the router would, then reports the evaluation.
+pub async fn emit(_global: &Global, args: &EmitArgs) -> CliResult {
     use redress::validate;
     validate::rule_name(&args.rule).map_err(|m| CliError::input(format!("--rule: {m}")))?;
     validate::resource_type(&args.resource_type)
         .map_err(|m| CliError::input(format!("--resource-type: {m}")))?;
     validate::resource_id(&args.resource_type, &args.resource)
         .map_err(|m| CliError::input(format!("--resource: {m}")))?;
+    if !["COMPLIANT", "NON_COMPLIANT", "NOT_APPLICABLE"].contains(&args.compliance.as_str()) {
+        return Err(CliError::input(format!(
+            "--compliance {:?}: a rule reports COMPLIANT, NON_COMPLIANT or NOT_APPLICABLE",
+            args.compliance
+        )));
+    }
+    if args
+        .annotation
+        .as_ref()
+        .is_some_and(|a| a.chars().count() > 256)
+    {
+        return Err(CliError::input(
+            "--annotation: at most 256 characters, as Config allows",
+        ));
+    }
     let config = crate::aws::load().await;
     let clients = Clients::new(&config);
-    let region = config
-        .region()
-        .map(|r| r.to_string())
-        .ok_or_else(|| CliError::input("no AWS region configured (set AWS_REGION)"))?;
-    let account = crate::aws::caller_identity(&clients.sts).await?.account;
-    let events = crate::aws::eventbridge::EventBridge::new(clients.eventbridge.clone());
-    let detail = detail(args, &account, &region).to_string();
-    let id = events
-        .put_event(
-            &global.event_bus,
-            CONFIG_SOURCE,
-            COMPLIANCE_CHANGE_DETAIL_TYPE,
-            &detail,
-        )
+    let compliance = Compliance::new(clients.config.clone());
+    if compliance.rule(&args.rule).await?.is_none() {
+        return Err(CliError::input(format!(
+            "no Config rule {} in this account and region: create it first (PutConfigRule; \
+             `aws configservice put-config-rule`), then report its evaluations",
+            args.rule
+        )));
+    }
+    let before = compliance
+        .current(&args.rule, &args.resource_type, &args.resource)
         .await?
-        .map_err(|why| CliError::failed(format!("EventBridge refused the event: {why}")))?;
-    println!(
-        "emitted {} {} {} {} (event {})",
-        args.compliance, args.rule, args.resource_type, args.resource, id
+        .map(|e| e.compliance);
+    compliance
+        .put_evaluation(
+            &args.rule,
+            &args.resource_type,
+            &args.resource,
+            &args.compliance,
+            args.annotation.as_deref(),
+        )
+        .await
+        .map_err(|e| {
+            CliError::failed(format!(
+                "{e} (on AWS only a Config rule's own invocation can put evaluations; `redress emit` is for the local stack)"
+            ))
+        })?;
+    let what = format!(
+        "{} {} {} {}",
+        args.compliance, args.rule, args.resource_type, args.resource
     );
+    if before.as_deref() == Some(args.compliance.as_str()) {
+        println!(
+            "evaluated {what}: Config already held {}, so it sent no event (it sends one only when compliance changes; `redress sweep` finds it)",
+            args.compliance
+        );
+    } else {
+        println!(
+            "evaluated {what}: Config puts the compliance-change event on the default event bus"
+        );
+    }
     Ok(())
 }

@@ -8,7 +8,7 @@ use clap::Parser;
 use redress_workers::cli::{Cli, Command, PolicyCommand};
 use redress_workers::error::CliResult;
 use redress_workers::run::Workers;
-use redress_workers::{approvals, dlq, emit, lambda, logging, policy_cmd, provision, run};
+use redress_workers::{approvals, dlq, emit, lambda, logging, policy_cmd, provision, run, sweep};
 
 async fn dispatch(cli: &Cli) -> CliResult {
     let g = &cli.global;
@@ -27,6 +27,7 @@ async fn dispatch(cli: &Cli) -> CliResult {
         Command::Emit(a) => emit::emit(g, a).await,
         Command::Lambda(a) => lambda::run(g, a).await,
         Command::Provision => provision::provision(g).await,
+        Command::Sweep(a) => sweep::sweep(g, a).await,
     }
 }
 

@@ -26,6 +26,10 @@ pub enum Disposition {
     DeadLettered,
     /// Will be retried.
     Retrying,
+    /// Config confirmed a fix.
+    Verified,
+    /// A fix waits for Config to confirm it.
+    AwaitingVerification,
 }
 
 impl Disposition {
@@ -39,6 +43,8 @@ impl Disposition {
             Disposition::Skipped => "skipped",
             Disposition::DeadLettered => "dead-lettered",
             Disposition::Retrying => "will retry",
+            Disposition::Verified => "verified by Config",
+            Disposition::AwaitingVerification => "awaiting Config's confirmation",
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::executor::{
 };
 use crate::report::Tally;
 use crate::router::Router;
-use crate::worker::{Handler, RunUntil, Worker};
+use crate::worker::{Deferred, Handler, RunUntil, Worker};
 
 /// Workers workers to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +30,17 @@ pub enum Workers {
     Executor,
 }
 
-/// Loads and validates the policy; a bad policy is bad input (exit 2).
+/// Loads and validates the policy; a bad policy is bad input (exit 2). Warns when it
+/// turns Config verification off.
 pub fn load_policy(global: &Global) -> CliResult<Arc<Policy>> {
-    Policy::from_file(&global.policy)
-        .map(Arc::new)
-        .map_err(CliError::input)
+    let policy = Policy::from_file(&global.policy).map_err(CliError::input)?;
+    if !policy.config.verify {
+        tracing::warn!(
+            policy = %global.policy.display(),
+            "[config] verify = false: findings are acted on without asking AWS Config whether they are true; anyone who can send to the events or tasks queue can trigger fixes. Only for setups whose findings do not come from Config."
+        );
+    }
+    Ok(Arc::new(policy))
 }
 
 /// How long start-up calls ride out transient errors (a flapping network as a container
@@ -126,6 +132,7 @@ pub async fn executor(
         recent: FinishedTasks::new(RECENT_TASKS, RECENT_FOR),
         reevaluator: Reevaluator::start(REEVALUATION_WINDOW),
         approvals: resolve(clients, &global.approvals_queue).await?,
+        tasks: resolve(clients, &global.tasks_queue).await?,
         policy,
         dry_run: global.dry_run,
         max_attempts: args.max_attempts,
@@ -144,6 +151,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Workers) -> CliResul
     let (tasks, tasks_dlq) = with_dlq(&clients, &global.tasks_queue).await?;
     let shutdown = shutdown_signal();
     let mut handles = Vec::new();
+    let deferred = Arc::new(Deferred::default());
 
     // `--concurrency` messages in flight per worker: that many receive loops of up to
     // ten messages each.
@@ -153,7 +161,7 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Workers) -> CliResul
     if which != Workers::Executor {
         let handler = Arc::new(router(global, policy.clone(), &clients).await?);
         let until = if args.once {
-            RunUntil::Drained(vec![events.clone()])
+            RunUntil::Drained(vec![events.clone()], deferred.clone())
         } else {
             RunUntil::Shutdown
         };
@@ -183,11 +191,14 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Workers) -> CliResul
         );
         // The executor drains after the router: its work arrives from the events queue.
         let until = if args.once {
-            RunUntil::Drained(if which == Workers::Both {
-                vec![events, tasks.clone()]
-            } else {
-                vec![tasks.clone()]
-            })
+            RunUntil::Drained(
+                if which == Workers::Both {
+                    vec![events.clone(), tasks.clone()]
+                } else {
+                    vec![tasks.clone()]
+                },
+                deferred.clone(),
+            )
         } else {
             RunUntil::Shutdown
         };
@@ -211,8 +222,29 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Workers) -> CliResul
     }
     if args.once {
         print!("{}", tally.render());
+        if let Some(line) = pending(&[&events, &tasks]).await {
+            println!("{line}");
+        }
     }
     Ok(())
+}
+
+/// What a draining run left for later, in words: closure checks waiting for Config
+/// (delayed messages) and messages waiting out a retry's back-off (invisible ones, as
+/// nothing is in flight any more).
+async fn pending(queues: &[&Queue]) -> Option<String> {
+    let (mut delayed, mut backing_off) = (0, 0);
+    for q in queues {
+        if let Ok(d) = q.depth().await {
+            delayed += d.delayed;
+            backing_off += d.invisible;
+        }
+    }
+    (delayed + backing_off > 0).then(|| {
+        format!(
+            "Pending: {delayed} waiting for a delay (fixes awaiting Config's confirmation), {backing_off} waiting out a retry's back-off. `redress run` picks them up when they are due."
+        )
+    })
 }
 
 /// Runs `loops` receive loops of one worker, each on its own task.

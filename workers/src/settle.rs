@@ -13,7 +13,7 @@ use std::time::Duration;
 use redress::audit::AuditRecord;
 
 use crate::aws::retry::with_backoff;
-use crate::aws::sqs::{DeadLetter, Queue, Received};
+use crate::aws::sqs::{DeadLetter, Outbound, Queue, Received};
 use crate::report::{Disposition, Tally};
 
 /// How to acknowledge a handled message once its outgoing messages are sent.
@@ -69,6 +69,8 @@ pub struct Outgoing {
     pub to: Queue,
     /// Body.
     pub body: String,
+    /// Seconds before it becomes visible (a closure check waits for Config).
+    pub delay_secs: i32,
 }
 
 /// What a handler decided about one message. Nothing in it has happened yet, except
@@ -115,10 +117,16 @@ impl Verdict {
     }
 
     /// Also send this message first.
-    pub fn send(mut self, to: &Queue, body: String) -> Verdict {
+    pub fn send(self, to: &Queue, body: String) -> Verdict {
+        self.send_later(to, body, 0)
+    }
+
+    /// Also send this message first, visible only after `delay_secs` (at most 900).
+    pub fn send_later(mut self, to: &Queue, body: String, delay_secs: i32) -> Verdict {
         self.send.push(Outgoing {
             to: to.clone(),
             body,
+            delay_secs: delay_secs.clamp(0, 900),
         });
         self
     }
@@ -194,8 +202,8 @@ impl Settler<'_> {
     /// per verdict, whether all of its messages were accepted.
     async fn send_all(&self, batch: &[(&Received, Verdict)]) -> Vec<bool> {
         let mut ok = vec![true; batch.len()];
-        // Per destination URL: the queue and (verdict index, body) of each message.
-        type Group<'q> = (&'q Queue, Vec<(usize, &'q str)>);
+        // Per destination URL: the queue and (verdict index, message) of each message.
+        type Group<'q> = (&'q Queue, Vec<(usize, &'q Outgoing)>);
         let mut by_queue: HashMap<&str, Group<'_>> = HashMap::new();
         for (i, (_, v)) in batch.iter().enumerate() {
             for o in &v.send {
@@ -203,14 +211,17 @@ impl Settler<'_> {
                     .entry(o.to.url.as_str())
                     .or_insert_with(|| (&o.to, Vec::new()))
                     .1
-                    .push((i, o.body.as_str()));
+                    .push((i, o));
             }
         }
         for (queue, items) in by_queue.into_values() {
             for chunk in items.chunks(10) {
-                let bodies: Vec<(String, HashMap<String, String>)> = chunk
+                let bodies: Vec<Outbound> = chunk
                     .iter()
-                    .map(|(_, b)| (b.to_string(), HashMap::new()))
+                    .map(|(_, o)| Outbound {
+                        delay_secs: o.delay_secs,
+                        ..Outbound::body(o.body.clone())
+                    })
                     .collect();
                 let failed = match queue.send_batch(&bodies).await {
                     Ok(failed) => failed.into_iter().map(|(i, _)| i).collect(),

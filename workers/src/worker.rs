@@ -3,9 +3,10 @@
 //! back the rest. A handler never deletes or records: it returns a [`Verdict`], and the
 //! loop deletes only after the settler made the outcome durable.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::aws::retry::{with_backoff, AwsError};
 use crate::aws::sqs::{Queue, Received};
@@ -30,10 +31,46 @@ pub trait Handler: Send + Sync + 'static {
 /// How long a worker runs.
 #[derive(Clone)]
 pub enum RunUntil {
-    /// RunUntil shutdown.
+    /// Until shutdown.
     Shutdown,
-    /// RunUntil its queue is empty and every listed queue is empty with nothing in flight.
-    Drained(Vec<Queue>),
+    /// Until its queue is empty and every listed queue is empty with nothing in flight.
+    /// Messages deliberately delayed do not count: those this process handed back to
+    /// wait (retry back-off, in `deferred`) and those sent with a delay (a closure check
+    /// waiting for Config).
+    Drained(Vec<Queue>, Arc<Deferred>),
+}
+
+/// Messages this process handed back to wait (retry back-off): invisible, like messages
+/// in flight, but nobody is working on them. Shared by the workers of a draining run.
+#[derive(Debug, Default)]
+pub struct Deferred(Mutex<HashMap<(String, String), Instant>>);
+
+impl Deferred {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Instant>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A message of `queue` (URL) comes back after `secs`.
+    fn defer(&self, queue: &str, message_id: &str, secs: i32) {
+        let until = Instant::now() + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+        self.lock()
+            .insert((queue.to_string(), message_id.to_string()), until);
+    }
+
+    /// A message was received again: it is in flight, not waiting.
+    fn received(&self, queue: &str, message_id: &str) {
+        self.lock()
+            .remove(&(queue.to_string(), message_id.to_string()));
+    }
+
+    /// How many messages of `queue` are still waiting out their delay.
+    pub fn waiting(&self, queue: &str) -> u64 {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .filter(|((q, _), until)| q == queue && **until > now)
+            .count() as u64
+    }
 }
 
 /// One worker: a queue, its dead-letter queue and a handler.
@@ -73,7 +110,7 @@ impl<H: Handler> Worker<H> {
         until: RunUntil,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), AwsError> {
-        let wait = if matches!(until, RunUntil::Drained(_)) {
+        let wait = if matches!(until, RunUntil::Drained(..)) {
             1
         } else {
             20
@@ -102,7 +139,8 @@ impl<H: Handler> Worker<H> {
                 }
                 Err(e) => {
                     failures += 1;
-                    if matches!(until, RunUntil::Drained(_)) && failures >= DRAIN_RECEIVE_FAILURES {
+                    if matches!(until, RunUntil::Drained(..)) && failures >= DRAIN_RECEIVE_FAILURES
+                    {
                         return Err(e);
                     }
                     tracing::warn!(worker = self.name, error = %e, "receive failed; retrying");
@@ -111,16 +149,25 @@ impl<H: Handler> Worker<H> {
                 }
             };
             if batch.is_empty() {
-                if let RunUntil::Drained(queues) = &until {
-                    if drained(queues).await {
+                if let RunUntil::Drained(queues, deferred) = &until {
+                    if drained(queues, deferred).await {
                         break;
                     }
                 }
                 continue;
             }
+            let deferred = match &until {
+                RunUntil::Drained(_, d) => Some(d.as_ref()),
+                RunUntil::Shutdown => None,
+            };
+            if let Some(d) = deferred {
+                for m in &batch {
+                    d.received(&self.queue.url, &m.message_id);
+                }
+            }
             // The heartbeat runs until the whole batch is acknowledged.
             tokio::select! {
-                () = self.round(&batch, &shutdown) => {}
+                () = self.round(&batch, &shutdown, deferred) => {}
                 never = self.heartbeat(&batch) => match never {},
             }
         }
@@ -132,7 +179,12 @@ impl<H: Handler> Worker<H> {
     /// message in one call and hands the others back. A message the handler did not
     /// start (shutting down) is settled and handed back at once, not at the end of the
     /// batch, so another worker can take it while the batch's long work finishes.
-    async fn round(&self, batch: &[Received], shutdown: &watch::Receiver<bool>) {
+    async fn round(
+        &self,
+        batch: &[Received],
+        shutdown: &watch::Receiver<bool>,
+        deferred: Option<&Deferred>,
+    ) {
         let settler = Settler {
             worker: self.name,
             dlq: Some((&self.queue, &self.dlq)),
@@ -164,7 +216,14 @@ impl<H: Handler> Worker<H> {
         for (m, s) in messages.into_iter().zip(settled) {
             match s {
                 Settled::Durable => durable.push(&m.receipt_handle),
-                again => self.hand_back(m, again).await,
+                again => {
+                    if let (Some(d), Settled::Again { after_secs }) = (deferred, again) {
+                        if after_secs > 0 {
+                            d.defer(&self.queue.url, &m.message_id, after_secs);
+                        }
+                    }
+                    self.hand_back(m, again).await
+                }
             }
         }
         // One DeleteMessageBatch for every message whose outcome is durable.
@@ -263,10 +322,10 @@ pub async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-async fn drained(queues: &[Queue]) -> bool {
+async fn drained(queues: &[Queue], deferred: &Deferred) -> bool {
     for q in queues {
         match q.depth().await {
-            Ok((0, 0)) => {}
+            Ok(d) if d.visible == 0 && d.invisible <= deferred.waiting(&q.url) => {}
             Ok(_) => return false,
             Err(e) => {
                 tracing::warn!(queue = %q.name, error = %e, "cannot read queue depth");

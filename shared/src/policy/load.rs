@@ -14,14 +14,15 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Accounts, Action, Approvals, Exception, Exemptions, Fix, Limits, Mode, Policy, Routing, Rule,
-    Runbook, Severity,
+    Accounts, Action, Approvals, ConfigSettings, Exception, Exemptions, Fix, Limits, Mode, Policy,
+    Routing, Rule, Runbook, Severity,
 };
 
 type SpannedTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
-const TOP_KEYS: [&str; 7] = [
+const TOP_KEYS: [&str; 8] = [
     "routing",
+    "config",
     "approvals",
     "limits",
     "accounts",
@@ -29,9 +30,11 @@ const TOP_KEYS: [&str; 7] = [
     "rule",
     "exception",
 ];
-const RULE_KEYS: [&str; 7] = [
+const RULE_KEYS: [&str; 9] = [
     "id",
     "config_rule",
+    "config_rule_arn",
+    "annotation",
     "resource_types",
     "severity",
     "mode",
@@ -46,6 +49,14 @@ const LIMIT_KEYS: [&str; 7] = [
     "breaker_cooldown",
     "kill_switch_parameter",
     "kill_switch_cache",
+];
+const CONFIG_KEYS: [&str; 6] = [
+    "verify",
+    "verify_deadline",
+    "recheck_after",
+    "accounts",
+    "regions",
+    "aggregator",
 ];
 const EXCEPTION_KEYS: [&str; 5] = ["resource_id", "account", "rules", "expires", "reason"];
 
@@ -242,6 +253,74 @@ impl Loader<'_> {
             }
         }
         exemptions
+    }
+
+    fn config(&mut self, table: Option<&SpannedTable>) -> ConfigSettings {
+        let mut config = ConfigSettings::default();
+        let Some(table) = table else {
+            return config;
+        };
+        let what = "[config]";
+        self.check_keys(table, &CONFIG_KEYS, what);
+        if let Some((verify, _)) = self.field::<bool>(table, "verify", what) {
+            config.verify = verify;
+        }
+        if let Some(d) = self.duration(table, "verify_deadline", what) {
+            config.verify_deadline = d;
+        }
+        if let Some(d) = self.duration(table, "recheck_after", what) {
+            config.recheck_after = d;
+        }
+        if let Some((accounts, span)) = self.field::<Vec<String>>(table, "accounts", what) {
+            for a in &accounts {
+                if let Err(m) = crate::validate::account(a) {
+                    self.problem(span.clone(), format!("{what}: `accounts`: {m}"));
+                }
+            }
+            config.accounts = accounts;
+        }
+        if let Some((regions, span)) = self.field::<Vec<String>>(table, "regions", what) {
+            for r in &regions {
+                if let Err(m) = crate::validate::region(r) {
+                    self.problem(span.clone(), format!("{what}: `regions`: {m}"));
+                }
+            }
+            config.regions = regions;
+        }
+        if let Some((name, span)) = self.field::<String>(table, "aggregator", what) {
+            // Config aggregator names: 1-256 of letters, digits, `.`, `_` and `-`.
+            let ok = !name.is_empty()
+                && name.len() <= 256
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if ok {
+                config.aggregator = Some(name);
+            } else {
+                self.problem(
+                    span,
+                    format!("{what}: `aggregator` {name:?} is not a Config aggregator name (1-256 letters, digits, . _ -)"),
+                );
+            }
+        }
+        config
+    }
+
+    /// A glob (for a rule's optional `config_rule_arn` or `annotation`).
+    fn glob(
+        &mut self,
+        table: &SpannedTable,
+        key: &str,
+        what: &str,
+    ) -> Option<(String, globset::GlobMatcher)> {
+        let (pattern, span) = self.field::<String>(table, key, what)?;
+        match globset::Glob::new(&pattern) {
+            Ok(g) => Some((pattern, g.compile_matcher())),
+            Err(e) => {
+                self.problem(span, format!("{what}: `{key}`: {e}"));
+                None
+            }
+        }
     }
 
     /// A humantime duration (`"10m"`, `"30s"`) longer than zero.
@@ -459,6 +538,8 @@ impl Loader<'_> {
                         None
                     }
                 });
+        let arn = self.glob(table, "config_rule_arn", &what);
+        let annotation = self.glob(table, "annotation", &what);
         let resource_types = self.field::<Vec<String>>(table, "resource_types", &what);
         if let Some((types, span)) = &resource_types {
             for t in types {
@@ -483,6 +564,10 @@ impl Loader<'_> {
             id: id?.0,
             config_rule: config_rule?.0,
             matcher: matcher?,
+            config_rule_arn: arn.as_ref().map(|(p, _)| p.clone()),
+            arn_matcher: arn.map(|(_, m)| m),
+            annotation: annotation.as_ref().map(|(p, _)| p.clone()),
+            annotation_matcher: annotation.map(|(_, m)| m),
             resource_types: resource_types.map(|(t, _)| t),
             severity: severity?.0,
             mode: mode.map(|(m, _)| m),
@@ -648,6 +733,8 @@ struct RawDoc {
     #[serde(default)]
     exemptions: Option<SpannedTable>,
     #[serde(default)]
+    config: Option<SpannedTable>,
+    #[serde(default)]
     rule: Vec<SpannedTable>,
     #[serde(default)]
     exception: Vec<SpannedTable>,
@@ -685,6 +772,7 @@ impl Policy {
         let limits = loader.limits(doc.limits.as_ref());
         let accounts = loader.accounts(doc.accounts.as_ref());
         let exemptions = loader.exemptions(doc.exemptions.as_ref());
+        let config = loader.config(doc.config.as_ref());
         let exceptions: Vec<Exception> = doc
             .exception
             .iter()
@@ -727,6 +815,7 @@ impl Policy {
                 exceptions,
                 accounts,
                 exemptions,
+                config,
                 version: version_of(src),
             })
         } else {
@@ -759,6 +848,7 @@ fn raw_id(table: &SpannedTable) -> Option<(&str, Range<usize>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Subject;
 
     const GOOD: &str = r#"
 [routing]
@@ -790,6 +880,91 @@ action = { runbook = "AWS-EnableS3BucketEncryption", parameters = { BucketName =
     }
 
     #[test]
+    fn config_table_defaults_and_values() {
+        let p = Policy::from_toml(GOOD, "p.toml").unwrap();
+        assert!(p.config.verify);
+        assert_eq!(p.config.verify_deadline, ConfigSettings::DEFAULT_DEADLINE);
+        let src = format!(
+            "[config]\nverify = false\nverify_deadline = \"5m\"\nrecheck_after = \"10s\"\naccounts = [\"111122223333\"]\nregions = [\"eu-west-1\"]\naggregator = \"org\"\n{GOOD}"
+        );
+        let p = Policy::from_toml(&src, "p.toml").unwrap();
+        assert!(!p.config.verify);
+        assert_eq!(
+            p.config.verify_deadline,
+            std::time::Duration::from_secs(300)
+        );
+        assert_eq!(p.config.recheck_after, std::time::Duration::from_secs(10));
+        assert_eq!(p.config.accounts, ["111122223333"]);
+        assert_eq!(p.config.aggregator.as_deref(), Some("org"));
+        let bad = problems(&format!(
+            "[config]\nverfy = true\naccounts = [\"12\"]\nregions = [\"mars\"]\naggregator = \"a b\"\nverify_deadline = \"soon\"\n{GOOD}"
+        ));
+        let text = format!("{bad:?}");
+        for needle in [
+            "verfy",
+            "12-digit",
+            "region",
+            "aggregator",
+            "verify_deadline",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        assert!(bad.iter().all(|p| p.line.is_some()), "{bad:?}");
+    }
+
+    #[test]
+    fn a_rule_pinned_by_arn_or_annotation_covers_only_those() {
+        let src = r#"
+[[rule]]
+id = "org"
+config_rule = "*restricted-ssh*"
+config_rule_arn = "arn:aws:config:*:*:config-rule/aws-service-rule/config-conforms.amazonaws.com/*"
+severity = "LOW"
+action = { fix = "revoke_public_ingress" }
+
+[[rule]]
+id = "missing"
+config_rule = "redress-parameter-drift"
+annotation = "missing*"
+severity = "HIGH"
+action = { fix = "revoke_public_ingress" }
+"#;
+        let p = Policy::from_toml(src, "p.toml").unwrap();
+        let sg = "AWS::EC2::SecurityGroup";
+        let org = "arn:aws:config:eu-west-1:111122223333:config-rule/aws-service-rule/config-conforms.amazonaws.com/config-rule-x";
+        let local = "arn:aws:config:eu-west-1:111122223333:config-rule/config-rule-x";
+        let with =
+            |arn: Option<&'static str>, annotation: Option<&'static str>, name: &'static str| {
+                Subject {
+                    config_rule_arn: arn,
+                    annotation,
+                    ..Subject::of(name, sg)
+                }
+            };
+        assert_eq!(
+            p.find(&with(Some(org), None, "restricted-ssh")).unwrap().id,
+            "org"
+        );
+        assert!(p.find(&with(Some(local), None, "restricted-ssh")).is_none());
+        assert!(p.find(&with(None, None, "restricted-ssh")).is_none());
+        assert!(p.rules[0].covers_config_rule("restricted-ssh", Some(org)));
+        assert!(!p.rules[0].covers_config_rule("restricted-ssh", Some(local)));
+        assert!(p.rules[0].trusts_arn(org) && !p.rules[0].trusts_arn(local));
+        let drift = "redress-parameter-drift";
+        assert_eq!(
+            p.find(&with(None, Some("missing"), drift)).unwrap().id,
+            "missing"
+        );
+        assert!(p.find(&with(None, Some("drifted"), drift)).is_none());
+        assert!(p.find(&with(None, None, drift)).is_none());
+        assert!(format!(
+            "{:?}",
+            problems(&src.replace("config-conforms.amazonaws.com/*", "["))
+        )
+        .contains("config_rule_arn"));
+    }
+
+    #[test]
     fn loads_the_design_example() {
         let p = Policy::from_toml(GOOD, "p.toml").unwrap();
         assert_eq!(p.rules.len(), 3);
@@ -798,9 +973,11 @@ action = { runbook = "AWS-EnableS3BucketEncryption", parameters = { BucketName =
         assert_eq!(p.mode_of(&p.rules[1]), Mode::Auto);
         assert!(matches!(p.rules[2].action, Action::Runbook(_)));
         assert!(p
-            .find("restricted-ssh", "AWS::EC2::SecurityGroup")
+            .find(&Subject::of("restricted-ssh", "AWS::EC2::SecurityGroup"))
             .is_some());
-        assert!(p.find("restricted-ssh", "AWS::S3::Bucket").is_none());
+        assert!(p
+            .find(&Subject::of("restricted-ssh", "AWS::S3::Bucket"))
+            .is_none());
     }
 
     #[test]
@@ -1001,13 +1178,15 @@ action = { fix = "revoke_public_ingress" }
 "#;
         let p = Policy::from_toml(src, "p").unwrap();
         assert_eq!(
-            p.find("restricted-ssh", "AWS::EC2::SecurityGroup")
+            p.find(&Subject::of("restricted-ssh", "AWS::EC2::SecurityGroup"))
                 .unwrap()
                 .id,
             "narrow"
         );
         assert_eq!(
-            p.find("other", "AWS::EC2::SecurityGroup").unwrap().id,
+            p.find(&Subject::of("other", "AWS::EC2::SecurityGroup"))
+                .unwrap()
+                .id,
             "broad"
         );
     }

@@ -4,6 +4,7 @@
 //! A policy is loaded and validated once ([`Policy::from_toml`]); after that every lookup
 //! is infallible and pure.
 
+mod config;
 mod limits;
 mod load;
 mod render;
@@ -13,6 +14,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use config::ConfigSettings;
 pub use limits::{Accounts, BreakerSettings, Exception, Limits};
 pub use load::{PolicyError, Problem};
 pub use render::{Facts, RenderedAction, RenderedRunbook, PLACEHOLDERS};
@@ -220,6 +222,14 @@ pub struct Rule {
     /// Glob over `configRuleName`.
     pub config_rule: String,
     matcher: globset::GlobMatcher,
+    /// Glob over the Config rule's ARN (`config_rule_arn`): pins which rules are
+    /// trusted (an organization's or a conformance pack's), not just their names.
+    pub config_rule_arn: Option<String>,
+    arn_matcher: Option<globset::GlobMatcher>,
+    /// Glob over the evaluation's annotation (`annotation`), for rules whose outcomes
+    /// differ only there (drifted, missing, unauthorized).
+    pub annotation: Option<String>,
+    annotation_matcher: Option<globset::GlobMatcher>,
     /// Resource types the rule covers; `None` means any.
     pub resource_types: Option<Vec<String>>,
     /// Severity of a finding under this rule.
@@ -235,14 +245,63 @@ pub struct Rule {
     pub line: usize,
 }
 
+/// What a rule is matched against: the evaluation's rule, resource type, rule ARN and
+/// annotation.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// `configRuleName`.
+    pub config_rule_name: &'a str,
+    /// The resource's type.
+    pub resource_type: &'a str,
+    /// `configRuleARN`, when the evaluation carries one.
+    pub config_rule_arn: Option<&'a str>,
+    /// The rule's annotation, when it gave one.
+    pub annotation: Option<&'a str>,
+}
+
+impl<'a> Subject<'a> {
+    /// A rule name and resource type, without ARN or annotation.
+    pub fn of(config_rule_name: &'a str, resource_type: &'a str) -> Subject<'a> {
+        Subject {
+            config_rule_name,
+            resource_type,
+            config_rule_arn: None,
+            annotation: None,
+        }
+    }
+}
+
 impl Rule {
-    /// Whether this rule covers a finding of `config_rule_name` on a `resource_type`.
-    pub fn matches(&self, config_rule_name: &str, resource_type: &str) -> bool {
-        self.matcher.is_match(config_rule_name)
+    /// Whether this rule covers the evaluation. A rule that pins `config_rule_arn` or
+    /// `annotation` does not cover an evaluation without one.
+    pub fn matches(&self, s: &Subject<'_>) -> bool {
+        let pinned = |m: &Option<globset::GlobMatcher>, value: Option<&str>| {
+            m.as_ref()
+                .is_none_or(|m| value.is_some_and(|v| m.is_match(v)))
+        };
+        self.matcher.is_match(s.config_rule_name)
             && self
                 .resource_types
                 .as_ref()
-                .is_none_or(|types| types.iter().any(|t| t == resource_type))
+                .is_none_or(|types| types.iter().any(|t| t == s.resource_type))
+            && pinned(&self.arn_matcher, s.config_rule_arn)
+            && pinned(&self.annotation_matcher, s.annotation)
+    }
+
+    /// Whether a Config rule of this name and ARN can produce findings this rule covers
+    /// (for `redress sweep`, which lists rules before it reads their results).
+    pub fn covers_config_rule(&self, name: &str, arn: Option<&str>) -> bool {
+        self.matcher.is_match(name)
+            && self
+                .arn_matcher
+                .as_ref()
+                .is_none_or(|m| arn.is_some_and(|a| m.is_match(a)))
+    }
+
+    /// Whether the rule trusts a Config rule with this ARN: yes unless it pins one the
+    /// ARN does not match.
+    pub fn trusts_arn(&self, arn: &str) -> bool {
+        self.arn_matcher.as_ref().is_none_or(|m| m.is_match(arn))
     }
 }
 
@@ -263,17 +322,17 @@ pub struct Policy {
     pub accounts: Accounts,
     /// The `[exemptions]` table.
     pub exemptions: Exemptions,
+    /// The `[config]` table.
+    pub config: ConfigSettings,
     /// Digest of the policy text (16 hex digits), carried by approval requests and
     /// approvals so a decision names the policy it was made under.
     pub version: String,
 }
 
 impl Policy {
-    /// The first rule, in file order, that covers this finding.
-    pub fn find(&self, config_rule_name: &str, resource_type: &str) -> Option<&Rule> {
-        self.rules
-            .iter()
-            .find(|r| r.matches(config_rule_name, resource_type))
+    /// The first rule, in file order, that covers this evaluation.
+    pub fn find(&self, subject: &Subject<'_>) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.matches(subject))
     }
 
     /// The rule with this id.

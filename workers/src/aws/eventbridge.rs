@@ -15,41 +15,6 @@ impl EventBridge {
         EventBridge { client }
     }
 
-    /// Puts one event; returns its id, or why EventBridge refused it.
-    pub async fn put_event(
-        &self,
-        bus: &str,
-        source: &str,
-        detail_type: &str,
-        detail: &str,
-    ) -> Result<Result<String, String>, AwsError> {
-        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-            .source(source)
-            .detail_type(detail_type)
-            .detail(detail)
-            .event_bus_name(bus)
-            .build();
-        let out = self
-            .client
-            .put_events()
-            .entries(entry)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("events:PutEvents", e))?;
-        let first = out.entries().first();
-        if out.failed_entry_count() > 0 || first.and_then(|e| e.error_code()).is_some() {
-            return Ok(Err(format!(
-                "{} {}",
-                first.and_then(|e| e.error_code()).unwrap_or("?"),
-                first.and_then(|e| e.error_message()).unwrap_or("")
-            )));
-        }
-        Ok(Ok(first
-            .and_then(|e| e.event_id())
-            .unwrap_or("?")
-            .to_string()))
-    }
-
     /// Creates a custom event bus unless it exists.
     pub async fn ensure_bus(&self, name: &str) -> Result<(), AwsError> {
         match self.client.create_event_bus().name(name).send().await {

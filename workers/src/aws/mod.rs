@@ -3,6 +3,7 @@
 //! [`AwsError`]s with a retry verdict. Nothing here hard-codes an endpoint: the local
 //! stack is just `AWS_ENDPOINT_URL=http://127.0.0.1:4599`.
 
+pub mod compliance;
 pub mod config;
 pub mod ec2;
 pub mod eventbridge;

@@ -41,6 +41,38 @@ pub struct Received {
     pub sent_at_ms: Option<u64>,
 }
 
+/// How many messages a queue holds (SQS's approximate counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Depth {
+    /// Ready to be received.
+    pub visible: u64,
+    /// Received and not yet deleted, or handed back to wait.
+    pub invisible: u64,
+    /// Sent with a delay that has not passed.
+    pub delayed: u64,
+}
+
+/// A message to send.
+#[derive(Debug, Clone, Default)]
+pub struct Outbound {
+    /// Body.
+    pub body: String,
+    /// String message attributes.
+    pub attributes: HashMap<String, String>,
+    /// Seconds before it becomes visible (SQS allows 0 to 900).
+    pub delay_secs: i32,
+}
+
+impl Outbound {
+    /// A body, no attributes, no delay.
+    pub fn body(body: impl Into<String>) -> Outbound {
+        Outbound {
+            body: body.into(),
+            ..Outbound::default()
+        }
+    }
+}
+
 /// Why a message was dead-lettered by a worker; written as message attributes.
 #[derive(Clone, Debug)]
 pub struct DeadLetter<'a> {
@@ -345,23 +377,27 @@ impl Queue {
         Ok(out.message_id().unwrap_or_default().to_string())
     }
 
-    /// Sends up to ten messages in one call, each with string attributes. Returns the
-    /// indexes that failed, with the reason (partial failure is normal in SQS batches).
+    /// Sends up to ten messages in one call, each with string attributes and an
+    /// optional delay. Returns the indexes that failed, with the reason (partial failure
+    /// is normal in SQS batches).
     pub async fn send_batch(
         &self,
-        messages: &[(String, HashMap<String, String>)],
+        messages: &[Outbound],
     ) -> Result<Vec<(usize, String)>, AwsError> {
         let entries: Vec<SendMessageBatchRequestEntry> = messages
             .iter()
             .enumerate()
-            .map(|(i, (body, attrs))| {
+            .map(|(i, m)| {
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .message_body(body)
-                    .set_message_attributes(
-                        (!attrs.is_empty())
-                            .then(|| attrs.iter().map(|(k, v)| (k.clone(), text(v))).collect()),
-                    )
+                    .message_body(&m.body)
+                    .set_message_attributes((!m.attributes.is_empty()).then(|| {
+                        m.attributes
+                            .iter()
+                            .map(|(k, v)| (k.clone(), text(v)))
+                            .collect()
+                    }))
+                    .set_delay_seconds((m.delay_secs > 0).then_some(m.delay_secs))
                     .build()
                     .expect("id and required fields are set")
             })
@@ -482,14 +518,15 @@ impl Queue {
         dlq.send_with(body, attributes).await.map(|_| ())
     }
 
-    /// `(visible, in flight)` approximate counts.
-    pub async fn depth(&self) -> Result<(u64, u64), AwsError> {
+    /// Approximate counts: visible, in flight (or waiting to come back), delayed.
+    pub async fn depth(&self) -> Result<Depth, AwsError> {
         let out = self
             .client
             .get_queue_attributes()
             .queue_url(&self.url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("sqs:GetQueueAttributes", e))?;
@@ -499,9 +536,10 @@ impl Queue {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         };
-        Ok((
-            get(QueueAttributeName::ApproximateNumberOfMessages),
-            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        ))
+        Ok(Depth {
+            visible: get(QueueAttributeName::ApproximateNumberOfMessages),
+            invisible: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
     }
 }

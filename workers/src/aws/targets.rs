@@ -12,6 +12,7 @@ use aws_config::SdkConfig;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
+use super::compliance::Compliance;
 use super::config::ConfigRules;
 use super::ec2::{SecurityGroups, Tags};
 use super::retry::{AwsError, ErrorClass};
@@ -33,6 +34,8 @@ pub struct TargetClients {
     pub automation: Automation,
     /// AWS Config re-evaluation.
     pub config_rules: ConfigRules,
+    /// AWS Config results (the checks before and after a fix).
+    pub compliance: Compliance,
 }
 
 /// Runbook polling settings, the same for every target.
@@ -49,12 +52,14 @@ impl TargetClients {
     pub fn new(config: &SdkConfig, polling: Polling) -> TargetClients {
         let ec2 = aws_sdk_ec2::Client::new(config);
         let ssm = aws_sdk_ssm::Client::new(config);
+        let config_client = aws_sdk_config::Client::new(config);
         TargetClients {
             security_groups: SecurityGroups::new(ec2.clone()),
             tags: Tags::new(ec2),
             parameters: Parameters::new(ssm.clone()),
             automation: Automation::new(ssm, polling.interval, polling.timeout),
-            config_rules: ConfigRules::new(aws_sdk_config::Client::new(config)),
+            config_rules: ConfigRules::new(config_client.clone()),
+            compliance: Compliance::new(config_client),
         }
     }
 }

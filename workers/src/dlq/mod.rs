@@ -11,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use indicatif::ProgressBar;
 use serde::{Serialize, Serializer};
 
-use crate::aws::sqs::{Queue, Received};
+use crate::aws::sqs::{Outbound, Queue, Received};
 use crate::aws::Clients;
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::dead_letter::{replay_body, summarise, Filter, Summary, REPLAY_COUNT};
@@ -317,7 +317,7 @@ async fn visible_depth(dlq: &Queue) -> Option<u64> {
     if !output::progress_visible() {
         return None;
     }
-    dlq.depth().await.ok().map(|(visible, _)| visible)
+    dlq.depth().await.ok().map(|d| d.visible)
 }
 
 /// Without a terminal the bar is hidden: every 50 replays go to the log instead.
@@ -452,14 +452,14 @@ async fn move_batch(
     }
     for (_, group) in groups {
         let source = group[0].2.clone();
-        let copies: Vec<(String, HashMap<String, String>)> = group
+        let copies: Vec<Outbound> = group
             .iter()
-            .map(|(m, s, _)| {
-                let attrs = HashMap::from([
+            .map(|(m, s, _)| Outbound {
+                attributes: HashMap::from([
                     (REPLAY_COUNT.to_string(), (s.replay_count + 1).to_string()),
                     ("redress.replayed_from".to_string(), dlq.name.clone()),
-                ]);
-                (replay_body(&m.body), attrs)
+                ]),
+                ..Outbound::body(replay_body(&m.body))
             })
             .collect();
         let failed = source.send_batch(&copies).await?;
@@ -524,10 +524,10 @@ async fn purge(
     let t = target(clients, global, which).await?;
     let name = clean(&t.dlq.name).into_owned();
     if !yes {
-        let (visible, in_flight) = t.dlq.depth().await?;
+        let d = t.dlq.depth().await?;
         return Err(CliError::input(format!(
             "refusing to purge {name} ({} messages) without --yes; `redress dlq list {}` shows them",
-            visible + in_flight,
+            d.visible + d.invisible + d.delayed,
             clean(which)
         )));
     }

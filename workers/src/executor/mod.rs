@@ -4,6 +4,8 @@
 
 pub mod approvers;
 mod blast_radius;
+mod closure;
+mod config_check;
 mod dedup;
 mod locks;
 mod outcome;
@@ -36,6 +38,7 @@ use crate::report::Disposition;
 use crate::settle::{Ack, DeadLetterClass, Verdict};
 use crate::worker::Handler;
 use outcome::{Done, FixError, FixResult};
+use redress::verify::BeforeFix;
 
 const WORKER: &str = "executor";
 
@@ -59,6 +62,8 @@ pub struct Executor {
     pub reevaluator: Reevaluator,
     /// Where automatic fixes a guard stopped go, as approval requests.
     pub approvals: Queue,
+    /// The executor's own queue: closure checks wait on it for Config to confirm a fix.
+    pub tasks: Queue,
     /// Serialises work on the same resource within this process.
     pub locks: KeyedLocks,
     /// Turns true on SIGTERM/SIGINT: tasks still waiting for their resource's lock are
@@ -182,7 +187,7 @@ impl Executor {
                 task.rule_id
             ))
         })?;
-        if !rule.matches(&f.config_rule_name, &f.resource_type) {
+        if !rule.matches(&f.subject()) {
             return Err(Refusal::new(format!(
                 "rule {} does not cover Config rule {} on {}",
                 rule.id, f.config_rule_name, f.resource_type
@@ -486,6 +491,15 @@ impl Executor {
         if let Some(why) = exempt {
             return self.skip(r, subject, why);
         }
+        match self.ask_config(task, allowed.rule, seams).await {
+            Ok(BeforeFix::Act) => {}
+            Ok(
+                BeforeFix::AlreadyCompliant(why)
+                | BeforeFix::NotApplicable(why)
+                | BeforeFix::Refuse(why),
+            ) => return self.dry_run(r, subject, format!("would not act: {why}")),
+            Err(e) => return self.failed(e, 1, r, subject),
+        }
         let stopped = match &allowed.authority {
             Authority::Automatic => {
                 self.stop_automatic(allowed.rule, &allowed.action, ingress.as_deref(), false)
@@ -525,6 +539,7 @@ impl Executor {
             Instant::now(),
         );
         let mut detail = done.detail.clone();
+        let mut verdict = Verdict::done();
         if done.outcome == Outcome::Succeeded {
             self.reevaluator.request(
                 &seams.config_rules,
@@ -533,6 +548,11 @@ impl Executor {
                 &f.config_rule_name,
             );
             detail.push_str("; Config re-evaluation queued");
+            if self.policy.config.verify {
+                verdict = self.await_closure(verdict, task, &done);
+                r.verification = Some(redress::audit::AWAITING_VERIFICATION);
+                detail.push_str("; awaiting Config's confirmation");
+            }
         }
         r.outcome = Some(done.outcome);
         r.execution_id = done.execution_id.clone();
@@ -546,11 +566,60 @@ impl Executor {
             .execution_id
             .map(|e| format!(" [execution {e}]"))
             .unwrap_or_default();
-        Verdict::done().record(r).report(
+        verdict.record(r).report(
             fate,
             subject,
             format!("{} ({}){exec}", done.detail, task.rule_id),
         )
+    }
+
+    /// Config's word on a finding before anything changes: act when the policy turned
+    /// verification off.
+    async fn ask_config(
+        &self,
+        task: &Task,
+        rule: &Rule,
+        seams: &TargetClients,
+    ) -> Result<BeforeFix, FixError> {
+        if !self.policy.config.verify {
+            return Ok(BeforeFix::Act);
+        }
+        let f = &task.finding;
+        let current = config_check::current(&seams.compliance, rule, f).await?;
+        Ok(redress::verify::before_fix(
+            &current,
+            &config_check::what(f),
+        ))
+    }
+
+    /// The verdict when Config's word stops a fix (already compliant, not applicable,
+    /// refused, or retried when Config cannot be asked); `None` to go on.
+    fn config_stop(
+        &self,
+        said: Result<BeforeFix, FixError>,
+        task: &Task,
+        seams: &TargetClients,
+        r: &AuditRecord,
+        subject: &str,
+        attempt: u32,
+    ) -> Option<Verdict> {
+        let (r, subject) = (r.clone(), subject.to_string());
+        match said {
+            Ok(BeforeFix::Act) => None,
+            Ok(BeforeFix::AlreadyCompliant(why)) => {
+                let done = Done {
+                    outcome: Outcome::AlreadyCompliant,
+                    execution_id: None,
+                    detail: why,
+                };
+                Some(self.finished(task, seams, done, r, subject))
+            }
+            Ok(BeforeFix::NotApplicable(why)) => Some(self.skip(r, subject, why)),
+            Ok(BeforeFix::Refuse(why)) => {
+                Some(self.failed(FixError::refused(why), attempt, r, subject))
+            }
+            Err(e) => Some(self.failed(e, attempt, r, subject)),
+        }
     }
 
     /// Under the resource's lock: duplicate check, exemption tag, the checks of the
@@ -590,8 +659,13 @@ impl Executor {
             // Not knowing whether it is exempt, leave it alone.
             Err(e) => return self.failed(e, attempt, r, subject),
         };
+        let said = self.ask_config(task, allowed.rule, seams).await;
+        if let Some(stopped) = self.config_stop(said, task, seams, &r, &subject, attempt) {
+            return stopped;
+        }
         match &allowed.authority {
-            // Last, so duplicates and exempt resources take nothing from the rate caps.
+            // Last, so duplicates, exempt resources and findings Config does not back
+            // take nothing from the rate caps.
             Authority::Automatic => {
                 let stop = self
                     .stop_automatic(allowed.rule, &allowed.action, ingress.as_deref(), true)
@@ -655,6 +729,9 @@ impl Executor {
                     .report(Disposition::DeadLettered, &m.message_id, reason);
             }
         };
+        if task.closure.is_some() {
+            return self.close(task, m).await;
+        }
         let f = &task.finding;
         let subject = format!("{} {}", f.resource_type, f.resource_id);
         let severity = self.policy.rule(&task.rule_id).map(|r| r.severity);

@@ -395,7 +395,12 @@ async fn records_not_proven_to_come_from_the_events_queue_are_not_handled() {
 
 // --- the executor --------------------------------------------------------------------
 
+/// Verification is off: these tests are about the invocation deadline, and the fake
+/// below speaks only SSM Automation (Config's part is tested in `tests/e2e/config.rs`).
 const EXECUTOR_POLICY: &str = r#"
+[config]
+verify = false
+
 [[rule]]
 id = "s3-encryption"
 config_rule = "s3-bucket-server-side-encryption-enabled"
@@ -481,6 +486,7 @@ fn executor(sqs: &Client, automation: &Automation, poll_interval: Duration) -> E
         recent: FinishedTasks::new(100, Duration::from_secs(60)),
         reevaluator: Reevaluator::start(Duration::from_millis(10)),
         approvals: Queue::at(sqs, &format!("{QUEUES}/redress-approvals")),
+        tasks: Queue::at(sqs, &format!("{QUEUES}/redress-tasks")),
         policy,
         dry_run: false,
         max_attempts: 5,

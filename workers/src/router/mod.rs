@@ -196,6 +196,8 @@ impl Router {
             resource_id: f.resource_id.clone(),
             event_id: f.event_id.clone(),
             seen_at: redress::time::now_rfc3339(),
+            config_rule_name: Some(f.config_rule_name.clone()),
+            config_rule_arn: f.config_rule_arn.clone(),
         }))
     }
 }

@@ -1,0 +1,531 @@
+//! Reading AWS Config's results: the current result of one rule for one resource (the
+//! executor's check before a fix and after it), the rules of an account, and the
+//! NON_COMPLIANT results of a rule, directly or through an aggregator (`redress sweep`).
+
+use aws_sdk_config::types::{
+    AggregateEvaluationResult, ComplianceType, ConfigRuleComplianceFilters, EvaluationResult,
+};
+use aws_smithy_types::date_time::Format;
+use aws_smithy_types::DateTime;
+
+use crate::aws::retry::AwsError;
+
+/// Most results one `GetComplianceDetailsByConfigRule` page may hold.
+const PAGE: i32 = 100;
+
+/// One evaluation result, as `redress sweep` feeds it to the router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Config rule name.
+    pub rule: String,
+    /// Resource type.
+    pub resource_type: String,
+    /// Resource id.
+    pub resource_id: String,
+    /// `NON_COMPLIANT`, ...
+    pub compliance: String,
+    /// The rule's annotation.
+    pub annotation: Option<String>,
+    /// When Config recorded the result (RFC 3339).
+    pub recorded_at: Option<String>,
+    /// When the rule was invoked (RFC 3339).
+    pub invoked_at: Option<String>,
+    /// Account of the resource (aggregated results name it; direct ones are the
+    /// client's).
+    pub account: Option<String>,
+    /// Region of the resource (likewise).
+    pub region: Option<String>,
+}
+
+/// A Config rule: its name and ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigRule {
+    /// Name.
+    pub name: String,
+    /// ARN.
+    pub arn: Option<String>,
+}
+
+/// AWS Config results in one account and region (or an aggregator's view).
+#[derive(Clone, Debug)]
+pub struct Compliance {
+    client: aws_sdk_config::Client,
+}
+
+fn rfc3339(t: Option<&DateTime>) -> Option<String> {
+    t.and_then(|t| t.fmt(Format::DateTime).ok())
+}
+
+impl Evaluation {
+    fn from_result(r: &EvaluationResult) -> Option<Evaluation> {
+        let q = r
+            .evaluation_result_identifier()?
+            .evaluation_result_qualifier()?;
+        Some(Evaluation {
+            rule: q.config_rule_name()?.to_string(),
+            resource_type: q.resource_type()?.to_string(),
+            resource_id: q.resource_id()?.to_string(),
+            compliance: r.compliance_type()?.as_str().to_string(),
+            annotation: r.annotation().map(str::to_string),
+            recorded_at: rfc3339(r.result_recorded_time()),
+            invoked_at: rfc3339(r.config_rule_invoked_time()),
+            account: None,
+            region: None,
+        })
+    }
+
+    fn from_aggregate(r: &AggregateEvaluationResult) -> Option<Evaluation> {
+        let q = r
+            .evaluation_result_identifier()?
+            .evaluation_result_qualifier()?;
+        Some(Evaluation {
+            rule: q.config_rule_name()?.to_string(),
+            resource_type: q.resource_type()?.to_string(),
+            resource_id: q.resource_id()?.to_string(),
+            compliance: r.compliance_type()?.as_str().to_string(),
+            annotation: r.annotation().map(str::to_string),
+            recorded_at: rfc3339(r.result_recorded_time()),
+            invoked_at: rfc3339(r.config_rule_invoked_time()),
+            account: r.account_id().map(str::to_string),
+            region: r.aws_region().map(str::to_string),
+        })
+    }
+}
+
+impl Compliance {
+    /// Wraps a Config client (for the account and region asked about).
+    pub fn new(client: aws_sdk_config::Client) -> Self {
+        Compliance { client }
+    }
+
+    /// The rule's current result for the resource: `None` when the rule has no
+    /// evaluation of it (or no such rule exists: see [`rule`](Self::rule)).
+    pub async fn current(
+        &self,
+        rule: &str,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> Result<Option<Evaluation>, AwsError> {
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .get_compliance_details_by_resource()
+                .resource_type(resource_type)
+                .resource_id(resource_id)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("config:GetComplianceDetailsByResource", e))?;
+            let found = out
+                .evaluation_results()
+                .iter()
+                .filter_map(Evaluation::from_result)
+                .find(|e| e.rule == rule);
+            if found.is_some() {
+                return Ok(found);
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// The rule of this name, or `None` when none exists.
+    pub async fn rule(&self, name: &str) -> Result<Option<ConfigRule>, AwsError> {
+        let out = self
+            .client
+            .describe_config_rules()
+            .config_rule_names(name)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.config_rules().first().map(|r| ConfigRule {
+                name: r.config_rule_name().unwrap_or(name).to_string(),
+                arn: r.config_rule_arn().map(str::to_string),
+            })),
+            Err(e) => {
+                let e = AwsError::from_sdk("config:DescribeConfigRules", e);
+                if e.code == "NoSuchConfigRuleException" {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Reports one evaluation of `rule` (`PutEvaluations`), ordered now. The result token
+    /// is the rule's name, which only the local stack's Config accepts (on AWS a token
+    /// comes with the rule's invocation).
+    pub async fn put_evaluation(
+        &self,
+        rule: &str,
+        resource_type: &str,
+        resource_id: &str,
+        compliance: &str,
+        annotation: Option<&str>,
+    ) -> Result<(), AwsError> {
+        let evaluation = aws_sdk_config::types::Evaluation::builder()
+            .compliance_resource_type(resource_type)
+            .compliance_resource_id(resource_id)
+            .compliance_type(ComplianceType::from(compliance))
+            .set_annotation(annotation.map(str::to_string))
+            .ordering_timestamp(DateTime::from(std::time::SystemTime::now()))
+            .build()
+            .map_err(|e| AwsError::permanent("config:PutEvaluations", e.to_string()))?;
+        let out = self
+            .client
+            .put_evaluations()
+            .result_token(rule)
+            .evaluations(evaluation)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("config:PutEvaluations", e))?;
+        match out.failed_evaluations().first() {
+            Some(f) => Err(AwsError::permanent(
+                "config:PutEvaluations",
+                format!(
+                    "Config did not accept the evaluation of {:?}",
+                    f.compliance_resource_id()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Every Config rule of the account and region.
+    pub async fn rules(&self) -> Result<Vec<ConfigRule>, AwsError> {
+        let mut rules = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_config_rules()
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("config:DescribeConfigRules", e))?;
+            rules.extend(out.config_rules().iter().filter_map(|r| {
+                Some(ConfigRule {
+                    name: r.config_rule_name()?.to_string(),
+                    arn: r.config_rule_arn().map(str::to_string),
+                })
+            }));
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(rules),
+            }
+        }
+    }
+
+    /// Every NON_COMPLIANT result of the rule, all pages.
+    pub async fn non_compliant(&self, rule: &str) -> Result<Vec<Evaluation>, AwsError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .get_compliance_details_by_config_rule()
+                .config_rule_name(rule)
+                .compliance_types(ComplianceType::NonCompliant)
+                .limit(PAGE)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("config:GetComplianceDetailsByConfigRule", e))?;
+            found.extend(
+                out.evaluation_results()
+                    .iter()
+                    .filter_map(Evaluation::from_result),
+            );
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// Every NON_COMPLIANT result an aggregator holds for rules `wanted` accepts, across
+    /// the accounts and regions it aggregates, all pages.
+    pub async fn aggregated_non_compliant(
+        &self,
+        aggregator: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Evaluation>, AwsError> {
+        // (rule, account, region) with anything NON_COMPLIANT.
+        let mut sources = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_aggregate_compliance_by_config_rules()
+                .configuration_aggregator_name(aggregator)
+                .filters(
+                    ConfigRuleComplianceFilters::builder()
+                        .compliance_type(ComplianceType::NonCompliant)
+                        .build(),
+                )
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    AwsError::from_sdk("config:DescribeAggregateComplianceByConfigRules", e)
+                })?;
+            for r in out.aggregate_compliance_by_config_rules() {
+                if let (Some(rule), Some(account), Some(region)) =
+                    (r.config_rule_name(), r.account_id(), r.aws_region())
+                {
+                    if wanted(rule) {
+                        sources.push((rule.to_string(), account.to_string(), region.to_string()));
+                    }
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        let mut found = Vec::new();
+        for (rule, account, region) in sources {
+            let mut token: Option<String> = None;
+            loop {
+                let out = self
+                    .client
+                    .get_aggregate_compliance_details_by_config_rule()
+                    .configuration_aggregator_name(aggregator)
+                    .config_rule_name(&rule)
+                    .account_id(&account)
+                    .aws_region(&region)
+                    .compliance_type(ComplianceType::NonCompliant)
+                    .limit(PAGE)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        AwsError::from_sdk("config:GetAggregateComplianceDetailsByConfigRule", e)
+                    })?;
+                found.extend(
+                    out.aggregate_evaluation_results()
+                        .iter()
+                        .filter_map(Evaluation::from_aggregate)
+                        .map(|mut e| {
+                            e.account.get_or_insert_with(|| account.clone());
+                            e.region.get_or_insert_with(|| region.clone());
+                            e
+                        }),
+                );
+                match out.next_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::retry::ErrorClass;
+    use aws_sdk_config::operation::describe_aggregate_compliance_by_config_rules::DescribeAggregateComplianceByConfigRulesOutput;
+    use aws_sdk_config::operation::get_aggregate_compliance_details_by_config_rule::GetAggregateComplianceDetailsByConfigRuleOutput;
+    use aws_sdk_config::operation::get_compliance_details_by_resource::GetComplianceDetailsByResourceOutput;
+    use aws_sdk_config::types::{
+        AggregateComplianceByConfigRule, Compliance as RuleCompliance, EvaluationResultIdentifier,
+        EvaluationResultQualifier,
+    };
+    use aws_sdk_config::Client;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    const SG: &str = "AWS::EC2::SecurityGroup";
+    const AGGREGATOR: &str = "org-aggregator";
+
+    fn identifier(rule: &str, resource: &str) -> EvaluationResultIdentifier {
+        EvaluationResultIdentifier::builder()
+            .evaluation_result_qualifier(
+                EvaluationResultQualifier::builder()
+                    .config_rule_name(rule)
+                    .resource_type(SG)
+                    .resource_id(resource)
+                    .build(),
+            )
+            .build()
+    }
+
+    fn aggregate(account: &str, resource: &str) -> AggregateEvaluationResult {
+        AggregateEvaluationResult::builder()
+            .evaluation_result_identifier(identifier("restricted-ssh", resource))
+            .compliance_type(ComplianceType::NonCompliant)
+            .annotation("port 22 open")
+            .result_recorded_time(DateTime::from_secs(1_764_570_000))
+            .account_id(account)
+            .aws_region("eu-west-1")
+            .build()
+    }
+
+    #[tokio::test]
+    async fn throttling_while_verifying_is_transient_after_the_sdk_retries() {
+        let throttled = mock!(Client::get_compliance_details_by_resource)
+            .sequence()
+            .http_status(
+                400,
+                Some(
+                    serde_json::json!({"__type": "ThrottlingException", "message": "Rate exceeded"})
+                        .to_string(),
+                ),
+            )
+            .repeatedly()
+            .build();
+        let config = Compliance::new(mock_client!(aws_sdk_config, [&throttled]));
+        let err = config
+            .current("restricted-ssh", SG, "sg-0a1b2c3d4e5f60718")
+            .await
+            .unwrap_err();
+        assert_eq!(err.class, ErrorClass::Transient, "{err}");
+        assert_eq!(err.operation, "config:GetComplianceDetailsByResource");
+        assert!(
+            throttled.num_calls() > 1,
+            "the SDK retried throttling first"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_current_result_is_found_on_a_later_page_and_other_rules_are_ignored() {
+        let page = |rule: &str, compliance: ComplianceType, next: Option<&str>| {
+            let out = GetComplianceDetailsByResourceOutput::builder()
+                .evaluation_results(
+                    EvaluationResult::builder()
+                        .evaluation_result_identifier(identifier(rule, "sg-1"))
+                        .compliance_type(compliance)
+                        .build(),
+                )
+                .set_next_token(next.map(str::to_string))
+                .build();
+            move || out.clone()
+        };
+        let first = mock!(Client::get_compliance_details_by_resource)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(page("other-rule", ComplianceType::Compliant, Some("t2")));
+        let second = mock!(Client::get_compliance_details_by_resource)
+            .match_requests(|r| r.next_token() == Some("t2"))
+            .then_output(page("restricted-ssh", ComplianceType::NonCompliant, None));
+        let config = Compliance::new(mock_client!(
+            aws_sdk_config,
+            RuleMode::MatchAny,
+            [&first, &second]
+        ));
+        let found = config
+            .current("restricted-ssh", SG, "sg-1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.compliance, "NON_COMPLIANT");
+        assert_eq!(found.rule, "restricted-ssh");
+        assert!(config
+            .current("absent", SG, "sg-1")
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn an_aggregator_sweep_reads_every_page_of_every_account() {
+        let rule = |account: &str| {
+            AggregateComplianceByConfigRule::builder()
+                .config_rule_name("restricted-ssh")
+                .account_id(account)
+                .aws_region("eu-west-1")
+                .compliance(
+                    RuleCompliance::builder()
+                        .compliance_type(ComplianceType::NonCompliant)
+                        .build(),
+                )
+                .build()
+        };
+        let (a, b) = ("111111111111", "222222222222");
+        let (rule_a, rule_b) = (rule(a), rule(b));
+        let unrelated = AggregateComplianceByConfigRule::builder()
+            .config_rule_name("s3-bucket-logging-enabled")
+            .account_id(a)
+            .aws_region("eu-west-1")
+            .build();
+        // Rules: two pages, one account each (and a rule the policy does not cover).
+        let rules_1 = mock!(Client::describe_aggregate_compliance_by_config_rules)
+            .match_requests(|r| {
+                r.next_token().is_none() && r.configuration_aggregator_name() == Some(AGGREGATOR)
+            })
+            .then_output(move || {
+                DescribeAggregateComplianceByConfigRulesOutput::builder()
+                    .aggregate_compliance_by_config_rules(rule_a.clone())
+                    .aggregate_compliance_by_config_rules(unrelated.clone())
+                    .next_token("rules-2")
+                    .build()
+            });
+        let rules_2 = mock!(Client::describe_aggregate_compliance_by_config_rules)
+            .match_requests(|r| r.next_token() == Some("rules-2"))
+            .then_output(move || {
+                DescribeAggregateComplianceByConfigRulesOutput::builder()
+                    .aggregate_compliance_by_config_rules(rule_b.clone())
+                    .build()
+            });
+        // Results: account A on two pages, account B on one.
+        let a_1 = mock!(Client::get_aggregate_compliance_details_by_config_rule)
+            .match_requests(move |r| r.account_id() == Some(a) && r.next_token().is_none())
+            .then_output(move || {
+                GetAggregateComplianceDetailsByConfigRuleOutput::builder()
+                    .aggregate_evaluation_results(aggregate(a, "sg-a1"))
+                    .aggregate_evaluation_results(aggregate(a, "sg-a2"))
+                    .next_token("a-2")
+                    .build()
+            });
+        let a_2 = mock!(Client::get_aggregate_compliance_details_by_config_rule)
+            .match_requests(move |r| r.account_id() == Some(a) && r.next_token() == Some("a-2"))
+            .then_output(move || {
+                GetAggregateComplianceDetailsByConfigRuleOutput::builder()
+                    .aggregate_evaluation_results(aggregate(a, "sg-a3"))
+                    .build()
+            });
+        let b_1 = mock!(Client::get_aggregate_compliance_details_by_config_rule)
+            .match_requests(move |r| {
+                r.account_id() == Some(b)
+                    && r.aws_region() == Some("eu-west-1")
+                    && r.compliance_type() == Some(&ComplianceType::NonCompliant)
+            })
+            .then_output(move || {
+                GetAggregateComplianceDetailsByConfigRuleOutput::builder()
+                    .aggregate_evaluation_results(aggregate(b, "sg-b1"))
+                    .build()
+            });
+        let config = Compliance::new(mock_client!(
+            aws_sdk_config,
+            RuleMode::MatchAny,
+            [&rules_1, &rules_2, &a_1, &a_2, &b_1]
+        ));
+        let found = config
+            .aggregated_non_compliant(AGGREGATOR, |name| name == "restricted-ssh")
+            .await
+            .unwrap();
+        let seen: Vec<(String, String)> = found
+            .iter()
+            .map(|e| (e.account.clone().unwrap(), e.resource_id.clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            [(a, "sg-a1"), (a, "sg-a2"), (a, "sg-a3"), (b, "sg-b1")]
+                .map(|(x, y)| (x.to_string(), y.to_string()))
+        );
+        assert!(found
+            .iter()
+            .all(|e| e.region.as_deref() == Some("eu-west-1")
+                && e.compliance == "NON_COMPLIANT"
+                && e.recorded_at.is_some()));
+        assert_eq!((rules_1.num_calls(), rules_2.num_calls()), (1, 1));
+        assert_eq!(
+            (a_1.num_calls(), a_2.num_calls(), b_1.num_calls()),
+            (1, 1, 1)
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! Confirmed closure: after a fix, the finding waits (`awaiting_verification`) for Config
+//! to agree. The wait is a closure check sent to the executor's own queue with a delay,
+//! so it survives restarts and costs no process anything while it waits; each check
+//! asks Config and either closes the finding (`verified`, with the time to remediate),
+//! sends itself again for later, or, past the policy's deadline, hands the finding to a
+//! person (`still_non_compliant` and an approval request).
+//!
+//! A closure check never changes anything. A forged one can only make the executor ask
+//! Config, and at worst (Config disagreeing with a fix that never happened) ask a person.
+
+use std::time::{Duration, SystemTime};
+
+use redress::audit::{AuditDecision, AuditRecord};
+use redress::message::{Closure, Task};
+use redress::verify::AfterFix;
+
+use super::config_check;
+use super::outcome::Done;
+use super::{Executor, WORKER};
+use crate::aws::sqs::Received;
+use crate::report::Disposition;
+use crate::settle::{DeadLetterClass, Verdict};
+
+impl Executor {
+    /// Adds the first closure check for a fix that just succeeded.
+    pub(super) fn await_closure(&self, verdict: Verdict, task: &Task, done: &Done) -> Verdict {
+        let check = Task {
+            approval: None,
+            closure: Some(Closure {
+                fixed_at: redress::time::now_rfc3339(),
+                execution_id: done.execution_id.clone(),
+                actor: task.approval.as_ref().map(|a| a.approved_by.clone()),
+                checks: 0,
+            }),
+            ..task.clone()
+        };
+        let wait = self.policy.config.recheck_after;
+        self.send_check(verdict, &check, wait)
+    }
+
+    fn send_check(&self, verdict: Verdict, check: &Task, wait: Duration) -> Verdict {
+        let body = serde_json::to_string(check).expect("a task serialises");
+        let secs = i32::try_from(wait.as_secs().max(1)).unwrap_or(900);
+        verdict.send_later(&self.tasks, body, secs)
+    }
+
+    /// Handles a closure check: asks Config, then closes, waits again, or escalates.
+    pub(super) async fn close(&self, mut task: Task, m: &Received) -> Verdict {
+        let closure = task.closure.take().expect("a closure check");
+        let f = &task.finding;
+        let subject = format!("{} {}", f.resource_type, f.resource_id);
+        let rule = self.policy.rule(&task.rule_id);
+        let mut r = AuditRecord::for_finding(
+            WORKER,
+            f,
+            Some(&task.rule_id),
+            rule.map(|r| r.severity),
+            AuditDecision::Verified,
+        );
+        r.execution_id = closure.execution_id.clone();
+        r.actor = closure.actor.clone();
+        let refuse = |why: String| {
+            let mut r = r.clone().reason(&why);
+            r.decision = AuditDecision::DeadLettered;
+            Verdict::dead_letter(DeadLetterClass::Refused, &why)
+                .record(r)
+                .report(Disposition::DeadLettered, &subject, why)
+        };
+        if let Err(m) = f.validate() {
+            return refuse(format!("invalid closure check: {m}"));
+        }
+        let Some(rule) = rule else {
+            return refuse(format!(
+                "no_policy: rule {:?} of a closure check is not in the executor's policy",
+                task.rule_id
+            ));
+        };
+        let seams = match self.targets.seams(&f.account_id, &f.region).await {
+            Ok(s) => s,
+            Err(e) => return self.failed(e.into(), m.receive_count, r, subject),
+        };
+        let current = match config_check::current(&seams.compliance, rule, f).await {
+            Ok(c) => c,
+            Err(e) => return self.failed(e.into(), m.receive_count, r, subject),
+        };
+        let now = SystemTime::now();
+        let sent_at = m
+            .sent_at_ms
+            .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+        let claimed = redress::time::parse_rfc3339(&closure.fixed_at);
+        let fixed_at = redress::verify::fixed_at(claimed, sent_at, now);
+        let settings = &self.policy.config;
+        match redress::verify::after_fix(
+            &current,
+            fixed_at,
+            now,
+            closure.checks,
+            settings.recheck_after,
+            settings.verify_deadline,
+        ) {
+            AfterFix::Verified(why) => {
+                // Time to remediate: from Config's evaluation of the finding (the fix's
+                // time when the event gave none) to now.
+                let from = f
+                    .evaluation_time
+                    .as_deref()
+                    .and_then(redress::time::parse_rfc3339)
+                    .unwrap_or(fixed_at);
+                let secs = now.duration_since(from).unwrap_or_default().as_secs();
+                r.time_to_remediate_secs = Some(secs);
+                let line = format!(
+                    "{why}; time to remediate {}",
+                    humantime::format_duration(Duration::from_secs(secs))
+                );
+                Verdict::done()
+                    .record(r.reason(&why))
+                    .report(Disposition::Verified, subject, line)
+            }
+            AfterFix::Recheck(wait) => {
+                let check = Task {
+                    closure: Some(Closure {
+                        checks: closure.checks + 1,
+                        fixed_at: redress::time::format_rfc3339(fixed_at),
+                        ..closure
+                    }),
+                    ..task
+                };
+                let line = format!(
+                    "Config does not agree yet; looking again in {}",
+                    humantime::format_duration(wait)
+                );
+                self.send_check(Verdict::done(), &check, wait).report(
+                    Disposition::AwaitingVerification,
+                    subject,
+                    line,
+                )
+            }
+            AfterFix::StillNonCompliant(why) => {
+                let mut still = r.clone().reason(&why);
+                still.decision = AuditDecision::StillNonCompliant;
+                let mut request = r;
+                request.action = Some(rule.action.label());
+                self.divert(task, why, None, request, subject)
+                    .await
+                    .record(still)
+            }
+        }
+    }
+}
