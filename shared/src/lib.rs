@@ -12,6 +12,7 @@ pub mod audit;
 pub mod automation;
 pub mod dead_letter;
 pub mod decision;
+pub mod evaluate;
 pub mod event;
 pub mod guard;
 pub mod ingress;
