@@ -311,6 +311,14 @@ fn assumed_role_arn(role: &PrincipalArn, session: &str) -> String {
     )
 }
 
+/// Whether a message's SQS SenderId is the same principal as `own` (a process's STS
+/// UserId): an IAM user's id must be equal; for a role (`AROA…:SESSION`) the role's
+/// unique id must be, whatever the session (every task of a service has its own).
+pub fn same_principal(sender_id: &str, own: &str) -> bool {
+    let principal = |id: &str| id.split(':').next().unwrap_or_default().to_string();
+    !own.is_empty() && principal(sender_id) == principal(own)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,5 +442,23 @@ mod tests {
             "arn:aws:sts::123456789012:assumed-role/SecOps/dev-bob"
         ));
         assert!(id.admits_caller("AROASECOPS000000000001:x", "arn:whatever"));
+    }
+
+    #[test]
+    fn the_same_principal_is_the_same_user_or_role_whatever_the_session() {
+        assert!(same_principal(
+            "AIDAEXAMPLE1234567890",
+            "AIDAEXAMPLE1234567890"
+        ));
+        assert!(same_principal(
+            "AROAEXECUTOR123456789:task-1",
+            "AROAEXECUTOR123456789:task-2"
+        ));
+        assert!(!same_principal(
+            "AROAROUTER1234567890:task-1",
+            "AROAEXECUTOR123456789:task-1"
+        ));
+        assert!(!same_principal("AIDAOTHER", "AIDAEXAMPLE1234567890"));
+        assert!(!same_principal("", ""));
     }
 }

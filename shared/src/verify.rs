@@ -4,6 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use crate::event::ComplianceType;
+use crate::message::Finding;
+use crate::policy::{Policy, Subject};
 
 /// Config's current result for one (rule, resource), as the executor read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +16,8 @@ pub enum Current {
         compliance: String,
         /// The rule's annotation, if any.
         annotation: Option<String>,
+        /// The rule's ARN, when it was looked up (a policy rule pins ARNs for its name).
+        arn: Option<String>,
     },
     /// The rule exists but has no evaluation of this resource.
     NoEvaluation,
@@ -36,12 +40,41 @@ pub enum BeforeFix {
     Refuse(String),
 }
 
-/// Decides from Config's current result whether a finding may be acted on.
-/// `what`: how to name the rule and resource in reasons.
-pub fn before_fix(current: &Current, what: &str) -> BeforeFix {
+/// Decides from Config's current result whether a finding may be acted on under the
+/// policy rule `rule_id`: Config must hold it NON_COMPLIANT, and what Config holds (its
+/// annotation, the rule's live ARN) must fall under that same policy rule. A message
+/// names a rule and an annotation; only Config's word picks the rule, so a finding
+/// cannot reach an automatic rule when what Config holds needs approval.
+pub fn before_fix(policy: &Policy, f: &Finding, rule_id: &str, current: &Current) -> BeforeFix {
+    let what = format!(
+        "Config rule {} on {} {}",
+        f.config_rule_name, f.resource_type, f.resource_id
+    );
     match current {
-        Current::Result { compliance, .. } => match compliance.as_str() {
-            ComplianceType::NON_COMPLIANT => BeforeFix::Act,
+        Current::Result {
+            compliance,
+            annotation,
+            arn,
+        } => match compliance.as_str() {
+            ComplianceType::NON_COMPLIANT => {
+                let subject = Subject {
+                    config_rule_name: &f.config_rule_name,
+                    resource_type: &f.resource_type,
+                    config_rule_arn: arn.as_deref(),
+                    annotation: annotation.as_deref(),
+                };
+                match policy.find(&subject) {
+                    Some(r) if r.id == rule_id => BeforeFix::Act,
+                    Some(r) => BeforeFix::Refuse(format!(
+                        "what Config holds for {what} falls under policy rule {}, not {rule_id}; nothing was changed",
+                        r.id
+                    )),
+                    None => BeforeFix::Refuse(format!(
+                        "what Config holds for {what} matches no policy rule (annotation {:?}); nothing was changed",
+                        annotation.as_deref().unwrap_or("")
+                    )),
+                }
+            }
             ComplianceType::COMPLIANT => {
                 BeforeFix::AlreadyCompliant(format!("Config reports COMPLIANT for {what}"))
             }
@@ -62,6 +95,30 @@ pub fn before_fix(current: &Current, what: &str) -> BeforeFix {
             "the Config rule of {what} is {arn}, which the policy rule does not trust (config_rule_arn); nothing was changed"
         )),
     }
+}
+
+/// A closure check whose question Config did not answer (`why`): a transient failure
+/// before the deadline looks again later; a permanent one, or any past the deadline,
+/// goes to a person, since nobody can then confirm the fix.
+pub fn unanswered(
+    why: &str,
+    transient: bool,
+    fixed_at: SystemTime,
+    now: SystemTime,
+    checks: u32,
+    first: Duration,
+    deadline: Duration,
+) -> AfterFix {
+    let elapsed = now.duration_since(fixed_at).unwrap_or_default();
+    if transient && elapsed < deadline {
+        let wait = first.saturating_mul(2_u32.saturating_pow(checks.min(16)));
+        return AfterFix::Recheck(Duration::from_secs(
+            wait.min(deadline - elapsed).as_secs().max(1),
+        ));
+    }
+    AfterFix::StillNonCompliant(format!(
+        "fixed, but Config could not be asked whether it agrees: {why}"
+    ))
 }
 
 /// When a fix finished, for its closure check: the time the check claims, but never
@@ -114,6 +171,7 @@ pub fn after_fix(
         Current::Result {
             compliance,
             annotation,
+            ..
         } => match annotation {
             Some(a) => format!("Config still reports {compliance}: {a}"),
             None => format!("Config still reports {compliance}"),
@@ -144,31 +202,113 @@ mod tests {
         Current::Result {
             compliance: c.into(),
             annotation: Some("port 22 open".into()),
+            arn: None,
+        }
+    }
+
+    const POLICY: &str = r#"
+[[rule]]
+id = "param-missing"
+config_rule = "redress-parameter-drift"
+annotation = "missing*"
+severity = "HIGH"
+action = { fix = "revoke_public_ingress" }
+
+[[rule]]
+id = "param-drift"
+config_rule = "redress-parameter-drift"
+severity = "MEDIUM"
+action = { fix = "revoke_public_ingress" }
+
+[[rule]]
+id = "ssh"
+config_rule = "restricted-ssh"
+severity = "LOW"
+action = { fix = "revoke_public_ingress" }
+"#;
+
+    fn finding(rule: &str) -> Finding {
+        Finding {
+            event_id: "e".into(),
+            config_rule_name: rule.into(),
+            config_rule_arn: None,
+            resource_id: "sg-1".into(),
+            resource_type: "AWS::EC2::SecurityGroup".into(),
+            account_id: "111122223333".into(),
+            region: "eu-west-1".into(),
+            compliance: "NON_COMPLIANT".into(),
+            annotation: None,
+            evaluation_time: None,
         }
     }
 
     #[test]
     fn only_non_compliant_is_acted_on() {
-        assert_eq!(before_fix(&result("NON_COMPLIANT"), "x"), BeforeFix::Act);
+        let p = Policy::from_toml(POLICY, "p").unwrap();
+        let f = finding("restricted-ssh");
+        let check = |c: &Current| before_fix(&p, &f, "ssh", c);
+        assert_eq!(check(&result("NON_COMPLIANT")), BeforeFix::Act);
         assert!(
-            matches!(before_fix(&result("COMPLIANT"), "x"), BeforeFix::AlreadyCompliant(w) if w.contains("Config reports COMPLIANT"))
+            matches!(check(&result("COMPLIANT")), BeforeFix::AlreadyCompliant(w) if w.contains("Config reports COMPLIANT"))
         );
         assert!(matches!(
-            before_fix(&result("NOT_APPLICABLE"), "x"),
+            check(&result("NOT_APPLICABLE")),
             BeforeFix::NotApplicable(_)
         ));
         assert!(matches!(
-            before_fix(&result("INSUFFICIENT_DATA"), "x"),
+            check(&result("INSUFFICIENT_DATA")),
             BeforeFix::Refuse(_)
         ));
         assert!(
-            matches!(before_fix(&Current::NoEvaluation, "x"), BeforeFix::Refuse(w) if w.contains("no evaluation"))
+            matches!(check(&Current::NoEvaluation), BeforeFix::Refuse(w) if w.contains("no evaluation"))
         );
         assert!(
-            matches!(before_fix(&Current::NoRule, "x"), BeforeFix::Refuse(w) if w.contains("no such Config rule"))
+            matches!(check(&Current::NoRule), BeforeFix::Refuse(w) if w.contains("no such Config rule"))
         );
         assert!(
-            matches!(before_fix(&Current::UntrustedArn("arn".into()), "x"), BeforeFix::Refuse(w) if w.contains("does not trust"))
+            matches!(check(&Current::UntrustedArn("arn".into())), BeforeFix::Refuse(w) if w.contains("does not trust"))
+        );
+    }
+
+    #[test]
+    fn configs_annotation_not_the_messages_picks_the_policy_rule() {
+        let p = Policy::from_toml(POLICY, "p").unwrap();
+        // The message says "drifted" (automatic); Config holds "missing" (approval).
+        let mut f = finding("redress-parameter-drift");
+        f.annotation = Some("drifted".into());
+        let holds = |a: &str| Current::Result {
+            compliance: "NON_COMPLIANT".into(),
+            annotation: Some(a.into()),
+            arn: None,
+        };
+        let BeforeFix::Refuse(why) = before_fix(&p, &f, "param-drift", &holds("missing")) else {
+            panic!("a finding Config says needs approval must not run automatically");
+        };
+        assert!(why.contains("param-missing"), "{why}");
+        assert_eq!(
+            before_fix(&p, &f, "param-drift", &holds("drifted")),
+            BeforeFix::Act
+        );
+        assert_eq!(
+            before_fix(&p, &f, "param-missing", &holds("missing")),
+            BeforeFix::Act
+        );
+    }
+
+    #[test]
+    fn an_unanswered_check_waits_while_it_may_and_then_asks_a_person() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let (first, deadline) = (Duration::from_secs(60), Duration::from_secs(900));
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(
+            unanswered("Throttling", true, t0, at(60), 0, first, deadline),
+            AfterFix::Recheck(Duration::from_secs(60))
+        );
+        assert!(
+            matches!(unanswered("Throttling", true, t0, at(900), 3, first, deadline), AfterFix::StillNonCompliant(w) if w.contains("could not be asked"))
+        );
+        assert!(
+            matches!(unanswered("AccessDenied", false, t0, at(60), 0, first, deadline), AfterFix::StillNonCompliant(w) if w.contains("AccessDenied"))
         );
     }
 

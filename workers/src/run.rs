@@ -97,11 +97,11 @@ pub async fn executor(
     config: &crate::aws::SdkConfig,
     shutdown: watch::Receiver<bool>,
 ) -> CliResult<Executor> {
-    let account = with_backoff(STARTUP_PATIENCE, || {
+    let me = with_backoff(STARTUP_PATIENCE, || {
         crate::aws::caller_identity(&clients.sts)
     })
-    .await?
-    .account;
+    .await?;
+    let account = me.account.clone();
     let region = config
         .region()
         .map(|r| r.to_string())
@@ -133,6 +133,7 @@ pub async fn executor(
         reevaluator: Reevaluator::start(REEVALUATION_WINDOW),
         approvals: resolve(clients, &global.approvals_queue).await?,
         tasks: resolve(clients, &global.tasks_queue).await?,
+        own_id: Some(me.user_id),
         policy,
         dry_run: global.dry_run,
         max_attempts: args.max_attempts,

@@ -71,6 +71,10 @@ pub struct Outgoing {
     pub body: String,
     /// Seconds before it becomes visible (a closure check waits for Config).
     pub delay_secs: i32,
+    /// Not worth redoing the verdict for: if SQS does not accept it, it is logged and
+    /// the verdict still counts (a fix's first closure check: the fix has happened, and
+    /// its record must not wait on the check).
+    pub best_effort: bool,
 }
 
 /// What a handler decided about one message. Nothing in it has happened yet, except
@@ -127,8 +131,19 @@ impl Verdict {
             to: to.clone(),
             body,
             delay_secs: delay_secs.clamp(0, 900),
+            best_effort: false,
         });
         self
+    }
+
+    /// [`send_later`](Self::send_later), but the verdict counts even if SQS does not
+    /// accept the message (it is logged).
+    pub fn send_later_best_effort(self, to: &Queue, body: String, delay_secs: i32) -> Verdict {
+        let mut v = self.send_later(to, body, delay_secs);
+        if let Some(o) = v.send.last_mut() {
+            o.best_effort = true;
+        }
+        v
     }
 
     /// Also write this record once durable.
@@ -231,7 +246,12 @@ impl Settler<'_> {
                     }
                 };
                 for i in failed {
-                    ok[chunk[i].0] = false;
+                    let (verdict, o) = chunk[i];
+                    if o.best_effort {
+                        tracing::warn!(queue = %queue.name, "a best-effort message was not accepted; going on without it");
+                    } else {
+                        ok[verdict] = false;
+                    }
                 }
             }
         }

@@ -108,7 +108,9 @@ pub async fn sweep(global: &Global, args: &SweepArgs) -> CliResult {
         })
         .collect();
     if global.dry_run {
-        rehearse(&policy, &events, &mut summary);
+        let approvals = Queue::resolve(&clients.sqs, &global.approvals_queue).await?;
+        let pending = pending_requests(&approvals).await?;
+        rehearse(&policy, &events, &pending, &mut summary);
     } else {
         feed(global, policy.clone(), &clients, &events, &mut summary).await?;
     }
@@ -172,7 +174,8 @@ async fn read(
         region,
         policy.accounts.role.clone(),
         polling,
-    );
+    )
+    .config_reads_only();
     let bar = output::progress(None, "reading Config rules");
     let mut found = Vec::new();
     for account in &accounts {
@@ -202,8 +205,32 @@ async fn read(
     Ok(found)
 }
 
+/// (policy rule, account, region, resource): how a pending request and a finding are
+/// matched.
+type PendingKey = (String, String, String, String);
+
+/// Whether an approval request for this event's finding under `rule_id` is waiting.
+fn is_pending(
+    pending: &HashSet<PendingKey>,
+    rule_id: &str,
+    e: &redress::event::ComplianceEvent,
+) -> bool {
+    let d = &e.detail;
+    pending.contains(&(
+        rule_id.to_string(),
+        d.aws_account_id.clone(),
+        d.aws_region.clone(),
+        d.resource_id.clone(),
+    ))
+}
+
 /// The router's decisions, sending nothing.
-fn rehearse(policy: &Policy, events: &[String], summary: &mut Summary) {
+fn rehearse(
+    policy: &Policy,
+    events: &[String],
+    pending: &HashSet<PendingKey>,
+    summary: &mut Summary,
+) {
     for body in events {
         let Ok(e) = parse_message(body) else {
             summary.skipped += 1;
@@ -218,6 +245,10 @@ fn rehearse(policy: &Policy, events: &[String], summary: &mut Summary) {
             Decision::Remediate { rule_id, .. } => {
                 summary.queued += 1;
                 format!("would fix under {rule_id}")
+            }
+            Decision::RequestApproval { rule_id, .. } if is_pending(pending, rule_id, &e) => {
+                summary.already_pending += 1;
+                format!("already waiting for approval under {rule_id}")
             }
             Decision::RequestApproval { rule_id, .. } => {
                 summary.queued += 1;
@@ -294,19 +325,20 @@ async fn feed(
             })
             .collect();
         for m in &messages {
-            if let Ok(e) = parse_message(&m.body) {
-                let d = decide(&e, &policy);
-                if let Decision::RequestApproval { rule_id, .. } = &d {
-                    let key = (
-                        rule_id.clone(),
-                        e.detail.aws_account_id.clone(),
-                        e.detail.aws_region.clone(),
-                        e.detail.resource_id.clone(),
-                    );
-                    if pending.contains(&key) {
-                        summary.already_pending += 1;
-                        continue;
-                    }
+            let e = match parse_message(&m.body) {
+                Ok(e) => e,
+                Err(why) => {
+                    // One odd result (an id Config allows and redress does not) must not
+                    // stop the sweep: it is left out, with the reason.
+                    tracing::warn!(error = %why, "a Config result is not a usable finding; left out");
+                    summary.skipped += 1;
+                    continue;
+                }
+            };
+            if let Decision::RequestApproval { rule_id, .. } = decide(&e, &policy) {
+                if is_pending(&pending, &rule_id, &e) {
+                    summary.already_pending += 1;
+                    continue;
                 }
             }
             batch.push((m, router.handle(m).await));

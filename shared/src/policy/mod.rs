@@ -288,6 +288,11 @@ impl Rule {
             && pinned(&self.annotation_matcher, s.annotation)
     }
 
+    /// Whether the rule's `config_rule` glob matches this Config rule name.
+    pub fn names(&self, config_rule_name: &str) -> bool {
+        self.matcher.is_match(config_rule_name)
+    }
+
     /// Whether a Config rule of this name and ARN can produce findings this rule covers
     /// (for `redress sweep`, which lists rules before it reads their results).
     pub fn covers_config_rule(&self, name: &str, arn: Option<&str>) -> bool {

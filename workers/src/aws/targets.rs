@@ -81,7 +81,15 @@ pub struct Targets {
     /// no lock is held across the STS call, and concurrent tasks for one target wait on
     /// one assumption instead of each making their own.
     cache: std::sync::Mutex<HashMap<(String, String), Arc<Cell>>>,
+    /// STS session name in other accounts (CloudTrail shows who acted).
+    session_name: &'static str,
+    /// A session policy narrowing what the assumed role may do, when set.
+    session_policy: Option<&'static str>,
 }
+
+/// A session policy that leaves an assumed role only Config's reads: `redress sweep`
+/// borrows the member role the executor uses, and must not carry its remediation rights.
+const CONFIG_READS_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["config:Describe*","config:Get*","config:List*","config:BatchGet*"],"Resource":"*"}]}"#;
 
 impl Targets {
     /// Targets from the executor's own configuration; `role_template` is the policy's
@@ -101,7 +109,18 @@ impl Targets {
             base,
             polling,
             cache: Default::default(),
+            session_name: "redress-executor",
+            session_policy: None,
         }
+    }
+
+    /// The same targets for reading Config only (`redress sweep`): sessions in other
+    /// accounts are named `redress-sweep` and limited by a session policy to Config's
+    /// reads, whatever the role allows.
+    pub fn config_reads_only(mut self) -> Targets {
+        self.session_name = "redress-sweep";
+        self.session_policy = Some(CONFIG_READS_ONLY);
+        self
     }
 
     /// Why a finding in this account cannot be reached, if it cannot (checked before
@@ -153,12 +172,14 @@ impl Targets {
                 })?;
             // The SDK's provider assumes the role and renews the credentials before they
             // expire, so a long runbook poll never runs on expired ones.
-            let provider = AssumeRoleProvider::builder(&role)
-                .session_name("redress-executor")
+            let mut builder = AssumeRoleProvider::builder(&role)
+                .session_name(self.session_name)
                 .session_length(SESSION)
-                .configure(&self.base)
-                .build()
-                .await;
+                .configure(&self.base);
+            if let Some(policy) = self.session_policy {
+                builder = builder.policy(policy);
+            }
+            let provider = builder.build().await;
             // Assume once now: a role that cannot be assumed is a clear error before
             // anything runs, not a failure halfway through a fix.
             provider

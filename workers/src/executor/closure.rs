@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::message::{Closure, Task};
+use redress::policy::Mode;
 use redress::verify::AfterFix;
 
 use super::config_check;
@@ -34,8 +35,12 @@ impl Executor {
             }),
             ..task.clone()
         };
-        let wait = self.policy.config.recheck_after;
-        self.send_check(verdict, &check, wait)
+        let body = serde_json::to_string(&check).expect("a task serialises");
+        let secs = i32::try_from(self.policy.config.recheck_after.as_secs().max(1)).unwrap_or(900);
+        // The fix has happened: its record must not wait on the check. A check SQS does
+        // not take is lost (logged); the next sweep finds the finding if Config still
+        // disagrees.
+        verdict.send_later_best_effort(&self.tasks, body, secs)
     }
 
     fn send_check(&self, verdict: Verdict, check: &Task, wait: Duration) -> Verdict {
@@ -55,34 +60,43 @@ impl Executor {
             f,
             Some(&task.rule_id),
             rule.map(|r| r.severity),
-            AuditDecision::Verified,
+            AuditDecision::DeadLettered,
         );
         r.execution_id = closure.execution_id.clone();
-        r.actor = closure.actor.clone();
         let refuse = |why: String| {
-            let mut r = r.clone().reason(&why);
-            r.decision = AuditDecision::DeadLettered;
             Verdict::dead_letter(DeadLetterClass::Refused, &why)
-                .record(r)
+                .record(r.clone().reason(&why))
                 .report(Disposition::DeadLettered, &subject, why)
         };
+        // Only this executor's own checks are believed: their fix time, execution and
+        // approver were written by it, from a fix it made.
+        if let Err(why) = self.own_message(m.sender_id.as_deref()) {
+            return refuse(format!("closure check refused: {why}"));
+        }
         if let Err(m) = f.validate() {
             return refuse(format!("invalid closure check: {m}"));
         }
-        let Some(rule) = rule else {
+        let Some(rule) = rule.filter(|r| r.matches(&f.subject())) else {
             return refuse(format!(
-                "no_policy: rule {:?} of a closure check is not in the executor's policy",
+                "no_policy: rule {:?} of a closure check is not in the executor's policy or does not cover the finding",
                 task.rule_id
             ));
         };
-        let seams = match self.targets.seams(&f.account_id, &f.region).await {
-            Ok(s) => s,
-            Err(e) => return self.failed(e.into(), m.receive_count, r, subject),
-        };
-        let current = match config_check::current(&seams.compliance, rule, f).await {
-            Ok(c) => c,
-            Err(e) => return self.failed(e.into(), m.receive_count, r, subject),
-        };
+        if self.dry_run || task.dry_run || self.policy.mode_of(rule) == Mode::Notify {
+            return refuse(
+                "a closure check in a dry run or under a notify-only rule: no fix was made".into(),
+            );
+        }
+        r.actor = closure.actor.clone();
+        if !self.policy.config.verify {
+            let why = "verification is off ([config] verify = false): the fix is not confirmed"
+                .to_string();
+            let mut skipped = r.reason(&why);
+            skipped.decision = AuditDecision::Skipped;
+            return Verdict::done()
+                .record(skipped)
+                .report(Disposition::Skipped, subject, why);
+        }
         let now = SystemTime::now();
         let sent_at = m
             .sent_at_ms
@@ -90,14 +104,33 @@ impl Executor {
         let claimed = redress::time::parse_rfc3339(&closure.fixed_at);
         let fixed_at = redress::verify::fixed_at(claimed, sent_at, now);
         let settings = &self.policy.config;
-        match redress::verify::after_fix(
-            &current,
-            fixed_at,
-            now,
-            closure.checks,
-            settings.recheck_after,
-            settings.verify_deadline,
-        ) {
+        let unanswered = |e: crate::aws::AwsError| (e.to_string(), e.is_transient());
+        let asked = match self.targets.seams(&f.account_id, &f.region).await {
+            Ok(seams) => config_check::current(&seams.compliance, &self.policy, rule, f)
+                .await
+                .map_err(unanswered),
+            Err(e) => Err(unanswered(e)),
+        };
+        let conclusion = match asked {
+            Ok(current) => redress::verify::after_fix(
+                &current,
+                fixed_at,
+                now,
+                closure.checks,
+                settings.recheck_after,
+                settings.verify_deadline,
+            ),
+            Err((why, transient)) => redress::verify::unanswered(
+                &why,
+                transient,
+                fixed_at,
+                now,
+                closure.checks,
+                settings.recheck_after,
+                settings.verify_deadline,
+            ),
+        };
+        match conclusion {
             AfterFix::Verified(why) => {
                 // Time to remediate: from Config's evaluation of the finding (the fix's
                 // time when the event gave none) to now.
@@ -107,19 +140,21 @@ impl Executor {
                     .and_then(redress::time::parse_rfc3339)
                     .unwrap_or(fixed_at);
                 let secs = now.duration_since(from).unwrap_or_default().as_secs();
-                r.time_to_remediate_secs = Some(secs);
+                let mut verified = r.reason(&why);
+                verified.decision = AuditDecision::Verified;
+                verified.time_to_remediate_secs = Some(secs);
                 let line = format!(
                     "{why}; time to remediate {}",
                     humantime::format_duration(Duration::from_secs(secs))
                 );
                 Verdict::done()
-                    .record(r.reason(&why))
+                    .record(verified)
                     .report(Disposition::Verified, subject, line)
             }
             AfterFix::Recheck(wait) => {
                 let check = Task {
                     closure: Some(Closure {
-                        checks: closure.checks + 1,
+                        checks: closure.checks.saturating_add(1),
                         fixed_at: redress::time::format_rfc3339(fixed_at),
                         ..closure
                     }),
@@ -140,6 +175,9 @@ impl Executor {
                 still.decision = AuditDecision::StillNonCompliant;
                 let mut request = r;
                 request.action = Some(rule.action.label());
+                // A new generation: approving it runs the fix again (a fresh SSM
+                // idempotency token) instead of passing as the fix already made.
+                task.generation = task.generation.saturating_add(1);
                 self.divert(task, why, None, request, subject)
                     .await
                     .record(still)

@@ -2,21 +2,32 @@
 //! finding's rule and resource: the executor's evidence before a fix and after it.
 
 use redress::message::Finding;
-use redress::policy::Rule;
+use redress::policy::{Policy, Rule};
 use redress::verify::Current;
 
 use crate::aws::compliance::Compliance;
 use crate::aws::retry::AwsError;
 
-/// Config's current result for the finding. When the policy rule pins trusted rule
-/// ARNs, or Config has no result, the rule itself is looked up too: a rule of the same
-/// name but another ARN is not the rule the policy trusts, and a missing rule is told
-/// apart from a missing evaluation.
-pub async fn current(config: &Compliance, rule: &Rule, f: &Finding) -> Result<Current, AwsError> {
+/// Config's current result for the finding. When a policy rule pins trusted rule ARNs
+/// for this name, or Config has no result, the rule itself is looked up too: a rule of
+/// the same name but another ARN is not the rule the policy trusts, the live ARN decides
+/// which policy rule Config's result falls under, and a missing rule is told apart from a
+/// missing evaluation.
+pub async fn current(
+    config: &Compliance,
+    policy: &Policy,
+    rule: &Rule,
+    f: &Finding,
+) -> Result<Current, AwsError> {
     let result = config
         .current(&f.config_rule_name, &f.resource_type, &f.resource_id)
         .await?;
-    if rule.config_rule_arn.is_some() || result.is_none() {
+    let pinned = policy
+        .rules
+        .iter()
+        .any(|r| r.config_rule_arn.is_some() && r.names(&f.config_rule_name));
+    let mut live_arn = None;
+    if pinned || result.is_none() {
         let Some(found) = config.rule(&f.config_rule_name).await? else {
             return Ok(Current::NoRule);
         };
@@ -26,20 +37,14 @@ pub async fn current(config: &Compliance, rule: &Rule, f: &Finding) -> Result<Cu
         if !rule.trusts_arn(&arn) || claimed {
             return Ok(Current::UntrustedArn(arn));
         }
+        live_arn = Some(arn);
     }
     Ok(match result {
         Some(e) => Current::Result {
             compliance: e.compliance,
             annotation: e.annotation,
+            arn: live_arn,
         },
         None => Current::NoEvaluation,
     })
-}
-
-/// How reasons name a finding: `Config rule R on TYPE ID`.
-pub fn what(f: &Finding) -> String {
-    format!(
-        "Config rule {} on {} {}",
-        f.config_rule_name, f.resource_type, f.resource_id
-    )
 }

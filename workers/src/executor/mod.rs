@@ -64,6 +64,8 @@ pub struct Executor {
     pub approvals: Queue,
     /// The executor's own queue: closure checks wait on it for Config to confirm a fix.
     pub tasks: Queue,
+    /// The executor's own STS UserId: closure checks are believed only from it.
+    pub own_id: Option<String>,
     /// Serialises work on the same resource within this process.
     pub locks: KeyedLocks,
     /// Turns true on SIGTERM/SIGINT: tasks still waiting for their resource's lock are
@@ -113,6 +115,17 @@ struct Allowed<'p> {
 }
 
 impl Executor {
+    /// Whether SQS says this executor's own principal sent the message.
+    fn own_message(&self, sender_id: Option<&str>) -> Result<(), String> {
+        match (sender_id, self.own_id.as_deref()) {
+            (Some(s), Some(own)) if redress::approver::same_principal(s, own) => Ok(()),
+            (Some(s), _) => Err(format!(
+                "it was sent by {s}, not by this executor's principal"
+            )),
+            (None, _) => Err("SQS names no sender".into()),
+        }
+    }
+
     /// The approval a task carries, checked against what AWS asserts: the request is this
     /// finding's, SQS's SenderId is an approver the policy lists (resolved to unique ids
     /// at start-up), every identity field in the message agrees with it, and the action
@@ -483,10 +496,11 @@ impl Executor {
         seams: &TargetClients,
         r: AuditRecord,
         subject: String,
+        attempt: u32,
     ) -> Verdict {
         let (exempt, ingress) = match self.tag_check(task, seams, &allowed.action).await {
             Ok(v) => v,
-            Err(e) => return self.failed(e, 1, r, subject),
+            Err(e) => return self.failed(e, attempt, r, subject),
         };
         if let Some(why) = exempt {
             return self.skip(r, subject, why);
@@ -498,7 +512,7 @@ impl Executor {
                 | BeforeFix::NotApplicable(why)
                 | BeforeFix::Refuse(why),
             ) => return self.dry_run(r, subject, format!("would not act: {why}")),
-            Err(e) => return self.failed(e, 1, r, subject),
+            Err(e) => return self.failed(e, attempt, r, subject),
         }
         let stopped = match &allowed.authority {
             Authority::Automatic => {
@@ -528,7 +542,11 @@ impl Executor {
         subject: String,
     ) -> Verdict {
         let f = &task.finding;
-        self.guards.record(true);
+        // Only a change made counts for the breaker: findings that needed nothing (some
+        // forged) must not dilute its error rate.
+        if done.outcome == Outcome::Succeeded {
+            self.guards.record(true);
+        }
         self.recent.insert(
             &task.client_token(),
             Finished {
@@ -585,10 +603,12 @@ impl Executor {
             return Ok(BeforeFix::Act);
         }
         let f = &task.finding;
-        let current = config_check::current(&seams.compliance, rule, f).await?;
+        let current = config_check::current(&seams.compliance, &self.policy, rule, f).await?;
         Ok(redress::verify::before_fix(
+            &self.policy,
+            f,
+            &task.rule_id,
             &current,
-            &config_check::what(f),
         ))
     }
 
@@ -769,7 +789,9 @@ impl Executor {
             Err(e) => return self.failed(e.into(), m.receive_count, r, subject),
         };
         if dry_run {
-            return self.rehearse(&task, &allowed, &seams, r, subject).await;
+            return self
+                .rehearse(&task, &allowed, &seams, r, subject, m.receive_count)
+                .await;
         }
         self.fix(&task, allowed, &seams, r, subject, m.receive_count)
             .await

@@ -487,6 +487,7 @@ fn executor(sqs: &Client, automation: &Automation, poll_interval: Duration) -> E
         reevaluator: Reevaluator::start(Duration::from_millis(10)),
         approvals: Queue::at(sqs, &format!("{QUEUES}/redress-approvals")),
         tasks: Queue::at(sqs, &format!("{QUEUES}/redress-tasks")),
+        own_id: None,
         policy,
         dry_run: false,
         max_attempts: 5,
