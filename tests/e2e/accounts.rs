@@ -7,8 +7,8 @@ use std::process::Command;
 use aws_sdk_sqs::config::Credentials;
 
 use crate::support::{
-    executions, ingress_with, policy_fixture, root, sdk_config_with, security_group_with, text,
-    EventBuilder, World, ACCOUNT, REGION,
+    credentials_in, executions, ingress_with, policy_fixture, root, sdk_config_with,
+    security_group_with, text, EventBuilder, World, ACCOUNT, REGION,
 };
 
 const SG: &str = "AWS::EC2::SecurityGroup";
@@ -19,29 +19,6 @@ fn policy() -> String {
     format!(
         "[accounts]\nrole = \"arn:aws:iam::{{account_id}}:role/redress-member\"\n{}",
         policy_fixture("ssh-low")
-    )
-}
-
-/// Credentials in the member account, from the role AWS Organizations puts there.
-async fn member_credentials(w: &World) -> Credentials {
-    let out = w
-        .clients
-        .sts
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{MEMBER}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("e2e-setup")
-        .send()
-        .await
-        .unwrap();
-    let c = out.credentials().unwrap();
-    Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-        None,
-        "e2e-member",
     )
 }
 
@@ -72,7 +49,8 @@ except iam.exceptions.EntityAlreadyExistsException:
 #[tokio::test]
 async fn findings_in_a_member_account_and_another_region_are_fixed_there() {
     let w = World::new("accounts", &policy()).await;
-    let creds = member_credentials(&w).await;
+    // Credentials in the member account, from the role AWS Organizations puts there.
+    let creds = credentials_in(MEMBER).await;
     create_member_role(&creds);
     let member_ec2 = aws_sdk_ec2::Client::new(&sdk_config_with(creds, REGION).await);
     let there = security_group_with(
@@ -92,17 +70,16 @@ async fn findings_in_a_member_account_and_another_region_are_fixed_there() {
         security_group_with(&west, &format!("{}-w", w.prefix), &[(22, "0.0.0.0/0")]).await;
     // An account without the member role.
     let unreachable = "sg-0123456789abcdef0";
+    // Each finding held by Config in its own account and region.
     for (account, region, group) in [
         (MEMBER, REGION, there.as_str()),
         (ACCOUNT, "us-west-2", west_group.as_str()),
         ("222222222222", REGION, unreachable),
     ] {
-        w.send(
-            "events",
+        w.send_event(
             &EventBuilder::new("restricted-ssh", SG, group)
                 .account(account)
-                .region(region)
-                .build(),
+                .region(region),
         )
         .await;
     }

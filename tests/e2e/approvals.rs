@@ -6,8 +6,8 @@ use redress::message::{ApprovalRequest, ApprovalsMessage, Task, MESSAGE_VERSION}
 use redress::policy::{Fix, RenderedAction, Severity};
 
 use crate::support::{
-    audit, event, executions, policy_fixture, root, text, wait_for, EventBuilder, IamUser, World,
-    ACCOUNT, REGION,
+    audit, executions, policy_fixture, root, text, wait_for, EventBuilder, IamUser, World, ACCOUNT,
+    REGION,
 };
 
 const SG: &str = "AWS::EC2::SecurityGroup";
@@ -38,7 +38,7 @@ async fn pending(test: &str, policy_text: &str) -> (World, String, String) {
     let sg = w
         .security_group("ssh", &[(22, "0.0.0.0/0"), (443, "10.0.0.0/8")])
         .await;
-    w.send("events", &event("restricted-ssh", SG, &sg, "NON_COMPLIANT"))
+    w.send_event(&EventBuilder::new("restricted-ssh", SG, &sg))
         .await;
     w.run_once(&[]);
     let id = only_id(&w);
@@ -53,7 +53,7 @@ async fn approve_records_the_sts_identity_and_the_executor_fixes_it() {
     let sg = w
         .security_group("ssh", &[(22, "0.0.0.0/0"), (443, "10.0.0.0/8")])
         .await;
-    w.send("events", &event("restricted-ssh", SG, &sg, "NON_COMPLIANT"))
+    w.send_event(&EventBuilder::new("restricted-ssh", SG, &sg))
         .await;
     let requested = w.run_once(&[]);
     assert_eq!(
@@ -196,7 +196,8 @@ async fn dry_run_approval_changes_nothing() {
 #[tokio::test]
 async fn a_compliant_event_makes_the_request_moot_and_prune_removes_it() {
     let (w, sg, id) = pending("moot", &policy("")).await;
-    w.send("events", &event("restricted-ssh", SG, &sg, "COMPLIANT"))
+    // Config re-evaluated the group: COMPLIANT now.
+    w.send_event(&EventBuilder::new("restricted-ssh", SG, &sg).compliance("COMPLIANT"))
         .await;
     w.run_once(&[]);
     let doc = list(&w);
@@ -219,7 +220,7 @@ async fn a_compliant_event_makes_the_request_moot_and_prune_removes_it() {
 async fn expired_requests_are_removed_with_an_audit_record_and_nothing_is_fixed() {
     let w = World::new("expiry", &policy("[approvals]\nttl = \"3s\"\n")).await;
     let sg = w.security_group("ssh", &[(22, "0.0.0.0/0")]).await;
-    w.send("events", &event("restricted-ssh", SG, &sg, "NON_COMPLIANT"))
+    w.send_event(&EventBuilder::new("restricted-ssh", SG, &sg))
         .await;
     let records = w.run_once(&[]);
     let requested = records
@@ -400,17 +401,26 @@ async fn requests_and_approvals_of_the_previous_release_survive_an_upgrade() {
     let rules = [(22, "0.0.0.0/0"), (443, "10.0.0.0/8")];
     let waiting = w.security_group("waiting", &rules).await;
     let approved = w.security_group("approved", &rules).await;
-    w.send(
-        "approvals",
-        &previous_release("approvals-request.json", &waiting, &alice),
-    )
-    .await;
-    w.send_as(
-        &alice,
-        "tasks",
-        &previous_release("task-approved.json", &approved, &alice),
-    )
-    .await;
+    let request = previous_release("approvals-request.json", &waiting, &alice);
+    let task = previous_release("task-approved.json", &approved, &alice);
+    // Config still holds both findings.
+    for body in [&request, &task] {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let t = if v["kind"] == "request" {
+            &v["task"]
+        } else {
+            &v
+        };
+        let f: redress::message::Finding = serde_json::from_value(t["finding"].clone()).unwrap();
+        w.config_holds(&EventBuilder::new(
+            &f.config_rule_name,
+            &f.resource_type,
+            &f.resource_id,
+        ))
+        .await;
+    }
+    w.send("approvals", &request).await;
+    w.send_as(&alice, "tasks", &task).await;
 
     let doc = list(&w);
     let requests = doc["requests"].as_array().unwrap();

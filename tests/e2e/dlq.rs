@@ -8,8 +8,8 @@ use redress::message::Task;
 use redress::policy::Severity;
 
 use crate::support::{
-    audit, endpoint, event, executions, logs, policy_fixtures, root, text, wait_until,
-    EventBuilder, World, ACCOUNT, REGION,
+    audit, endpoint, executions, logs, policy_fixtures, root, text, wait_until, EventBuilder,
+    World, ACCOUNT, REGION,
 };
 
 /// The S3 encryption runbook and drift over the whole parameter store.
@@ -47,15 +47,11 @@ fn create_bucket(name: &str) {
 async fn a_failed_runbook_is_listed_then_replayed_after_the_cause_is_fixed() {
     let w = World::new("dlq-runbook", &policy()).await;
     let bucket = format!("{}-bucket", w.prefix);
-    w.send(
-        "events",
-        &event(
-            "s3-bucket-server-side-encryption-enabled",
-            "AWS::S3::Bucket",
-            &bucket,
-            "NON_COMPLIANT",
-        ),
-    )
+    w.send_event(&EventBuilder::new(
+        "s3-bucket-server-side-encryption-enabled",
+        "AWS::S3::Bucket",
+        &bucket,
+    ))
     .await;
     let first = w.run_once(&[]);
     assert_eq!(executions(&first)[0]["outcome"], "failed");

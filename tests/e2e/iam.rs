@@ -51,7 +51,20 @@ const EXECUTOR_SOURCES: &[&str] = &[
     "workers/src/aws/ssm.rs",
     "workers/src/aws/iam.rs",
     "workers/src/aws/config.rs",
+    "workers/src/aws/compliance.rs",
     "workers/src/aws/targets.rs",
+];
+
+/// Operations named in [`EXECUTOR_SOURCES`] that only other commands make: the executor
+/// reads one resource's result and one rule through `aws/compliance.rs`
+/// (GetComplianceDetailsByResource, DescribeConfigRules), which `redress sweep` (a rule's
+/// results, an aggregator's) and `redress emit` (PutEvaluations, for the local stack)
+/// share.
+const NOT_THE_EXECUTORS: &[&str] = &[
+    "config:GetComplianceDetailsByConfigRule",
+    "config:DescribeAggregateComplianceByConfigRules",
+    "config:GetAggregateComplianceDetailsByConfigRule",
+    "config:PutEvaluations",
 ];
 
 /// `"service:Action"` string literals in these files or folders (the operation names the
@@ -107,6 +120,7 @@ fn executor_calls() -> BTreeSet<String> {
     let mut ops: BTreeSet<String> = found
         .into_iter()
         .map(|op| op.strip_suffix("Batch").map(str::to_string).unwrap_or(op))
+        .filter(|op| !NOT_THE_EXECUTORS.contains(&op.as_str()))
         .collect();
     if src.contains("AutomationAssumeRole") {
         // Starting an automation that assumes a role passes that role to SSM.
@@ -737,6 +751,8 @@ struct World {
     lambda_router: String,
     lambda_executor: String,
     member_role: String,
+    sweep: String,
+    scheduler: String,
     admin: String,
     users: BTreeMap<&'static str, String>,
     approvers_sso: String,
@@ -786,6 +802,7 @@ fn world(templates: &BTreeMap<String, Value>, lambda_workers: bool) -> World {
                 "ExecutorRoleArn",
                 json!([executor, lambda.arn("LambdaExecutorRole")]),
             ),
+            ("SweepRoleArn", json!(redress.arn("SweepTaskRole"))),
         ],
     );
     let mut model = Model::default();
@@ -819,6 +836,8 @@ fn world(templates: &BTreeMap<String, Value>, lambda_workers: bool) -> World {
         lambda_router: lambda.arn("LambdaRouterRole"),
         lambda_executor: lambda.arn("LambdaExecutorRole"),
         member_role: member.arn("RemediationRole"),
+        sweep: redress.arn("SweepTaskRole"),
+        scheduler: redress.arn("SweepSchedulerRole"),
         rule: redress.arn("ComplianceChangeRule"),
         model,
         admin,
@@ -831,7 +850,8 @@ fn world(templates: &BTreeMap<String, Value>, lambda_workers: bool) -> World {
 /// Who may make which calls on which resources, and who may not. One rule a line:
 /// `WHO may|may-not ACTION... @ RESOURCE... [if KEY=VALUE...]`, every combination.
 ///
-/// WHO: `router` and `executor` are the ECS task roles and their Lambda twins;
+/// WHO: `router` and `executor` are the ECS task roles and their Lambda twins; `sweep` the
+/// sweep's task role and `scheduler` the role EventBridge Scheduler starts it with;
 /// `remediator` is both executors and the member role; `member` the member role;
 /// `approver`, `operator`; `admin` (a role allowed everything); the users `alice` (named
 /// an approver), `olivia` (an operator), `mallory` (nobody); `approvers-sso` and
@@ -857,8 +877,9 @@ router   may-not iam:GetRole @ arn:aws:iam::{home}:role/SecOps
 
 executor may     sqs:ReceiveMessage sqs:DeleteMessage sqs:ChangeMessageVisibility sqs:GetQueueUrl sqs:GetQueueAttributes @ q:tasks
 executor may     sqs:SendMessage @ q:tasks-dlq q:approvals
+executor may     sqs:SendMessage @ q:tasks
 executor may     sqs:GetQueueUrl sqs:GetQueueAttributes @ q:events q:events-dlq q:tasks-dlq q:approvals
-executor may-not sqs:SendMessage @ q:tasks q:events q:events-dlq q:approvals-dlq
+executor may-not sqs:SendMessage @ q:events q:events-dlq q:approvals-dlq
 executor may-not sqs:ReceiveMessage sqs:DeleteMessage @ q:approvals q:events q:tasks-dlq
 executor may-not sqs:GetQueueAttributes @ q:approvals-dlq
 executor may     ssm:GetParameter @ arn:aws:ssm:{home-region}:{home}:parameter{kill-switch}
@@ -886,11 +907,39 @@ remediator may     ssm:GetAutomationExecution @ arn:aws:ssm:{region}:{home}:auto
 remediator may-not ssm:GetAutomationExecution @ arn:aws:ssm:{region}:{other}:automation-execution/0123-abcd
 remediator may     config:StartConfigRulesEvaluation @ arn:aws:config:{region}:{home}:config-rule/config-rule-0123
 remediator may-not config:StartConfigRulesEvaluation @ arn:aws:config:{region}:{other}:config-rule/config-rule-0123
+remediator may     config:DescribeConfigRules @ arn:aws:config:{region}:{home}:config-rule/config-rule-0123
+remediator may-not config:DescribeConfigRules @ arn:aws:config:{region}:{other}:config-rule/config-rule-0123
+remediator may     config:GetComplianceDetailsByResource @ *
+remediator may-not config:PutEvaluations config:PutConfigRule config:DeleteConfigRule config:DeleteEvaluationResults @ *
 remediator may     iam:PassRole @ {automation-role} if iam:PassedToService=ssm.amazonaws.com
 remediator may-not iam:PassRole @ {automation-role} if iam:PassedToService=ec2.amazonaws.com
 remediator may-not iam:PassRole @ arn:aws:iam::{home}:role/Admin if iam:PassedToService=ssm.amazonaws.com
 member   may-not sqs:ReceiveMessage sqs:SendMessage @ q:tasks q:approvals
+member   may     config:GetComplianceDetailsByConfigRule @ arn:aws:config:{region}:{home}:config-rule/config-rule-0123
+member   may-not config:GetComplianceDetailsByConfigRule @ arn:aws:config:{region}:{other}:config-rule/config-rule-0123
+executor may-not config:GetComplianceDetailsByConfigRule config:DescribeAggregateComplianceByConfigRules @ *
 member   may-not ssm:GetParameter @ arn:aws:ssm:{home-region}:{home}:parameter{kill-switch}
+
+sweep    may     config:DescribeConfigRules config:GetComplianceDetailsByConfigRule @ arn:aws:config:{region}:{home}:config-rule/config-rule-0123
+sweep    may-not config:DescribeConfigRules config:GetComplianceDetailsByConfigRule @ arn:aws:config:{region}:{other}:config-rule/config-rule-0123
+sweep    may     config:DescribeAggregateComplianceByConfigRules config:GetAggregateComplianceDetailsByConfigRule @ arn:aws:config:{home-region}:{home}:config-aggregator/config-aggregator-0123
+sweep    may-not config:DescribeAggregateComplianceByConfigRules config:GetAggregateComplianceDetailsByConfigRule @ arn:aws:config:{home-region}:{other}:config-aggregator/config-aggregator-0123
+sweep    may     sts:AssumeRole @ role:member
+sweep    may-not sts:AssumeRole @ arn:aws:iam::{member}:role/OrganizationAccountAccessRole
+sweep    may     sqs:SendMessage sqs:GetQueueUrl @ q:tasks q:approvals
+sweep    may     sqs:ReceiveMessage sqs:ChangeMessageVisibility @ q:approvals
+sweep    may-not sqs:ReceiveMessage sqs:ChangeMessageVisibility sqs:DeleteMessage @ q:tasks q:events
+sweep    may-not sqs:DeleteMessage @ q:approvals
+sweep    may-not sqs:SendMessage @ q:events q:events-dlq q:tasks-dlq q:approvals-dlq
+sweep    may     ec2:DescribeSecurityGroups @ *
+sweep    may-not ec2:RevokeSecurityGroupIngress ssm:StartAutomationExecution ssm:PutParameter iam:PassRole config:StartConfigRulesEvaluation config:GetComplianceDetailsByResource config:PutEvaluations @ *
+scheduler may     ecs:RunTask @ arn:aws:ecs:{home-region}:{home}:task-definition/redress-sweep:3 if ecs:cluster=arn:aws:ecs:{home-region}:{home}:cluster/Cluster
+scheduler may-not ecs:RunTask @ arn:aws:ecs:{home-region}:{home}:task-definition/redress-sweep:3 if ecs:cluster=arn:aws:ecs:{home-region}:{home}:cluster/other
+scheduler may-not ecs:RunTask @ arn:aws:ecs:{home-region}:{home}:task-definition/redress-executor:3 if ecs:cluster=arn:aws:ecs:{home-region}:{home}:cluster/Cluster
+scheduler may     iam:PassRole @ role:sweep arn:aws:iam::{home}:role/TaskExecutionRole if iam:PassedToService=ecs-tasks.amazonaws.com
+scheduler may-not iam:PassRole @ role:sweep if iam:PassedToService=ec2.amazonaws.com
+scheduler may-not iam:PassRole @ role:executor role:router if iam:PassedToService=ecs-tasks.amazonaws.com
+scheduler may-not sqs:SendMessage @ q:tasks q:approvals
 
 approver may     sqs:ReceiveMessage sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:SendMessage sqs:GetQueueUrl sqs:GetQueueAttributes @ q:approvals
 approver may     sqs:SendMessage sqs:GetQueueUrl @ q:tasks
@@ -921,7 +970,7 @@ olivia   may     sts:AssumeRole @ role:operator if aws:username=olivia aws:Multi
 olivia   may-not sts:AssumeRole @ role:operator if aws:username=olivia aws:MultiFactorAuthPresent=false sts:RoleSessionName=olivia
 olivia   may-not sts:AssumeRole @ role:operator if aws:username=olivia aws:MultiFactorAuthPresent=true sts:RoleSessionName=alice
 olivia   may-not sts:AssumeRole @ role:approver if aws:username=olivia aws:MultiFactorAuthPresent=true sts:RoleSessionName=olivia
-mallory  may-not sts:AssumeRole @ role:approver role:operator role:router role:executor if aws:username=mallory aws:MultiFactorAuthPresent=true sts:RoleSessionName=mallory
+mallory  may-not sts:AssumeRole @ role:approver role:operator role:router role:executor role:sweep if aws:username=mallory aws:MultiFactorAuthPresent=true sts:RoleSessionName=mallory
 approvers-sso may     sts:AssumeRole sts:SetSourceIdentity @ role:approver if sts:SourceIdentity=alice@example.com
 approvers-sso may-not sts:AssumeRole @ role:approver
 approvers-sso may-not sts:AssumeRole @ role:operator if sts:SourceIdentity=alice@example.com
@@ -929,9 +978,14 @@ operators-sso may     sts:AssumeRole sts:SetSourceIdentity @ role:operator if st
 operators-sso may-not sts:AssumeRole @ role:operator
 operators-sso may-not sts:AssumeRole @ role:approver if sts:SourceIdentity=olivia@example.com
 
-ecs-tasks.amazonaws.com may     sts:AssumeRole @ role:router role:executor if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
-ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:router role:executor if aws:SourceAccount={other} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
-ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:router role:executor if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{other}:task/redress/0123
+ecs-tasks.amazonaws.com may     sts:AssumeRole @ role:router role:executor role:sweep if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
+ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:router role:executor role:sweep if aws:SourceAccount={other} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
+ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:router role:executor role:sweep if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{other}:task/redress/0123
+ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:scheduler if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
+scheduler.amazonaws.com may     sts:AssumeRole @ role:scheduler if aws:SourceAccount={home} aws:SourceArn=arn:aws:scheduler:{home-region}:{home}:schedule/default/redress-sweep
+scheduler.amazonaws.com may-not sts:AssumeRole @ role:scheduler if aws:SourceAccount={other} aws:SourceArn=arn:aws:scheduler:{home-region}:{home}:schedule/default/redress-sweep
+scheduler.amazonaws.com may-not sts:AssumeRole @ role:scheduler if aws:SourceAccount={home} aws:SourceArn=arn:aws:scheduler:{home-region}:{home}:schedule/default/someone-elses
+scheduler.amazonaws.com may-not sts:AssumeRole @ role:sweep role:executor if aws:SourceAccount={home} aws:SourceArn=arn:aws:scheduler:{home-region}:{home}:schedule/default/redress-sweep
 ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:approver role:operator if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
 lambda.amazonaws.com    may     sts:AssumeRole @ role:lambda-router role:lambda-executor
 "#;
@@ -1004,6 +1058,8 @@ fn duties(w: &World) -> Vec<Duty> {
         ("operator", vec![&w.operator]),
         ("lambda-router", vec![&w.lambda_router]),
         ("lambda-executor", vec![&w.lambda_executor]),
+        ("sweep", vec![&w.sweep]),
+        ("scheduler", vec![&w.scheduler]),
     ]);
     let mut out = Vec::new();
     for line in DUTIES.lines().map(str::trim).filter(|l| !l.is_empty()) {

@@ -20,10 +20,13 @@ fn sleep_policy(seconds: u32) -> String {
     policy_fixtures(&["slow"], &[("seconds", &seconds.to_string())])
 }
 
-/// A task for the slow rule on `resource` (each call is a distinct finding).
-fn task(resource: &str) -> String {
-    let task = EventBuilder::new("slow-rule", BUCKET, resource).task("slow", Severity::Low);
-    serde_json::to_string(&task).unwrap()
+/// A task for the slow rule on `resource` (each call is a distinct finding), which
+/// Config holds.
+async fn task(w: &World, resource: &str) -> String {
+    let finding = w
+        .config_holds(&EventBuilder::new("slow-rule", BUCKET, resource))
+        .await;
+    serde_json::to_string(&finding.task("slow", Severity::Low)).unwrap()
 }
 
 /// The id of the running `Redress-Test-Sleep` execution of `seconds`, or what runs.
@@ -126,7 +129,8 @@ async fn the_heartbeat_keeps_a_long_runbook_from_being_redelivered() {
     let w = World::new("heartbeat", &sleep_policy(7)).await;
     w.set_visibility("tasks", 3).await;
 
-    w.send("tasks", &task(&format!("{}-on", w.prefix))).await;
+    w.send("tasks", &task(&w, &format!("{}-on", w.prefix)).await)
+        .await;
     // Two receive loops (concurrency 20), so a redelivered copy would be picked up.
     let records = w.run_once(&["--heartbeat", "1", "--concurrency", "20"]);
     let done = executions(&records);
@@ -135,7 +139,8 @@ async fn the_heartbeat_keeps_a_long_runbook_from_being_redelivered() {
 
     // Control: without the heartbeat the same task is redelivered mid-run; the copy
     // waits for the resource's lock and is then recognised as a duplicate.
-    w.send("tasks", &task(&format!("{}-off", w.prefix))).await;
+    w.send("tasks", &task(&w, &format!("{}-off", w.prefix)).await)
+        .await;
     let records = w.run_once(&["--heartbeat", "0", "--concurrency", "20"]);
     let done = executions(&records);
     assert_eq!(done.len(), 2, "{records:#?}");
@@ -154,7 +159,7 @@ async fn sigterm_finishes_work_in_progress_hands_back_the_rest_and_exits_0() {
     // Three findings on one resource: one runs, two wait for its lock.
     let bucket = format!("{}-b", w.prefix);
     for _ in 0..3 {
-        w.send("tasks", &task(&bucket)).await;
+        w.send("tasks", &task(&w, &bucket).await).await;
     }
     let child = w
         .command_as("test", &["executor"])
@@ -198,7 +203,8 @@ async fn sigterm_finishes_work_in_progress_hands_back_the_rest_and_exits_0() {
 #[tokio::test]
 async fn work_still_running_at_the_deadline_is_abandoned_and_its_message_returns() {
     let w = World::new("deadline", &sleep_policy(60)).await;
-    w.send("tasks", &task(&format!("{}-b", w.prefix))).await;
+    w.send("tasks", &task(&w, &format!("{}-b", w.prefix)).await)
+        .await;
     let child = w
         .command_as("test", &["executor", "--shutdown-grace", "1"])
         .stderr(Stdio::piped())

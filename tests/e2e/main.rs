@@ -7,6 +7,7 @@ mod approvals;
 mod bad_input;
 mod chaos;
 mod cli;
+mod config;
 mod dlq;
 mod iam;
 mod lifecycle;

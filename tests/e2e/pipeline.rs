@@ -2,7 +2,7 @@
 
 use redress::message::{ApprovalsMessage, Task};
 
-use crate::support::{event, executions, policy_fixtures, EventBuilder, World, ACCOUNT, REGION};
+use crate::support::{executions, policy_fixtures, EventBuilder, World, ACCOUNT, REGION};
 
 const SG: &str = "AWS::EC2::SecurityGroup";
 
@@ -63,7 +63,10 @@ async fn findings_through_eventbridge_are_fixed_or_queued_for_approval() {
         .await;
     w.put_parameter(&current, "200").await;
 
-    for (rule, id, ty) in [
+    // `redress emit` reports each evaluation to Config as its rule would; Config puts
+    // the compliance-change event on the default bus, whose rule (this world's: the
+    // Config rules carry its prefix) delivers it to the events queue.
+    let findings = [
         ("restricted-ssh", ssh.as_str(), SG),
         ("restricted-common-ports", ftp.as_str(), SG),
         (
@@ -72,11 +75,18 @@ async fn findings_through_eventbridge_are_fixed_or_queued_for_approval() {
             "AWS::SSM::Parameter",
         ),
         ("sg-public-admin-access", rb.as_str(), SG),
-    ] {
+    ]
+    .map(|(rule, id, ty)| (format!("{}-{rule}", w.prefix), id, ty));
+    for (rule, _, ty) in &findings {
+        w.config_rule(rule, ty).await;
+    }
+    let rules: Vec<&str> = findings.iter().map(|(r, _, _)| r.as_str()).collect();
+    w.listen_to_default_bus(&rules).await;
+    for (rule, id, ty) in findings {
         let out = w.redress(&[
             "emit",
             "--rule",
-            rule,
+            &rule,
             "--resource",
             id,
             "--resource-type",
@@ -169,7 +179,10 @@ async fn findings_through_eventbridge_are_fixed_or_queued_for_approval() {
 async fn the_same_event_twice_starts_one_automation_execution() {
     let w = world("twice-runbook").await;
     let rb = w.security_group("rb", &[(22, "0.0.0.0/0")]).await;
-    let body = event("sg-public-admin-access", SG, &rb, "NON_COMPLIANT");
+    let body = w
+        .config_holds(&EventBuilder::new("sg-public-admin-access", SG, &rb))
+        .await
+        .build();
     w.send("events", &body).await;
     w.send("events", &body).await;
     let audit = w.run_once(&[]);
@@ -220,7 +233,10 @@ async fn the_same_event_twice_fixes_once_then_is_recognised_as_a_duplicate() {
     let ftp = w
         .security_group("ftp", &[(21, "0.0.0.0/0"), (21, "10.0.0.0/8")])
         .await;
-    let body = event("restricted-common-ports", SG, &ftp, "NON_COMPLIANT");
+    let body = w
+        .config_holds(&EventBuilder::new("restricted-common-ports", SG, &ftp))
+        .await
+        .build();
     w.send("events", &body).await;
     w.send("events", &body).await;
     let audit = w.run_once(&[]);
@@ -244,16 +260,9 @@ async fn the_same_event_twice_fixes_once_then_is_recognised_as_a_duplicate() {
 #[tokio::test]
 async fn a_failing_runbook_ends_in_the_tasks_dlq_with_its_reason() {
     let w = world("failing-runbook").await;
-    w.send(
-        "events",
-        &event(
-            "broken-runbook-rule",
-            SG,
-            "sg-0123456789abcdef0",
-            "NON_COMPLIANT",
-        ),
-    )
-    .await;
+    let sg = w.security_group("any", &[(22, "0.0.0.0/0")]).await;
+    w.send_event(&EventBuilder::new("broken-runbook-rule", SG, &sg))
+        .await;
     let audit = w.run_once(&[]);
     let failed: Vec<_> = executions(&audit)
         .into_iter()
@@ -308,20 +317,10 @@ async fn dry_run_decides_and_changes_nothing() {
     let current = format!("{pp}current/x");
     w.put_parameter(&format!("{pp}approved/x"), "1").await;
     w.put_parameter(&current, "2").await;
-    w.send(
-        "events",
-        &event("restricted-common-ports", SG, &ftp, "NON_COMPLIANT"),
-    )
-    .await;
-    w.send(
-        "events",
-        &event(
-            "ssm-parameter-drift",
-            "AWS::SSM::Parameter",
-            &current,
-            "NON_COMPLIANT",
-        ),
-    )
+    w.send_events(&[
+        EventBuilder::new("restricted-common-ports", SG, &ftp),
+        EventBuilder::new("ssm-parameter-drift", "AWS::SSM::Parameter", &current),
+    ])
     .await;
     let audit = w.run_once(&["--dry-run"]);
     let outcomes: Vec<&str> = executions(&audit)
@@ -329,6 +328,13 @@ async fn dry_run_decides_and_changes_nothing() {
         .filter_map(|r| r["outcome"].as_str())
         .collect();
     assert_eq!(outcomes, vec!["dry_run", "dry_run"]);
+    // Config was asked, and agreed: each fix is described, not refused.
+    assert!(
+        executions(&audit)
+            .iter()
+            .all(|r| r["reason"].as_str().unwrap_or("").starts_with("would run")),
+        "{audit:#?}"
+    );
     assert_eq!(w.ingress(&ftp).await, vec![(21, "0.0.0.0/0".into())]);
     assert_eq!(w.parameter(&current).await, "2");
 }

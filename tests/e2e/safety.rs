@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::{event, executions, policy_fixture, stack_get, World, ACCOUNT};
+use crate::support::{executions, policy_fixture, reevaluations_of, EventBuilder, World, ACCOUNT};
 
 const SG: &str = "AWS::EC2::SecurityGroup";
 
@@ -12,14 +12,15 @@ fn ssh_policy(extra: &str) -> String {
     format!("{extra}\n{}", policy_fixture("ssh-low"))
 }
 
-/// `n` groups with SSH open to the world, and one finding for each on the events queue.
+/// `n` groups with SSH open to the world, and one finding for each, held by Config, on
+/// the events queue.
 async fn open_groups(w: &World, n: usize) -> Vec<String> {
     let mut groups = Vec::new();
     for i in 0..n {
         let sg = w
             .security_group(&format!("g{i}"), &[(22, "0.0.0.0/0"), (443, "10.0.0.0/8")])
             .await;
-        w.send("events", &event("restricted-ssh", SG, &sg, "NON_COMPLIANT"))
+        w.send_event(&EventBuilder::new("restricted-ssh", SG, &sg))
             .await;
         groups.push(sg);
     }
@@ -95,24 +96,20 @@ reason = "was a bastion until 2020"
 async fn after_a_fix_config_is_asked_to_reevaluate_the_rule() {
     let w = World::new("reeval", &ssh_policy("")).await;
     let sg = w.security_group("g", &[(22, "0.0.0.0/0")]).await;
-    // A rule name only this test uses, as Security Hub's suffixed names look.
+    // A rule name only this test uses, as Security Hub's suffixed names look; Config
+    // holds the rule and its finding (StartConfigRulesEvaluation needs the rule to exist).
     let rule = format!("securityhub-restricted-ssh-{}", w.prefix);
-    w.send("events", &event(&rule, SG, &sg, "NON_COMPLIANT"))
-        .await;
+    w.send_event(&EventBuilder::new(&rule, SG, &sg)).await;
     let records = w.run_once(&[]);
     let done = executions(&records);
     assert_eq!(done.len(), 1, "{records:#?}");
     assert_eq!(done[0]["outcome"], "succeeded");
     assert!(reason(done[0]).contains("Config re-evaluation queued"));
-    let asked = stack_get("/_redress/config-evaluations");
-    let mine: Vec<_> = asked
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r.to_string().contains(&rule))
-        .collect();
-    assert_eq!(mine.len(), 1, "{asked:#}");
-    assert!(mine[0].to_string().contains(ACCOUNT));
+    assert!(w.ingress(&sg).await.is_empty());
+    let mine = reevaluations_of(&rule);
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    assert_eq!(mine[0]["account"], ACCOUNT);
+    assert_eq!(mine[0]["config_rule_names"], serde_json::json!([rule]));
 }
 
 #[tokio::test]
@@ -173,11 +170,8 @@ async fn the_kill_switch_sends_automatic_fixes_to_approval_and_nothing_is_fixed(
     // change; this is a new process, which has only ever seen it off).
     w.put_parameter(&switch, "off").await;
     let third = w.security_group("late", &[(22, "0.0.0.0/0")]).await;
-    w.send(
-        "events",
-        &event("restricted-ssh", SG, &third, "NON_COMPLIANT"),
-    )
-    .await;
+    w.send_event(&EventBuilder::new("restricted-ssh", SG, &third))
+        .await;
     let records = w.run_once(&[]);
     assert!(!ssh_open(&w, &third).await);
     assert!(
@@ -199,19 +193,13 @@ breaker_cooldown = "10m"
         policy_fixture("always-fails")
     );
     let w = World::new("breaker", &policy).await;
-    for i in 0..6 {
-        let bucket = format!("{}-b{i}", w.prefix);
-        w.send(
-            "events",
-            &event(
-                "broken-runbook-rule",
-                "AWS::S3::Bucket",
-                &bucket,
-                "NON_COMPLIANT",
-            ),
-        )
-        .await;
-    }
+    let findings: Vec<EventBuilder> = (0..6)
+        .map(|i| {
+            let bucket = format!("{}-b{i}", w.prefix);
+            EventBuilder::new("broken-runbook-rule", "AWS::S3::Bucket", &bucket)
+        })
+        .collect();
+    w.send_events(&findings).await;
     // One at a time, so the order of failures and trips is deterministic.
     let records = w.run_once(&["--concurrency", "1"]);
 
@@ -263,10 +251,13 @@ async fn dry_run_over_the_demo_world_changes_nothing() {
     let w = World::new("dryrun", &policy).await;
     let world = crate::support::demo_world(&w);
     let before = crate::support::demo_report(&world);
-    for (rule, resource, kind, compliance) in crate::support::demo_findings(&world) {
-        w.send("events", &event(&rule, &kind, &resource, &compliance))
-            .await;
-    }
+    let findings: Vec<EventBuilder> = crate::support::demo_findings(&world)
+        .into_iter()
+        .map(|(rule, resource, kind, compliance)| {
+            EventBuilder::new(&rule, &kind, &resource).compliance(&compliance)
+        })
+        .collect();
+    w.send_events(&findings).await;
     let out = w
         .command_as("test", &["run", "--once"])
         .env("REDRESS_DRY_RUN", "1")

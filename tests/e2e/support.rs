@@ -1,6 +1,7 @@
 //! Test harness: one local stack per test process (or the one `make test` started), and
 //! per test its own queues, event bus, policy and resources, so tests run in parallel.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::net::TcpStream;
@@ -14,7 +15,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_ec2::types::{IpPermission, IpRange};
 use redress::message::{Finding, Task};
 use redress::policy::Severity;
-use redress_workers::aws::sqs::{Queue, Received};
+use redress_workers::aws::sqs::{Outbound, Queue, Received};
 
 pub const REGION: &str = "us-east-1";
 /// The account moto answers for with dummy credentials.
@@ -239,7 +240,8 @@ impl World {
 
     /// (visible, in flight) messages on a queue.
     pub async fn depth(&self, which: &str) -> (u64, u64) {
-        self.queue(which).await.depth().await.unwrap()
+        let d = self.queue(which).await.depth().await.unwrap();
+        (d.visible, d.invisible)
     }
 
     /// Tags an EC2 resource.
@@ -305,8 +307,13 @@ impl World {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         for chunk in bodies.chunks(10) {
-            let batch: Vec<(String, std::collections::HashMap<String, String>)> =
-                chunk.iter().map(|b| (b.clone(), attrs.clone())).collect();
+            let batch: Vec<Outbound> = chunk
+                .iter()
+                .map(|b| Outbound {
+                    attributes: attrs.clone(),
+                    ..Outbound::body(b.clone())
+                })
+                .collect();
             let failed = q.send_batch(&batch).await.unwrap();
             assert!(failed.is_empty(), "{failed:?}");
         }
@@ -375,6 +382,362 @@ impl World {
             .unwrap();
         out.parameter().unwrap().value().unwrap().to_string()
     }
+}
+
+impl World {
+    /// Makes AWS Config hold the event's evaluation, as if the rule had just evaluated
+    /// the resource: the event's Config rule is created in its account and region unless
+    /// it exists (see [`config_rule`]), and the evaluation (compliance, annotation,
+    /// `resultRecordedTime` as ordering time) is put with `PutEvaluations`. Returns the
+    /// event carrying the rule's real ARN. The local stack then puts its own event of the
+    /// change on that account's default bus, where nothing in a test stack listens unless
+    /// a test makes it (see `config.rs`): the event the test sends is the one handled.
+    pub async fn config_holds(&self, e: &EventBuilder) -> EventBuilder {
+        self.config_holds_all(std::slice::from_ref(e))
+            .await
+            .remove(0)
+    }
+
+    /// [`config_holds`](Self::config_holds) for many events: one `PutEvaluations` per
+    /// rule, account and region and 100 evaluations.
+    pub async fn config_holds_all(&self, events: &[EventBuilder]) -> Vec<EventBuilder> {
+        let mut by_rule: std::collections::BTreeMap<RuleKey, Vec<usize>> = Default::default();
+        for (i, e) in events.iter().enumerate() {
+            by_rule
+                .entry((e.account.clone(), e.region.clone(), e.config_rule.clone()))
+                .or_default()
+                .push(i);
+        }
+        let mut held = events.to_vec();
+        for ((account, region, rule), members) in by_rule {
+            let first = &events[members[0]];
+            let arn = config_rule(&account, &region, &rule, &first.resource_type).await;
+            let evaluations: Vec<Evaluation> = members
+                .iter()
+                .map(|&i| Evaluation::of(&events[i]))
+                .collect();
+            put_evaluations(&account, &region, &rule, &evaluations).await;
+            for i in members {
+                held[i] = held[i].clone().rule_arn(&arn);
+            }
+        }
+        held
+    }
+
+    /// A finding Config holds, on the events queue as EventBridge delivers it: the event
+    /// after [`config_holds`](Self::config_holds). Returns the body sent.
+    pub async fn send_event(&self, e: &EventBuilder) -> String {
+        let body = self.config_holds(e).await.build();
+        self.send("events", &body).await;
+        body
+    }
+
+    /// [`send_event`](Self::send_event) for many events (ten per `SendMessageBatch`).
+    pub async fn send_events(&self, events: &[EventBuilder]) -> Vec<String> {
+        let bodies: Vec<String> = self
+            .config_holds_all(events)
+            .await
+            .iter()
+            .map(EventBuilder::build)
+            .collect();
+        self.send_many("events", &bodies, &[]).await;
+        bodies
+    }
+
+    /// The Config rule `name` of [`ACCOUNT`] and [`REGION`] for resources of this type,
+    /// created unless it exists (see [`config_rule`]); returns its ARN.
+    pub async fn config_rule(&self, name: &str, resource_type: &str) -> String {
+        config_rule(ACCOUNT, REGION, name, resource_type).await
+    }
+
+    /// Makes the world's events queue receive what AWS Config (the local stack's) puts on
+    /// the default event bus of [`ACCOUNT`] and [`REGION`] for these Config rules, as a
+    /// deployment's EventBridge rule does: a rule on the **default** bus whose pattern
+    /// names only these Config rules (so other tests' findings stay out; give them names
+    /// with the world's prefix), targeting the events queue, which the queue's policy lets
+    /// that rule send to. Returns the EventBridge rule's ARN.
+    pub async fn listen_to_default_bus(&self, config_rules: &[&str]) -> String {
+        let pattern = serde_json::json!({
+            "source": ["aws.config"],
+            "detail-type": ["Config Rules Compliance Change"],
+            "detail": {"configRuleName": config_rules},
+        });
+        let name = format!("{}-default-bus", self.prefix);
+        let eb = &self.clients.eventbridge;
+        let rule_arn = eb
+            .put_rule()
+            .name(&name)
+            .event_bus_name("default")
+            .event_pattern(pattern.to_string())
+            .description("redress e2e: this world's Config rules")
+            .send()
+            .await
+            .unwrap()
+            .rule_arn
+            .unwrap();
+        let q = self.queue("events").await;
+        let attrs = self
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&q.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::Policy)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        let queue_arn = attrs[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+        eb.put_targets()
+            .rule(&name)
+            .event_bus_name("default")
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("events-queue")
+                    .arn(&queue_arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        // The queue's policy (provision lets only its own rule send) lets this rule too.
+        let mut policy: serde_json::Value = attrs
+            .get(&aws_sdk_sqs::types::QueueAttributeName::Policy)
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_else(|| serde_json::json!({"Version": "2012-10-17", "Statement": []}));
+        policy["Statement"]
+            .as_array_mut()
+            .expect("a policy's statements")
+            .push(serde_json::json!({
+                "Sid": "DefaultBusConfigRules",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+            }));
+        q.set_attribute("Policy", policy.to_string()).await.unwrap();
+        rule_arn
+    }
+
+    /// Messages of a queue sent with a delay that has not passed yet (closure checks
+    /// waiting to ask Config).
+    pub async fn delayed(&self, which: &str) -> u64 {
+        self.queue(which).await.depth().await.unwrap().delayed
+    }
+}
+
+/// One evaluation for `PutEvaluations`.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub resource_type: String,
+    pub resource_id: String,
+    /// `COMPLIANT`, `NON_COMPLIANT`, `NOT_APPLICABLE`.
+    pub compliance: String,
+    pub annotation: Option<String>,
+    /// The ordering timestamp (now when `None`).
+    pub at: Option<std::time::SystemTime>,
+}
+
+impl Evaluation {
+    /// The evaluation an event reports: its resource, compliance, annotation and time.
+    pub fn of(e: &EventBuilder) -> Evaluation {
+        let v = e.json();
+        let result = &v["detail"]["newEvaluationResult"];
+        Evaluation {
+            resource_type: e.resource_type.clone(),
+            resource_id: e.resource_id.clone(),
+            compliance: e.compliance.clone(),
+            annotation: result["annotation"].as_str().map(str::to_string),
+            at: result["resultRecordedTime"]
+                .as_str()
+                .and_then(redress::time::parse_rfc3339),
+        }
+    }
+
+    /// `compliance` of a resource, now, without annotation.
+    pub fn new(resource_type: &str, resource_id: &str, compliance: &str) -> Evaluation {
+        Evaluation {
+            resource_type: resource_type.into(),
+            resource_id: resource_id.into(),
+            compliance: compliance.into(),
+            annotation: None,
+            at: None,
+        }
+    }
+}
+
+/// Credentials that act in `account`: [`ACCOUNT`]'s own test user, or for another account
+/// the `OrganizationAccountAccessRole` AWS Organizations puts in every member account
+/// (the local stack creates it on first use; see `infra/local/identity.py`).
+pub async fn credentials_in(account: &str) -> aws_sdk_sqs::config::Credentials {
+    use aws_sdk_sqs::config::Credentials;
+    if account == ACCOUNT {
+        return Credentials::new("test", "test", None, None, "e2e");
+    }
+    let sts = aws_sdk_sts::Client::new(&sdk_config().await);
+    let out = sts
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+        ))
+        .role_session_name("e2e-setup")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("assume the organization role in {account}: {e:?}"));
+    let c = out.credentials().expect("AssumeRole returns credentials");
+    Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        "e2e-organization",
+    )
+}
+
+/// AWS Config in that account and region.
+pub async fn config_client(account: &str, region: &str) -> aws_sdk_config::Client {
+    aws_sdk_config::Client::new(&sdk_config_with(credentials_in(account).await, region).await)
+}
+
+/// The AWS managed rule a local Config rule is created as: the local stack never
+/// evaluates rules itself (tests put the evaluations), so the identifier only has to be a
+/// real one. A custom rule (`CUSTOM_LAMBDA`) would need a Lambda function. AWS has no
+/// managed rule for Parameter Store values (redress's drift rule is its own custom rule),
+/// so a managed rule of Systems Manager stands in for those.
+fn managed_rule(name: &str, resource_type: &str) -> &'static str {
+    match resource_type {
+        "AWS::EC2::SecurityGroup" if name.contains("ssh") || name.contains("admin") => {
+            "INCOMING_SSH_DISABLED"
+        }
+        "AWS::EC2::SecurityGroup" => "RESTRICTED_INCOMING_TRAFFIC",
+        "AWS::S3::Bucket" => "S3_BUCKET_SERVER_SIDE_ENCRYPTION_ENABLED",
+        "AWS::EC2::Instance" => "EC2_IMDSV2_CHECK",
+        _ => "SSM_DOCUMENT_TAGGED",
+    }
+}
+
+/// (account, region, Config rule name).
+type RuleKey = (String, String, String);
+
+/// Config rules this process has seen: their ARNs.
+static CONFIG_RULES: OnceLock<tokio::sync::Mutex<HashMap<RuleKey, String>>> = OnceLock::new();
+
+/// The ARN of the Config rule `name` in that account and region, created as an AWS
+/// managed rule (`PutConfigRule`) unless it exists. Tests share rules by name: creation is
+/// serialised within the process, so two tests never create one name at once (the
+/// second would replace the first, and the first's evaluations with it). A rule name
+/// only one test may see (for its re-evaluation requests, its events on the default
+/// bus, or a rule that must not exist) includes the world's prefix.
+pub async fn config_rule(account: &str, region: &str, name: &str, resource_type: &str) -> String {
+    let mut known = CONFIG_RULES.get_or_init(Default::default).lock().await;
+    let key = (account.to_string(), region.to_string(), name.to_string());
+    if let Some(arn) = known.get(&key) {
+        return arn.clone();
+    }
+    let config = config_client(account, region).await;
+    let arn = match describe_config_rule(&config, name).await {
+        Some(arn) => arn,
+        None => {
+            config
+                .put_config_rule()
+                .config_rule(
+                    aws_sdk_config::types::ConfigRule::builder()
+                        .config_rule_name(name)
+                        .description("redress e2e")
+                        .source(
+                            aws_sdk_config::types::Source::builder()
+                                .owner(aws_sdk_config::types::Owner::Aws)
+                                .source_identifier(managed_rule(name, resource_type))
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("PutConfigRule {name} in {account}/{region}: {e:?}"));
+            describe_config_rule(&config, name)
+                .await
+                .unwrap_or_else(|| panic!("Config rule {name} missing after PutConfigRule"))
+        }
+    };
+    known.insert(key, arn.clone());
+    arn
+}
+
+/// The ARN of the rule of that name, or `None` when Config has no such rule.
+pub async fn describe_config_rule(config: &aws_sdk_config::Client, name: &str) -> Option<String> {
+    match config
+        .describe_config_rules()
+        .config_rule_names(name)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .config_rules()
+            .first()
+            .and_then(|r| r.config_rule_arn())
+            .map(str::to_string),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_config_rule_exception()) =>
+        {
+            None
+        }
+        Err(e) => panic!("DescribeConfigRules {name}: {e:?}"),
+    }
+}
+
+/// Puts evaluations of the rule `rule` in that account and region, as the rule would
+/// (`PutEvaluations`; on the local stack the ResultToken names the rule), 100 a call.
+pub async fn put_evaluations(account: &str, region: &str, rule: &str, evaluations: &[Evaluation]) {
+    let config = config_client(account, region).await;
+    for chunk in evaluations.chunks(100) {
+        let mut call = config.put_evaluations().result_token(rule);
+        for e in chunk {
+            let at = e.at.unwrap_or_else(std::time::SystemTime::now);
+            call = call.evaluations(
+                aws_sdk_config::types::Evaluation::builder()
+                    .compliance_resource_type(&e.resource_type)
+                    .compliance_resource_id(&e.resource_id)
+                    .compliance_type(aws_sdk_config::types::ComplianceType::from(
+                        e.compliance.as_str(),
+                    ))
+                    .set_annotation(e.annotation.clone())
+                    .ordering_timestamp(aws_sdk_config::primitives::DateTime::from(at))
+                    .build()
+                    .unwrap(),
+            );
+        }
+        let out = call
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutEvaluations {rule} in {account}/{region}: {e:?}"));
+        assert!(
+            out.failed_evaluations().is_empty(),
+            "PutEvaluations {rule}: {:?}",
+            out.failed_evaluations()
+        );
+    }
+}
+
+/// `StartConfigRulesEvaluation` requests the local stack recorded
+/// (`GET /_redress/config-evaluations`) that name this rule.
+pub fn reevaluations_of(rule: &str) -> Vec<serde_json::Value> {
+    let all = stack_get("/_redress/config-evaluations");
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["config_rule_names"]
+                .as_array()
+                .is_some_and(|names| names.iter().any(|n| n == rule))
+        })
+        .cloned()
+        .collect()
 }
 
 /// A security group named `name` with these (port, cidr) TCP ingress rules, through
@@ -474,7 +837,13 @@ pub fn event(
 /// The one way tests make compliance-change events: the fixture
 /// `events/sg-ssh-open-noncompliant.json` (EventBridge form) with a fresh event id, no
 /// old result, recorded now, and every field that names the rule, resource, account or
-/// region set consistently.
+/// region set consistently (`configRuleARN` is a made-up rule of the event's account and
+/// region until [`World::config_holds`] gives it the real one).
+///
+/// An event made here is hand-made: the executor acts only on what AWS Config holds, so
+/// a finding that must be fixed is sent with [`World::send_event`] (or made true with
+/// [`World::config_holds`] first); one sent with [`World::send`] alone is one Config
+/// never reported.
 ///
 /// ```ignore
 /// EventBuilder::new("restricted-ssh", SG, &sg)
@@ -494,6 +863,9 @@ pub struct EventBuilder {
     region: String,
     annotation: Option<String>,
     recorded_at: Option<String>,
+    /// `configRuleARN`; a made-up ARN of the event's account and region when `None`
+    /// ([`World::config_holds`] sets the real one).
+    rule_arn: Option<String>,
 }
 
 impl EventBuilder {
@@ -509,7 +881,25 @@ impl EventBuilder {
             region: REGION.into(),
             annotation: None,
             recorded_at: None,
+            rule_arn: None,
         }
+    }
+
+    /// `configRuleARN` (a rule of the event's account and region, or the event is
+    /// invalid).
+    pub fn rule_arn(mut self, arn: &str) -> EventBuilder {
+        self.rule_arn = Some(arn.into());
+        self
+    }
+
+    /// The `configRuleARN` the event carries.
+    pub fn arn(&self) -> String {
+        self.rule_arn.clone().unwrap_or_else(|| {
+            format!(
+                "arn:aws:config:{}:{}:config-rule/config-rule-q2b7xk",
+                self.region, self.account
+            )
+        })
     }
 
     /// `COMPLIANT`, `NON_COMPLIANT`, ... (any text: bad values make bad events).
@@ -563,6 +953,7 @@ impl EventBuilder {
         d["configRuleName"] = self.config_rule.as_str().into();
         d["awsAccountId"] = self.account.as_str().into();
         d["awsRegion"] = self.region.as_str().into();
+        d["configRuleARN"] = self.arn().into();
         let result = &mut d["newEvaluationResult"];
         let q = &mut result["evaluationResultIdentifier"]["evaluationResultQualifier"];
         q["resourceId"] = self.resource_id.as_str().into();

@@ -8,7 +8,7 @@ use redress::message::Task;
 
 use crate::approvals::{only, policy};
 use crate::support::{
-    event, policy_fixture, policy_fixtures, sdk_config_as, text, EventBuilder, IamUser, World,
+    policy_fixture, policy_fixtures, sdk_config_as, text, EventBuilder, IamUser, World,
 };
 
 const SG: &str = "AWS::EC2::SecurityGroup";
@@ -64,7 +64,7 @@ async fn alice_world(test: &str, extra: &str) -> (World, IamUser, IamUser, Strin
     let sg = w
         .security_group("ssh", &[(22, "0.0.0.0/0"), (443, "10.0.0.0/8")])
         .await;
-    w.send("events", &event("restricted-ssh", SG, &sg, "NON_COMPLIANT"))
+    w.send_event(&EventBuilder::new("restricted-ssh", SG, &sg))
         .await;
     w.run_once(&[]);
     let ids = w.approval_ids();
@@ -270,11 +270,8 @@ async fn a_world_open_range_under_the_medium_rule_goes_to_approval() {
     let wide = crate::support::security_group_range(&w, "wide", 0, 65535).await;
     let narrow = crate::support::security_group_range(&w, "narrow", 21, 21).await;
     for sg in [&wide, &narrow] {
-        w.send(
-            "events",
-            &event("restricted-common-ports", SG, sg, "NON_COMPLIANT"),
-        )
-        .await;
+        w.send_event(&EventBuilder::new("restricted-common-ports", SG, sg))
+            .await;
     }
     let records = w.run_once(&[]);
     let fixed: Vec<&str> = executions(&records)
@@ -316,15 +313,11 @@ async fn a_secure_string_baseline_is_never_written_into_a_string() {
         .unwrap();
     let current = format!("/tt{p}/current/db");
     w.put_parameter(&current, "drifted").await;
-    w.send(
-        "events",
-        &event(
-            "ssm-parameter-drift",
-            "AWS::SSM::Parameter",
-            &current,
-            "NON_COMPLIANT",
-        ),
-    )
+    w.send_event(&EventBuilder::new(
+        "ssm-parameter-drift",
+        "AWS::SSM::Parameter",
+        &current,
+    ))
     .await;
     let out = w.redress(&["run", "--once"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -462,7 +455,7 @@ async fn the_exemption_tag_is_ignored_unless_the_policy_names_it() {
     w.set_policy(&policy_fixture("ssh-low"));
     let sg = w.security_group("tagged", &[(22, "0.0.0.0/0")]).await;
     w.tag(&sg, "redress:exempt", "true").await;
-    w.send("events", &event("restricted-ssh", SG, &sg, "NON_COMPLIANT"))
+    w.send_event(&EventBuilder::new("restricted-ssh", SG, &sg))
         .await;
     let records = w.run_once(&[]);
     assert!(with(&records, "exempt_by_tag").is_empty(), "{records:#?}");

@@ -635,8 +635,15 @@ impl Executor {
                 Some(self.finished(task, seams, done, r, subject))
             }
             Ok(BeforeFix::NotApplicable(why)) => Some(self.skip(r, subject, why)),
+            // Nothing was attempted: a refusal, audited as the message's dead-lettering.
             Ok(BeforeFix::Refuse(why)) => {
-                Some(self.failed(FixError::refused(why), attempt, r, subject))
+                let mut r = r.reason(&why);
+                r.decision = AuditDecision::DeadLettered;
+                Some(
+                    Verdict::dead_letter(DeadLetterClass::Refused, &why)
+                        .record(r)
+                        .report(Disposition::DeadLettered, subject, why),
+                )
             }
             Err(e) => Some(self.failed(e, attempt, r, subject)),
         }
