@@ -97,24 +97,48 @@ pub fn before_fix(policy: &Policy, f: &Finding, rule_id: &str, current: &Current
     }
 }
 
+/// Where a fix's closure checks stand: when it was fixed, now, how many checks came
+/// before this one, and the policy's `recheck_after` (`first`) and `verify_deadline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// When the fix finished.
+    pub fixed_at: SystemTime,
+    /// Now.
+    pub now: SystemTime,
+    /// Checks made before this one.
+    pub checks: u32,
+    /// The first wait; each later one doubles.
+    pub first: Duration,
+    /// How long after the fix Config may take.
+    pub deadline: Duration,
+}
+
+impl Schedule {
+    fn elapsed(&self) -> Duration {
+        self.now.duration_since(self.fixed_at).unwrap_or_default()
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.elapsed() >= self.deadline
+    }
+
+    /// 1, 2, 4 ... times `first`, never past the deadline (so the last look is on it),
+    /// in whole seconds (SQS delays are counted in seconds).
+    fn next_wait(&self) -> Duration {
+        let wait = self
+            .first
+            .saturating_mul(2_u32.saturating_pow(self.checks.min(16)));
+        let left = self.deadline.saturating_sub(self.elapsed());
+        Duration::from_secs(wait.min(left).as_secs().max(1))
+    }
+}
+
 /// A closure check whose question Config did not answer (`why`): a transient failure
 /// before the deadline looks again later; a permanent one, or any past the deadline,
 /// goes to a person, since nobody can then confirm the fix.
-pub fn unanswered(
-    why: &str,
-    transient: bool,
-    fixed_at: SystemTime,
-    now: SystemTime,
-    checks: u32,
-    first: Duration,
-    deadline: Duration,
-) -> AfterFix {
-    let elapsed = now.duration_since(fixed_at).unwrap_or_default();
-    if transient && elapsed < deadline {
-        let wait = first.saturating_mul(2_u32.saturating_pow(checks.min(16)));
-        return AfterFix::Recheck(Duration::from_secs(
-            wait.min(deadline - elapsed).as_secs().max(1),
-        ));
+pub fn unanswered(why: &str, transient: bool, at: &Schedule) -> AfterFix {
+    if transient && !at.past_deadline() {
+        return AfterFix::Recheck(at.next_wait());
     }
     AfterFix::StillNonCompliant(format!(
         "fixed, but Config could not be asked whether it agrees: {why}"
@@ -147,17 +171,8 @@ pub enum AfterFix {
     StillNonCompliant(String),
 }
 
-/// Decides a closure check: `fixed_at` is when the fix finished, `checks` how many
-/// checks came before this one, `first`/`deadline` the policy's `recheck_after` and
-/// `verify_deadline`.
-pub fn after_fix(
-    current: &Current,
-    fixed_at: SystemTime,
-    now: SystemTime,
-    checks: u32,
-    first: Duration,
-    deadline: Duration,
-) -> AfterFix {
+/// Decides a closure check from Config's current result.
+pub fn after_fix(current: &Current, at: &Schedule) -> AfterFix {
     let why = match current {
         Current::Result { compliance, .. } if compliance == ComplianceType::COMPLIANT => {
             return AfterFix::Verified("Config reports COMPLIANT".into());
@@ -180,23 +195,29 @@ pub fn after_fix(
         Current::NoRule => "the Config rule no longer exists".into(),
         Current::UntrustedArn(arn) => format!("the Config rule is now {arn}, which is not trusted"),
     };
-    let elapsed = now.duration_since(fixed_at).unwrap_or_default();
-    if elapsed >= deadline {
+    if at.past_deadline() {
         return AfterFix::StillNonCompliant(format!(
             "fixed, but {why} {} after the fix",
-            humantime::format_duration(Duration::from_secs(elapsed.as_secs()))
+            humantime::format_duration(Duration::from_secs(at.elapsed().as_secs()))
         ));
     }
-    // 1, 2, 4 ... times `first`, never past the deadline (so the last look is on it).
-    let wait = first.saturating_mul(2_u32.saturating_pow(checks.min(16)));
-    // Whole seconds: SQS delays are counted in seconds.
-    let wait = wait.min(deadline - elapsed).as_secs().max(1);
-    AfterFix::Recheck(Duration::from_secs(wait))
+    AfterFix::Recheck(at.next_wait())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A schedule with the default first wait (1 minute) and deadline (15 minutes).
+    fn sched(fixed_at: SystemTime, now: SystemTime, checks: u32) -> Schedule {
+        Schedule {
+            fixed_at,
+            now,
+            checks,
+            first: Duration::from_secs(60),
+            deadline: Duration::from_secs(900),
+        }
+    }
 
     fn result(c: &str) -> Current {
         Current::Result {
@@ -298,17 +319,16 @@ action = { fix = "revoke_public_ingress" }
     #[test]
     fn an_unanswered_check_waits_while_it_may_and_then_asks_a_person() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let (first, deadline) = (Duration::from_secs(60), Duration::from_secs(900));
         let at = |s: u64| t0 + Duration::from_secs(s);
         assert_eq!(
-            unanswered("Throttling", true, t0, at(60), 0, first, deadline),
+            unanswered("Throttling", true, &sched(t0, at(60), 0)),
             AfterFix::Recheck(Duration::from_secs(60))
         );
         assert!(
-            matches!(unanswered("Throttling", true, t0, at(900), 3, first, deadline), AfterFix::StillNonCompliant(w) if w.contains("could not be asked"))
+            matches!(unanswered("Throttling", true, &sched(t0, at(900), 3)), AfterFix::StillNonCompliant(w) if w.contains("could not be asked"))
         );
         assert!(
-            matches!(unanswered("AccessDenied", false, t0, at(60), 0, first, deadline), AfterFix::StillNonCompliant(w) if w.contains("AccessDenied"))
+            matches!(unanswered("AccessDenied", false, &sched(t0, at(60), 0)), AfterFix::StillNonCompliant(w) if w.contains("AccessDenied"))
         );
     }
 
@@ -324,23 +344,21 @@ action = { fix = "revoke_public_ingress" }
     #[test]
     fn closure_rechecks_with_growing_waits_until_the_deadline() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let (first, deadline) = (Duration::from_secs(60), Duration::from_secs(900));
         let at = |s: u64| t0 + Duration::from_secs(s);
         let nc = result("NON_COMPLIANT");
         assert_eq!(
-            after_fix(&nc, t0, at(60), 0, first, deadline),
+            after_fix(&nc, &sched(t0, at(60), 0)),
             AfterFix::Recheck(Duration::from_secs(60))
         );
         assert_eq!(
-            after_fix(&nc, t0, at(120), 1, first, deadline),
+            after_fix(&nc, &sched(t0, at(120), 1)),
             AfterFix::Recheck(Duration::from_secs(120))
         );
         assert_eq!(
-            after_fix(&nc, t0, at(480), 3, first, deadline),
+            after_fix(&nc, &sched(t0, at(480), 3)),
             AfterFix::Recheck(Duration::from_secs(420))
         );
-        let AfterFix::StillNonCompliant(why) = after_fix(&nc, t0, at(900), 4, first, deadline)
-        else {
+        let AfterFix::StillNonCompliant(why) = after_fix(&nc, &sched(t0, at(900), 4)) else {
             panic!("past the deadline");
         };
         assert!(
@@ -348,20 +366,20 @@ action = { fix = "revoke_public_ingress" }
             "{why}"
         );
         assert!(matches!(
-            after_fix(&Current::NoEvaluation, t0, at(901), 9, first, deadline),
+            after_fix(&Current::NoEvaluation, &sched(t0, at(901), 9)),
             AfterFix::StillNonCompliant(_)
         ));
         assert!(matches!(
-            after_fix(&result("COMPLIANT"), t0, at(5000), 9, first, deadline),
+            after_fix(&result("COMPLIANT"), &sched(t0, at(5000), 9)),
             AfterFix::Verified(_)
         ));
         assert!(matches!(
-            after_fix(&result("NOT_APPLICABLE"), t0, at(1), 0, first, deadline),
+            after_fix(&result("NOT_APPLICABLE"), &sched(t0, at(1), 0)),
             AfterFix::Verified(_)
         ));
         // A fix time in the future (clock skew) waits rather than concluding.
         assert!(matches!(
-            after_fix(&nc, at(100), t0, 0, first, deadline),
+            after_fix(&nc, &sched(at(100), t0, 0)),
             AfterFix::Recheck(_)
         ));
     }

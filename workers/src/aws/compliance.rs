@@ -4,6 +4,7 @@
 
 use aws_sdk_config::types::{
     AggregateEvaluationResult, ComplianceType, ConfigRuleComplianceFilters, EvaluationResult,
+    EvaluationResultIdentifier,
 };
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
@@ -57,37 +58,49 @@ fn rfc3339(t: Option<&DateTime>) -> Option<String> {
 }
 
 impl Evaluation {
-    fn from_result(r: &EvaluationResult) -> Option<Evaluation> {
-        let q = r
-            .evaluation_result_identifier()?
-            .evaluation_result_qualifier()?;
+    /// From the parts Config's two result types share.
+    fn from_parts(
+        id: Option<&EvaluationResultIdentifier>,
+        compliance: Option<&ComplianceType>,
+        annotation: Option<&str>,
+        recorded: Option<&DateTime>,
+        invoked: Option<&DateTime>,
+    ) -> Option<Evaluation> {
+        let q = id?.evaluation_result_qualifier()?;
         Some(Evaluation {
             rule: q.config_rule_name()?.to_string(),
             resource_type: q.resource_type()?.to_string(),
             resource_id: q.resource_id()?.to_string(),
-            compliance: r.compliance_type()?.as_str().to_string(),
-            annotation: r.annotation().map(str::to_string),
-            recorded_at: rfc3339(r.result_recorded_time()),
-            invoked_at: rfc3339(r.config_rule_invoked_time()),
+            compliance: compliance?.as_str().to_string(),
+            annotation: annotation.map(str::to_string),
+            recorded_at: rfc3339(recorded),
+            invoked_at: rfc3339(invoked),
             account: None,
             region: None,
         })
     }
 
+    fn from_result(r: &EvaluationResult) -> Option<Evaluation> {
+        Evaluation::from_parts(
+            r.evaluation_result_identifier(),
+            r.compliance_type(),
+            r.annotation(),
+            r.result_recorded_time(),
+            r.config_rule_invoked_time(),
+        )
+    }
+
     fn from_aggregate(r: &AggregateEvaluationResult) -> Option<Evaluation> {
-        let q = r
-            .evaluation_result_identifier()?
-            .evaluation_result_qualifier()?;
         Some(Evaluation {
-            rule: q.config_rule_name()?.to_string(),
-            resource_type: q.resource_type()?.to_string(),
-            resource_id: q.resource_id()?.to_string(),
-            compliance: r.compliance_type()?.as_str().to_string(),
-            annotation: r.annotation().map(str::to_string),
-            recorded_at: rfc3339(r.result_recorded_time()),
-            invoked_at: rfc3339(r.config_rule_invoked_time()),
             account: r.account_id().map(str::to_string),
             region: r.aws_region().map(str::to_string),
+            ..Evaluation::from_parts(
+                r.evaluation_result_identifier(),
+                r.compliance_type(),
+                r.annotation(),
+                r.result_recorded_time(),
+                r.config_rule_invoked_time(),
+            )?
         })
     }
 }

@@ -111,24 +111,16 @@ impl Executor {
                 .map_err(unanswered),
             Err(e) => Err(unanswered(e)),
         };
+        let schedule = redress::verify::Schedule {
+            fixed_at,
+            now,
+            checks: closure.checks,
+            first: settings.recheck_after,
+            deadline: settings.verify_deadline,
+        };
         let conclusion = match asked {
-            Ok(current) => redress::verify::after_fix(
-                &current,
-                fixed_at,
-                now,
-                closure.checks,
-                settings.recheck_after,
-                settings.verify_deadline,
-            ),
-            Err((why, transient)) => redress::verify::unanswered(
-                &why,
-                transient,
-                fixed_at,
-                now,
-                closure.checks,
-                settings.recheck_after,
-                settings.verify_deadline,
-            ),
+            Ok(current) => redress::verify::after_fix(&current, &schedule),
+            Err((why, transient)) => redress::verify::unanswered(&why, transient, &schedule),
         };
         match conclusion {
             AfterFix::Verified(why) => {
