@@ -2,6 +2,7 @@
 //! (a configuration item, the rule's input parameters) to the evaluations it reports.
 //! The AWS edge (invocations, `PutEvaluations`) lives in the workers crate.
 
+pub mod invocation;
 pub mod parameter_drift;
 pub mod security_group;
 
