@@ -311,21 +311,11 @@ async fn feed(
     };
     let bar = output::progress(Some(events.len() as u64), "feeding findings");
     for chunk in events.chunks(10) {
-        let mut batch = Vec::new();
-        let messages: Vec<Received> = chunk
-            .iter()
-            .map(|body| Received {
-                message_id: parse_message(body).map(|e| e.event_id).unwrap_or_default(),
-                receipt_handle: String::new(),
-                body: body.clone(),
-                receive_count: 1,
-                attributes: Default::default(),
-                sender_id: None,
-                sent_at_ms: None,
-            })
-            .collect();
-        for m in &messages {
-            let e = match parse_message(&m.body) {
+        // The findings to feed, each read once; the router reads its message as it
+        // reads any event.
+        let mut messages: Vec<Received> = Vec::new();
+        for body in chunk {
+            let e = match parse_message(body) {
                 Ok(e) => e,
                 Err(why) => {
                     // One odd result (an id Config allows and redress does not) must not
@@ -341,6 +331,18 @@ async fn feed(
                     continue;
                 }
             }
+            messages.push(Received {
+                message_id: e.event_id,
+                receipt_handle: String::new(),
+                body: body.clone(),
+                receive_count: 1,
+                attributes: Default::default(),
+                sender_id: None,
+                sent_at_ms: None,
+            });
+        }
+        let mut batch = Vec::new();
+        for m in &messages {
             batch.push((m, router.handle(m).await));
         }
         let fates: Vec<Option<Disposition>> = batch
