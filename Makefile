@@ -16,7 +16,7 @@ LOCAL_ENV := env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_ENDPOINT_URL=http://127
 TEST_ENV := env -u AWS_PROFILE -u AWS_SESSION_TOKEN AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
 	AWS_EC2_METADATA_DISABLED=true
 
-.PHONY: help run test chaos lint up down build venv clean bench
+.PHONY: help run test chaos lint up down build venv clean bench deploy deploy-help
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -77,6 +77,16 @@ bench: venv ## Benchmarks (not part of make test): domain, executor concurrency,
 	cat bench-results/conditions.txt
 	for f in conditions domain concurrency pipeline; do cat bench-results/$$f.txt; echo; done > bench-results/bench.txt
 	@echo "All tables: bench-results/bench.txt"
+
+# One AWS account and region: image, Lambda code, central stack, member roles, Config.
+# Without every required setting it only prints the commands (a dry run); DRY_RUN=1 too.
+DEPLOY_SETTINGS := REGION ACCOUNT APPROVERS OPERATORS SUBNETS SECURITY_GROUPS CODE_BUCKET \
+	WORKER_MODE TAG ORGANIZATION_ID DRIFT_APPS CREATE_RECORDER ASSIGN_PUBLIC_IP ALARM_TOPIC DRY_RUN
+deploy: ## Deploy to one AWS account (DRY_RUN=1 prints the commands; `make deploy-help` lists the settings)
+	$(foreach v,$(DEPLOY_SETTINGS),$(if $($(v)),$(v)='$($(v))')) infra/deploy.sh
+
+deploy-help: ## The settings `make deploy` takes
+	@infra/deploy.sh --help
 
 clean: down ## Remove build output, the virtualenv and local state
 	cargo clean

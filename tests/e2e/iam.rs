@@ -7,9 +7,12 @@
 //!   read through cfn-lint's loader in .venv): identity policies, trust policies and queue
 //!   policies, evaluated as IAM does (explicit Deny wins; same-account SQS needs an identity
 //!   or a queue-policy Allow; AssumeRole needs the trust policy, and the caller's own policy
-//!   too). Every duty is a call some principal must be able to make, or must not: the
-//!   router, executor, approver, operator, the Lambda workers, the member role, the people
-//!   who assume roles (MFA, session name, source identity), EventBridge, an administrator.
+//!   too; another account's queue or bus needs both). Every duty is a call some principal
+//!   must be able to make, or must not: the router, executor, approver, operator, in ECS
+//!   and in Lambda mode, the member role, the Config evaluator, the member accounts'
+//!   EventBridge forwarding role and the central bus policy (the organization in, everybody
+//!   else out), the people who assume roles (MFA, session name, source identity),
+//!   EventBridge, an administrator.
 //!   Then every statement, action, resource, principal and condition of those policies is
 //!   removed, one at a time, and every scoped resource widened to "*": each change must
 //!   break a duty. What the emulator cannot evaluate (queue policies, trust conditions,
@@ -58,13 +61,32 @@ const EXECUTOR_SOURCES: &[&str] = &[
 /// Operations named in [`EXECUTOR_SOURCES`] that only other commands make: the executor
 /// reads one resource's result and one rule through `aws/compliance.rs`
 /// (GetComplianceDetailsByResource, DescribeConfigRules), which `redress sweep` (a rule's
-/// results, an aggregator's) and `redress emit` (PutEvaluations, for the local stack)
-/// share.
+/// results, an aggregator's), `redress emit` (PutEvaluations, for the local stack), the
+/// evaluator (PutEvaluations, an oversized item's history, a path's parameters) and
+/// `redress evaluate` (the rule's evaluation status) share.
 const NOT_THE_EXECUTORS: &[&str] = &[
     "config:GetComplianceDetailsByConfigRule",
     "config:DescribeAggregateComplianceByConfigRules",
     "config:GetAggregateComplianceDetailsByConfigRule",
     "config:PutEvaluations",
+    "config:GetResourceConfigHistory",
+    "config:DescribeConfigRuleEvaluationStatus",
+    "ssm:GetParametersByPath",
+];
+
+/// What the Config evaluator (config.yaml's function) calls: its three rules' reads, and
+/// its reports. GetParameters reads a missing parameter's baseline by name; kms:Decrypt is
+/// SSM decrypting SecureStrings for it.
+const EVALUATOR_CALLS: &[&str] = &[
+    "config:PutEvaluations",
+    "config:GetResourceConfigHistory",
+    "config:GetComplianceDetailsByConfigRule",
+    "ec2:DescribeSecurityGroups",
+    "ssm:GetParametersByPath",
+    "ssm:GetParameters",
+    "kms:Decrypt",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
 ];
 
 /// `"service:Action"` string literals in these files or folders (the operation names the
@@ -126,6 +148,14 @@ fn executor_calls() -> BTreeSet<String> {
         // Starting an automation that assumes a role passes that role to SSM.
         ops.insert("iam:PassRole".into());
     }
+    // SecureString parameters: SSM decrypts what the executor reads and encrypts what it
+    // writes with the caller's KMS rights.
+    if src.contains("with_decryption(true)") {
+        ops.insert("kms:Decrypt".into());
+    }
+    if src.contains("put_parameter()") {
+        ops.insert("kms:Encrypt".into());
+    }
     for op in [
         "sqs:GetQueueUrl",
         "sqs:GetQueueAttributes",
@@ -183,8 +213,8 @@ fn policy_values(key: &str, commented: bool) -> Vec<(String, bool)> {
 
 // ------------------------------------------------------------------------------ templates
 
-/// The three templates as JSON, through cfn-lint's loader (short tags become `Fn::`).
-fn templates() -> &'static BTreeMap<String, Value> {
+/// The four templates as JSON, through cfn-lint's loader (short tags become `Fn::`).
+pub(crate) fn templates() -> &'static BTreeMap<String, Value> {
     static T: OnceLock<BTreeMap<String, Value>> = OnceLock::new();
     T.get_or_init(|| {
         let python = root().join(".venv/bin/python");
@@ -205,7 +235,7 @@ fn templates() -> &'static BTreeMap<String, Value> {
                  json.dump(out, sys.stdout)\n",
             )
             .args(
-                ["redress", "member", "lambda"]
+                ["redress", "member", "lambda", "config"]
                     .map(|n| root().join(format!("infra/cloudformation/{n}.yaml"))),
             )
             .output()
@@ -350,6 +380,7 @@ impl<'t> Stack<'t> {
                         self.string(&r["Properties"]["QueueName"])
                     ),
                     "AWS::IAM::Role" => self.arn(name).rsplit('/').next().unwrap().to_string(),
+                    "AWS::Logs::LogGroup" => self.string(&r["Properties"]["LogGroupName"]),
                     _ => name.to_string(),
                 }
             }
@@ -396,6 +427,9 @@ impl<'t> Stack<'t> {
                     Some(bus) => format!("arn:aws:events:{REGION}:{a}:rule/{bus}/{name}"),
                 }
             }
+            // Generated names: the logical id stands for them.
+            "AWS::S3::Bucket" => format!("arn:aws:s3:::{}", logical.to_lowercase()),
+            "AWS::KMS::Key" => format!("arn:aws:kms:{REGION}:{a}:key/{logical}"),
             other => panic!("the IAM model has no ARN for {other}"),
         }
     }
@@ -447,13 +481,14 @@ impl<'t> Stack<'t> {
         }
     }
 
-    /// Logical ids of the resources of this type.
+    /// Logical ids of the resources of this type that this deployment creates.
     fn of_type(&self, kind: &str) -> Vec<String> {
         self.t["Resources"]
             .as_object()
             .unwrap()
             .iter()
             .filter(|(_, r)| r["Type"] == kind)
+            .filter(|(_, r)| r["Condition"].as_str().is_none_or(|c| self.condition(c)))
             .map(|(k, _)| k.clone())
             .collect()
     }
@@ -475,10 +510,13 @@ enum Doc {
     Identity(String),
     Trust(String),
     Queue(String),
+    /// An event bus's resource policy.
+    Bus(String),
 }
 
 /// Every policy of a deployment, resolved: principal ARN (a role stands for its sessions)
-/// → identity statements; role ARN → trust statements; queue ARN → queue policy.
+/// → identity statements; role ARN → trust statements; queue ARN → queue policy; bus ARN
+/// → bus policy.
 #[derive(Clone, Debug, Default)]
 struct Model {
     docs: BTreeMap<Doc, Vec<Value>>,
@@ -510,6 +548,19 @@ impl Model {
                 self.docs
                     .insert(Doc::Queue(stack.arn(queue)), statements(&doc));
             }
+        }
+        for logical in stack.of_type("AWS::Events::EventBusPolicy") {
+            let props = stack
+                .resolve(&stack.t["Resources"][&logical]["Properties"])
+                .unwrap();
+            let mut st = props["Statement"].clone();
+            st["Sid"] = props["StatementId"].clone();
+            let bus = format!(
+                "arn:aws:events:{REGION}:{}:event-bus/{}",
+                stack.account,
+                props["EventBusName"].as_str().unwrap()
+            );
+            self.docs.entry(Doc::Bus(bus)).or_default().push(st);
         }
     }
 
@@ -543,6 +594,8 @@ impl Model {
             self.docs.get(&Doc::Trust(c.resource.clone()))
         } else if c.action.starts_with("sqs:") {
             self.docs.get(&Doc::Queue(c.resource.clone()))
+        } else if c.action.starts_with("events:") {
+            self.docs.get(&Doc::Bus(c.resource.clone()))
         } else {
             None
         }
@@ -567,12 +620,18 @@ impl Model {
                 None => {}
             }
         }
+        let has_resource_policy = c.action.starts_with("sqs:") || c.action.starts_with("events:");
         if assume {
             // The trust policy must allow, and the caller's own policy too (a service has none).
             by_resource && (service || by_identity)
+        } else if service || account_of(&c.resource) == account_of(&c.who) {
+            // In its own account a queue's or bus's Allow suffices.
+            by_identity || by_resource
+        } else if has_resource_policy {
+            // Another account's queue or bus: its policy and the caller's must both allow.
+            by_identity && by_resource
         } else {
-            // In its own account a queue policy's Allow suffices.
-            by_identity || by_resource && (service || account_of(&c.resource) == account_of(&c.who))
+            by_identity
         }
     }
 }
@@ -741,23 +800,44 @@ struct Duty {
     role: bool,
 }
 
+/// Where the router and executor run (redress.yaml's WorkerMode): exactly one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Ecs,
+    Lambda,
+}
+
+const MODES: [Mode; 2] = [Mode::Ecs, Mode::Lambda];
+
+/// The organization of the central and member accounts.
+const ORG: &str = "o-exampleorg01";
+
 /// The deployment every model check uses, and the names in it.
 struct World {
+    mode: Mode,
     model: Model,
+    /// The router and executor that run (ECS task roles or lambda.yaml's roles).
     router: String,
     executor: String,
+    /// The other mode's executor role, by the name the central stack would admit.
+    idle_executor: String,
     approver: String,
     operator: String,
-    lambda_router: String,
-    lambda_executor: String,
     member_role: String,
     sweep: String,
     scheduler: String,
+    task_execution: String,
+    evaluator: String,
+    forwarder: String,
     admin: String,
+    /// Someone else's account's administrator, and one in a member account.
+    outsider: String,
+    insider: String,
     users: BTreeMap<&'static str, String>,
     approvers_sso: String,
     operators_sso: String,
     rule: String,
+    bus: String,
 }
 
 fn queue(name: &str) -> String {
@@ -766,7 +846,9 @@ fn queue(name: &str) -> String {
 
 const SOURCES: [&str; 3] = ["events", "tasks", "approvals"];
 
-fn world(templates: &BTreeMap<String, Value>, lambda_workers: bool) -> World {
+/// One deployment: redress.yaml in `mode` (and lambda.yaml in Lambda mode), config.yaml,
+/// and member.yaml in a member account forwarding to the central bus.
+fn world(templates: &BTreeMap<String, Value>, mode: Mode) -> World {
     let user = |n: &str| format!("arn:aws:iam::{ACCOUNT}:user/{n}");
     let approvers_sso = format!("arn:aws:iam::{ACCOUNT}:role/approvers-sso");
     let operators_sso = format!("arn:aws:iam::{ACCOUNT}:role/operators-sso");
@@ -778,7 +860,11 @@ fn world(templates: &BTreeMap<String, Value>, lambda_workers: bool) -> World {
             ("ApproverFederatedRoleArns", json!([approvers_sso])),
             ("OperatorUserArns", json!([user("olivia")])),
             ("OperatorFederatedRoleArns", json!([operators_sso])),
-            ("LambdaWorkers", json!(lambda_workers.to_string())),
+            (
+                "WorkerMode",
+                json!(if mode == Mode::Ecs { "ECS" } else { "Lambda" }),
+            ),
+            ("OrganizationId", json!(ORG)),
         ],
     );
     let lambda = Stack::new(
@@ -792,27 +878,54 @@ fn world(templates: &BTreeMap<String, Value>, lambda_workers: bool) -> World {
             ("TasksDlqArn", json!(queue("tasks-dlq"))),
         ],
     );
-    let executor = redress.arn("ExecutorTaskRole");
+    let config = Stack::new(
+        &templates["config"],
+        ACCOUNT,
+        &[
+            ("CodeS3Bucket", json!("redress-code")),
+            ("CodeS3Key", json!("redress.zip")),
+        ],
+    );
+    // The central stack's output: the executor that runs.
+    let executor = match mode {
+        Mode::Ecs => redress.arn("ExecutorTaskRole"),
+        Mode::Lambda => lambda.arn("LambdaExecutorRole"),
+    };
     let member = Stack::new(
         &templates["member"],
         MEMBER,
         &[
             ("CentralAccountId", json!(ACCOUNT)),
-            (
-                "ExecutorRoleArn",
-                json!([executor, lambda.arn("LambdaExecutorRole")]),
-            ),
+            ("ExecutorRoleArn", json!([executor])),
             ("SweepRoleArn", json!(redress.arn("SweepTaskRole"))),
+            ("CentralRegion", json!(REGION)),
         ],
     );
     let mut model = Model::default();
     model.add_stack(&redress, "redress.yaml ");
-    model.add_stack(&lambda, "lambda.yaml ");
+    if mode == Mode::Lambda {
+        model.add_stack(&lambda, "lambda.yaml ");
+    }
+    model.add_stack(&config, "config.yaml ");
     model.add_stack(&member, "member.yaml ");
     let admin = format!("arn:aws:iam::{ACCOUNT}:role/Admin");
+    let outsider = format!("arn:aws:iam::{OTHER}:role/Admin");
+    let insider = format!("arn:aws:iam::{MEMBER}:role/Admin");
+    for who in [&admin, &outsider, &insider] {
+        model.person(
+            who,
+            json!([{"Effect": "Allow", "Action": "*", "Resource": "*"}]),
+        );
+    }
+    // The other mode's executor, as if deployed anyway: allowed by its own policy, refused
+    // by the queue policies.
+    let idle_executor = match mode {
+        Mode::Ecs => lambda.arn("LambdaExecutorRole"),
+        Mode::Lambda => format!("arn:aws:iam::{ACCOUNT}:role/ExecutorTaskRole"),
+    };
     model.person(
-        &admin,
-        json!([{"Effect": "Allow", "Action": "*", "Resource": "*"}]),
+        &idle_executor,
+        json!([{"Effect": "Allow", "Action": ["sqs:SendMessage", "sts:AssumeRole"], "Resource": "*"}]),
     );
     let mut users = BTreeMap::new();
     for name in ["alice", "olivia", "mallory"] {
@@ -828,19 +941,35 @@ fn world(templates: &BTreeMap<String, Value>, lambda_workers: bool) -> World {
             json!([{"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"], "Resource": "*"}]),
         );
     }
+    let (router, executor) = match mode {
+        Mode::Ecs => (
+            redress.arn("RouterTaskRole"),
+            redress.arn("ExecutorTaskRole"),
+        ),
+        Mode::Lambda => (
+            lambda.arn("LambdaRouterRole"),
+            lambda.arn("LambdaExecutorRole"),
+        ),
+    };
     World {
-        router: redress.arn("RouterTaskRole"),
+        mode,
+        router,
         executor,
+        idle_executor,
         approver: redress.arn("ApproverRole"),
         operator: redress.arn("OperatorRole"),
-        lambda_router: lambda.arn("LambdaRouterRole"),
-        lambda_executor: lambda.arn("LambdaExecutorRole"),
         member_role: member.arn("RemediationRole"),
         sweep: redress.arn("SweepTaskRole"),
         scheduler: redress.arn("SweepSchedulerRole"),
+        task_execution: redress.arn("TaskExecutionRole"),
+        evaluator: config.arn("EvaluatorRole"),
+        forwarder: member.arn("ForwardingRole"),
         rule: redress.arn("ComplianceChangeRule"),
+        bus: format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"),
         model,
         admin,
+        outsider,
+        insider,
         users,
         approvers_sso,
         operators_sso,
@@ -850,18 +979,25 @@ fn world(templates: &BTreeMap<String, Value>, lambda_workers: bool) -> World {
 /// Who may make which calls on which resources, and who may not. One rule a line:
 /// `WHO may|may-not ACTION... @ RESOURCE... [if KEY=VALUE...]`, every combination.
 ///
-/// WHO: `router` and `executor` are the ECS task roles and their Lambda twins; `sweep` the
-/// sweep's task role and `scheduler` the role EventBridge Scheduler starts it with;
-/// `remediator` is both executors and the member role; `member` the member role;
-/// `approver`, `operator`; `admin` (a role allowed everything); the users `alice` (named
-/// an approver), `olivia` (an operator), `mallory` (nobody); `approvers-sso` and
-/// `operators-sso` (federated people's roles); or a service. RESOURCE: `q:NAME` is the
-/// queue redress-NAME, `role:NAME` a role above. Placeholders: {home} the caller's
-/// account, {home-region}, {region} (home and another region), {other} someone else's
-/// account, {member} a member account, {rule} the compliance-change rule; from
+/// WHO: `router` and `executor` are the ones the mode runs (ECS task roles or Lambda
+/// roles), `ecs-router`, `ecs-executor`, `lambda-router`, `lambda-executor` each in its
+/// mode only (a line naming a role the mode lacks is skipped); `idle-executor` the other
+/// mode's executor role, deployed anyway; `sweep` the sweep's task role and `scheduler`
+/// the role EventBridge Scheduler starts it with; `task-execution` the role ECS pulls the
+/// image and writes logs with; `remediator` is the executor and the member role; `member`
+/// the member role; `evaluator` config.yaml's function; `forwarder` member.yaml's
+/// EventBridge role; `approver`, `operator`; `admin` (a role allowed everything),
+/// `outsider` (an administrator of someone else's account), `insider` (one of a member
+/// account); the users `alice` (named an approver), `olivia` (an operator), `mallory`
+/// (nobody); `approvers-sso` and `operators-sso` (federated people's roles); or a service.
+/// RESOURCE: `q:NAME` is the queue redress-NAME, `role:NAME` a role above. Placeholders:
+/// {home} the caller's account, {home-region}, {region} (home and another region),
+/// {other} someone else's account, {member} a member account, {rule} the
+/// compliance-change rule, {bus} the central bus, {org} the organization; from
 /// infra/policies/*.toml: {kill-switch}, {baseline} and {current} (parameters under the
-/// prefixes), {runbook} (runbooks the policies run), {notify-runbook} (those of
-/// notify-only rules, never run), {automation-role} (assume_role); {member-role}.
+/// prefixes), {quarantine} (copies of current ones), {runbook} (runbooks the policies
+/// run), {notify-runbook} (those of notify-only rules, never run), {automation-role}
+/// (assume_role); {member-role}.
 const DUTIES: &str = r#"
 router   may     sqs:ReceiveMessage sqs:DeleteMessage sqs:ChangeMessageVisibility sqs:GetQueueUrl sqs:GetQueueAttributes @ q:events
 router   may     sqs:SendMessage @ q:tasks q:approvals q:events-dlq
@@ -896,10 +1032,18 @@ remediator may     ec2:RevokeSecurityGroupIngress @ arn:aws:ec2:{region}:{home}:
 remediator may-not ec2:RevokeSecurityGroupIngress @ arn:aws:ec2:{region}:{other}:security-group/sg-0123456789abcdef0
 remediator may-not ec2:AuthorizeSecurityGroupIngress @ arn:aws:ec2:{region}:{home}:security-group/sg-0123456789abcdef0
 remediator may     ssm:GetParameter @ arn:aws:ssm:{region}:{home}:parameter{baseline}
-remediator may-not ssm:PutParameter @ arn:aws:ssm:{region}:{home}:parameter{baseline}
-remediator may     ssm:GetParameter ssm:PutParameter @ arn:aws:ssm:{region}:{home}:parameter{current}
-remediator may-not ssm:GetParameter ssm:PutParameter @ arn:aws:ssm:{region}:{home}:parameter/other/secret
-remediator may-not ssm:GetParameter @ arn:aws:ssm:{region}:{other}:parameter{current}
+remediator may-not ssm:PutParameter ssm:DeleteParameter @ arn:aws:ssm:{region}:{home}:parameter{baseline}
+remediator may     ssm:GetParameter ssm:PutParameter ssm:DeleteParameter @ arn:aws:ssm:{region}:{home}:parameter{current}
+remediator may     ssm:GetParameter ssm:PutParameter @ arn:aws:ssm:{region}:{home}:parameter{quarantine}
+remediator may-not ssm:DeleteParameter @ arn:aws:ssm:{region}:{home}:parameter{quarantine}
+remediator may-not ssm:GetParameter ssm:PutParameter ssm:DeleteParameter @ arn:aws:ssm:{region}:{home}:parameter/other/secret
+remediator may-not ssm:GetParameter ssm:DeleteParameter @ arn:aws:ssm:{region}:{other}:parameter{current}
+remediator may-not ssm:DeleteParameter @ arn:aws:ssm:{home-region}:{home}:parameter{kill-switch}
+remediator may     kms:Decrypt kms:Encrypt @ arn:aws:kms:{region}:{home}:key/1234abcd if kms:ViaService=ssm.us-east-1.amazonaws.com
+remediator may-not kms:Decrypt kms:Encrypt @ arn:aws:kms:{region}:{home}:key/1234abcd
+remediator may-not kms:Decrypt @ arn:aws:kms:{region}:{home}:key/1234abcd if kms:ViaService=s3.us-east-1.amazonaws.com
+remediator may-not kms:Decrypt @ arn:aws:kms:{region}:{other}:key/1234abcd if kms:ViaService=ssm.us-east-1.amazonaws.com
+remediator may-not kms:Decrypt kms:GenerateDataKey kms:CreateGrant @ *
 remediator may     ssm:StartAutomationExecution @ arn:aws:ssm:{region}:{home}:automation-definition/{runbook}:$DEFAULT
 remediator may-not ssm:StartAutomationExecution @ arn:aws:ssm:{region}:{home}:automation-definition/{notify-runbook}:$DEFAULT
 remediator may-not ssm:StartAutomationExecution @ arn:aws:ssm:{region}:{home}:automation-definition/AWS-RunShellScript:$DEFAULT
@@ -940,6 +1084,47 @@ scheduler may     iam:PassRole @ role:sweep arn:aws:iam::{home}:role/TaskExecuti
 scheduler may-not iam:PassRole @ role:sweep if iam:PassedToService=ec2.amazonaws.com
 scheduler may-not iam:PassRole @ role:executor role:router if iam:PassedToService=ecs-tasks.amazonaws.com
 scheduler may-not sqs:SendMessage @ q:tasks q:approvals
+idle-executor may-not sqs:SendMessage @ q:tasks q:approvals
+idle-executor may-not sts:AssumeRole @ role:member
+
+task-execution may     ecr:GetAuthorizationToken @ *
+task-execution may     ecr:BatchCheckLayerAvailability ecr:GetDownloadUrlForLayer ecr:BatchGetImage @ arn:aws:ecr:{home-region}:{home}:repository/redress
+task-execution may-not ecr:BatchGetImage ecr:GetDownloadUrlForLayer @ arn:aws:ecr:{home-region}:{home}:repository/someone-elses arn:aws:ecr:{home-region}:{other}:repository/redress
+task-execution may-not ecr:PutImage ecr:DeleteRepository @ arn:aws:ecr:{home-region}:{home}:repository/redress
+task-execution may     logs:CreateLogStream logs:PutLogEvents @ arn:aws:logs:{home-region}:{home}:log-group:/redress/redress:log-stream:executor/redress/0123
+task-execution may-not logs:CreateLogStream logs:PutLogEvents @ arn:aws:logs:{home-region}:{home}:log-group:/aws/lambda/redress-evaluator:log-stream:0123
+task-execution may-not logs:DeleteLogGroup @ arn:aws:logs:{home-region}:{home}:log-group:/redress/redress:*
+task-execution may-not sqs:SendMessage ssm:GetParameter @ *
+ecs-tasks.amazonaws.com may     sts:AssumeRole @ role:task-execution
+
+lambda-router   may     logs:CreateLogStream logs:PutLogEvents @ arn:aws:logs:{home-region}:{home}:log-group:/aws/lambda/redress-router:log-stream:0123
+lambda-router   may-not logs:CreateLogStream logs:PutLogEvents @ arn:aws:logs:{home-region}:{home}:log-group:/aws/lambda/redress-executor:log-stream:0123
+lambda-executor may     logs:CreateLogStream logs:PutLogEvents @ arn:aws:logs:{home-region}:{home}:log-group:/aws/lambda/redress-executor:log-stream:0123
+lambda-executor may-not logs:CreateLogStream logs:PutLogEvents @ arn:aws:logs:{home-region}:{home}:log-group:/aws/lambda/redress-router:log-stream:0123
+
+evaluator may     config:PutEvaluations config:GetResourceConfigHistory ec2:DescribeSecurityGroups @ *
+evaluator may     config:GetComplianceDetailsByConfigRule @ arn:aws:config:{home-region}:{home}:config-rule/config-rule-0123
+evaluator may-not config:GetComplianceDetailsByConfigRule @ arn:aws:config:{home-region}:{other}:config-rule/config-rule-0123
+evaluator may     ssm:GetParametersByPath ssm:GetParameters @ arn:aws:ssm:{home-region}:{home}:parameter/payments/current arn:aws:ssm:{home-region}:{home}:parameter/payments/current/db-password arn:aws:ssm:{home-region}:{home}:parameter/payments/approved arn:aws:ssm:{home-region}:{home}:parameter/payments/approved/db-password
+evaluator may-not ssm:GetParametersByPath ssm:GetParameters @ arn:aws:ssm:{home-region}:{home}:parameter/other/secret arn:aws:ssm:{home-region}:{other}:parameter/payments/current/db-password arn:aws:ssm:{home-region}:{home}:parameter{kill-switch}
+evaluator may-not ssm:GetParameter ssm:PutParameter ssm:DeleteParameter ec2:RevokeSecurityGroupIngress config:PutConfigRule config:DeleteEvaluationResults config:StartConfigRulesEvaluation sqs:SendMessage iam:PassRole sts:AssumeRole kms:Encrypt @ *
+evaluator may     kms:Decrypt @ arn:aws:kms:{home-region}:{home}:key/1234abcd if kms:ViaService=ssm.us-east-1.amazonaws.com
+evaluator may-not kms:Decrypt @ arn:aws:kms:{home-region}:{home}:key/1234abcd
+evaluator may-not kms:Decrypt @ arn:aws:kms:{home-region}:{other}:key/1234abcd if kms:ViaService=ssm.us-east-1.amazonaws.com
+evaluator may     logs:CreateLogStream logs:PutLogEvents @ arn:aws:logs:{home-region}:{home}:log-group:/aws/lambda/redress-evaluator:log-stream:0123
+evaluator may-not logs:CreateLogStream logs:PutLogEvents @ arn:aws:logs:{home-region}:{home}:log-group:/aws/lambda/redress-executor:log-stream:0123
+lambda.amazonaws.com may     sts:AssumeRole @ role:evaluator
+
+forwarder may     events:PutEvents @ {bus} if aws:PrincipalOrgID={org}
+forwarder may-not events:PutEvents @ arn:aws:events:{home-region}:{home}:event-bus/default arn:aws:events:{home-region}:{other}:event-bus/default if aws:PrincipalOrgID={org}
+forwarder may-not sqs:SendMessage ssm:GetParameter ec2:RevokeSecurityGroupIngress sts:AssumeRole @ *
+insider   may     events:PutEvents @ {bus} if aws:PrincipalOrgID={org}
+outsider  may-not events:PutEvents @ {bus} if aws:PrincipalOrgID=o-someoneelse0
+outsider  may-not events:PutEvents @ {bus}
+outsider  may-not sqs:SendMessage @ q:events q:tasks
+events.amazonaws.com may     sts:AssumeRole @ role:forwarder if aws:SourceAccount={member} aws:SourceArn=arn:aws:events:{home-region}:{member}:rule/redress-forward-compliance-change
+events.amazonaws.com may-not sts:AssumeRole @ role:forwarder if aws:SourceAccount={other} aws:SourceArn=arn:aws:events:{home-region}:{member}:rule/redress-forward-compliance-change
+events.amazonaws.com may-not sts:AssumeRole @ role:forwarder if aws:SourceAccount={member} aws:SourceArn=arn:aws:events:{home-region}:{member}:rule/someone-elses
 
 approver may     sqs:ReceiveMessage sqs:ChangeMessageVisibility sqs:DeleteMessage sqs:SendMessage sqs:GetQueueUrl sqs:GetQueueAttributes @ q:approvals
 approver may     sqs:SendMessage sqs:GetQueueUrl @ q:tasks
@@ -960,6 +1145,8 @@ admin    may-not sts:AssumeRole @ role:member
 events.amazonaws.com may     sqs:SendMessage @ q:events if aws:SourceArn={rule}
 events.amazonaws.com may-not sqs:SendMessage @ q:events if aws:SourceArn=arn:aws:events:{home-region}:{home}:rule/someone-elses
 events.amazonaws.com may-not sqs:SendMessage @ q:tasks q:approvals if aws:SourceArn={rule}
+events.amazonaws.com may     sqs:SendMessage @ q:events-dlq if aws:SourceArn={rule}
+events.amazonaws.com may-not sqs:SendMessage @ q:events-dlq if aws:SourceArn=arn:aws:events:{home-region}:{home}:rule/someone-elses
 
 alice    may     sts:AssumeRole @ role:approver if aws:username=alice aws:MultiFactorAuthPresent=true sts:RoleSessionName=alice
 alice    may-not sts:AssumeRole @ role:approver if aws:username=alice aws:MultiFactorAuthPresent=false sts:RoleSessionName=alice
@@ -978,9 +1165,12 @@ operators-sso may     sts:AssumeRole sts:SetSourceIdentity @ role:operator if st
 operators-sso may-not sts:AssumeRole @ role:operator
 operators-sso may-not sts:AssumeRole @ role:approver if sts:SourceIdentity=olivia@example.com
 
-ecs-tasks.amazonaws.com may     sts:AssumeRole @ role:router role:executor role:sweep if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
-ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:router role:executor role:sweep if aws:SourceAccount={other} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
-ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:router role:executor role:sweep if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{other}:task/redress/0123
+ecs-tasks.amazonaws.com may     sts:AssumeRole @ role:sweep if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
+ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:sweep if aws:SourceAccount={other} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
+ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:sweep if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{other}:task/redress/0123
+ecs-tasks.amazonaws.com may     sts:AssumeRole @ role:ecs-router role:ecs-executor if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
+ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:ecs-router role:ecs-executor if aws:SourceAccount={other} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
+ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:ecs-router role:ecs-executor if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{other}:task/redress/0123
 ecs-tasks.amazonaws.com may-not sts:AssumeRole @ role:scheduler if aws:SourceAccount={home} aws:SourceArn=arn:aws:ecs:{home-region}:{home}:task/redress/0123
 scheduler.amazonaws.com may     sts:AssumeRole @ role:scheduler if aws:SourceAccount={home} aws:SourceArn=arn:aws:scheduler:{home-region}:{home}:schedule/default/redress-sweep
 scheduler.amazonaws.com may-not sts:AssumeRole @ role:scheduler if aws:SourceAccount={other} aws:SourceArn=arn:aws:scheduler:{home-region}:{home}:schedule/default/redress-sweep
@@ -1002,6 +1192,8 @@ fn duties(w: &World) -> Vec<Duty> {
     set("other", vec![OTHER.into()]);
     set("member", vec![MEMBER.into()]);
     set("rule", vec![w.rule.clone()]);
+    set("bus", vec![w.bus.clone()]);
+    set("org", vec![ORG.into()]);
     set("member-role", vec![MEMBER_ROLE_NAME.into()]);
     let values = |key: &str| -> Vec<String> {
         let mut v: Vec<String> = policy_values(key, false)
@@ -1022,6 +1214,14 @@ fn duties(w: &World) -> Vec<Duty> {
     };
     set("baseline", under("baseline_prefix"));
     set("current", under("current_prefix"));
+    // Copies of current parameters (the executor's quarantine_name), and one of an app
+    // whose live values are not under /current/.
+    let mut quarantine: Vec<String> = under("current_prefix")
+        .iter()
+        .map(|c| format!("/redress/quarantine{c}/1700000000-v3"))
+        .collect();
+    quarantine.push("/redress/quarantine/orders/live/db-password/1700000000-v3".into());
+    set("quarantine", quarantine);
     let runbooks = |notify: bool| -> Vec<String> {
         let mut v: Vec<String> = policy_values("runbook", false)
             .into_iter()
@@ -1046,20 +1246,27 @@ fn duties(w: &World) -> Vec<Duty> {
             .collect(),
     );
 
-    let roles: BTreeMap<&str, Vec<&String>> = BTreeMap::from([
-        ("router", vec![&w.router, &w.lambda_router]),
-        ("executor", vec![&w.executor, &w.lambda_executor]),
+    let (ecs, lambda) = (w.mode == Mode::Ecs, w.mode == Mode::Lambda);
+    let only = |on: bool, r: &String| if on { vec![r.clone()] } else { Vec::new() };
+    let roles: BTreeMap<&str, Vec<String>> = BTreeMap::from([
+        ("router", vec![w.router.clone()]),
+        ("executor", vec![w.executor.clone()]),
+        ("ecs-router", only(ecs, &w.router)),
+        ("ecs-executor", only(ecs, &w.executor)),
+        ("lambda-router", only(lambda, &w.router)),
+        ("lambda-executor", only(lambda, &w.executor)),
         (
             "remediator",
-            vec![&w.executor, &w.lambda_executor, &w.member_role],
+            vec![w.executor.clone(), w.member_role.clone()],
         ),
-        ("member", vec![&w.member_role]),
-        ("approver", vec![&w.approver]),
-        ("operator", vec![&w.operator]),
-        ("lambda-router", vec![&w.lambda_router]),
-        ("lambda-executor", vec![&w.lambda_executor]),
-        ("sweep", vec![&w.sweep]),
-        ("scheduler", vec![&w.scheduler]),
+        ("member", vec![w.member_role.clone()]),
+        ("approver", vec![w.approver.clone()]),
+        ("operator", vec![w.operator.clone()]),
+        ("sweep", vec![w.sweep.clone()]),
+        ("scheduler", vec![w.scheduler.clone()]),
+        ("task-execution", vec![w.task_execution.clone()]),
+        ("evaluator", vec![w.evaluator.clone()]),
+        ("forwarder", vec![w.forwarder.clone()]),
     ]);
     let mut out = Vec::new();
     for line in DUTIES.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -1073,6 +1280,9 @@ fn duties(w: &World) -> Vec<Duty> {
         let (template_role, callers): (bool, Vec<String>) = match who {
             _ if who.ends_with(".amazonaws.com") => (false, vec![who.to_string()]),
             "admin" => (false, vec![w.admin.clone()]),
+            "outsider" => (false, vec![w.outsider.clone()]),
+            "insider" => (false, vec![w.insider.clone()]),
+            "idle-executor" => (false, vec![w.idle_executor.clone()]),
             "approvers-sso" => (false, vec![w.approvers_sso.clone()]),
             "operators-sso" => (false, vec![w.operators_sso.clone()]),
             _ if w.users.contains_key(who) => (false, vec![w.users[who].clone()]),
@@ -1081,11 +1291,19 @@ fn duties(w: &World) -> Vec<Duty> {
                 roles
                     .get(who)
                     .unwrap_or_else(|| panic!("{line}: who is {who}?"))
-                    .iter()
-                    .map(|r| r.to_string())
-                    .collect(),
+                    .clone(),
             ),
         };
+        // A role this mode does not deploy, as caller or as resource: not this mode's duty.
+        let absent = |name: &str| roles.get(name).is_some_and(Vec::is_empty);
+        if absent(who)
+            || line
+                .split_whitespace()
+                .filter_map(|word| word.strip_prefix("role:"))
+                .any(absent)
+        {
+            continue;
+        }
         let rest = line[who.len()..].trim_start();
         let rest = rest.split_once(char::is_whitespace).unwrap().1.trim_start();
         let (actions, rest) = rest
@@ -1101,7 +1319,10 @@ fn duties(w: &World) -> Vec<Duty> {
             for resource in resources.split_whitespace() {
                 let resource = match resource.split_once(':') {
                     Some(("q", name)) => queue(name),
-                    Some(("role", name)) => roles[name][0].clone(),
+                    Some(("role", name)) => roles
+                        .get(name)
+                        .unwrap_or_else(|| panic!("{line}: no role {name}"))[0]
+                        .clone(),
                     _ => resource.to_string(),
                 };
                 let template = format!("{resource}|{ctx}").replace("{home}", &home);
@@ -1191,64 +1412,131 @@ fn the_executor_roles_grant_exactly_what_the_executor_calls() {
         needed.contains("ec2:RevokeSecurityGroupIngress")
             && needed.contains("ssm:StartAutomationExecution")
     );
-    let w = world(templates(), true);
-    for role in [&w.executor, &w.lambda_executor] {
-        let granted: BTreeSet<String> = w.model.docs[&Doc::Identity(role.clone())]
-            .iter()
-            .flat_map(|st| match &st["Action"] {
-                Value::String(a) => vec![a.clone()],
-                Value::Array(a) => a.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
-                _ => Vec::new(),
-            })
+    for mode in MODES {
+        let w = world(templates(), mode);
+        // Lambda's runtime writes the function's logs with its role; the code never does.
+        let granted: BTreeSet<String> = granted(&w, &w.executor)
+            .into_iter()
+            .filter(|a| !a.starts_with("logs:"))
             .collect();
         let missing: Vec<&String> = needed.difference(&granted).collect();
         let extra: Vec<&String> = granted.difference(&needed).collect();
         assert!(
             missing.is_empty() && extra.is_empty(),
             "{}: missing from the template: {missing:?}; granted but never called: {extra:?}",
-            w.model.roles[role]
+            w.model.roles[&w.executor]
+        );
+        // Every call of the code is a duty of the executor (so its resources are checked too).
+        let duties = duties(&w);
+        for op in &needed {
+            assert!(
+                duties
+                    .iter()
+                    .any(|d| d.call.who == w.executor && d.allowed && &d.call.action == op),
+                "{mode:?}: no executor duty makes {op}"
+            );
+        }
+    }
+}
+
+/// The actions a role's identity policy allows.
+fn granted(w: &World, role: &str) -> BTreeSet<String> {
+    w.model.docs[&Doc::Identity(role.to_string())]
+        .iter()
+        .filter(|st| st["Effect"] == "Allow")
+        .flat_map(|st| match &st["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(a) => a.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn the_evaluator_role_grants_what_the_evaluators_call_and_each_is_a_duty() {
+    let w = world(templates(), Mode::Ecs);
+    let want: BTreeSet<String> = EVALUATOR_CALLS.iter().map(|a| a.to_string()).collect();
+    assert_eq!(granted(&w, &w.evaluator), want, "config.yaml EvaluatorRole");
+    // The calls the code names are in its AWS seams (the rest are SSM's and the runtime's).
+    let (named, _) = operations_in(&["workers/src/aws"]);
+    for op in [
+        "config:PutEvaluations",
+        "config:GetResourceConfigHistory",
+        "ssm:GetParametersByPath",
+    ] {
+        assert!(
+            named.contains(op),
+            "no code names {op} any more: update EVALUATOR_CALLS"
         );
     }
-    // Every call of the code is a duty of the executor (so its resources are checked too).
     let duties = duties(&w);
-    for op in &needed {
+    for op in EVALUATOR_CALLS {
         assert!(
             duties
                 .iter()
-                .any(|d| d.call.who == w.executor && d.allowed && &d.call.action == op),
-            "no executor duty makes {op}"
+                .any(|d| d.call.who == w.evaluator && d.allowed && d.call.action == *op),
+            "no evaluator duty makes {op}"
         );
     }
 }
 
 #[test]
+fn the_central_bus_admits_the_organization_and_refuses_everyone_else() {
+    let w = world(templates(), Mode::Ecs);
+    let put = |who: &str, org: Option<&str>| Call {
+        who: who.to_string(),
+        action: "events:PutEvents".into(),
+        resource: w.bus.clone(),
+        ctx: org
+            .map(|o| vec![("aws:PrincipalOrgID".to_string(), o.to_string())])
+            .unwrap_or_default(),
+    };
+    // A member account's forwarding role, and anyone else in the organization.
+    assert!(w.model.allowed(&put(&w.forwarder, Some(ORG)), true));
+    assert!(w.model.allowed(&put(&w.insider, Some(ORG)), true));
+    // Someone else's account, however much its own policy allows.
+    assert!(!w
+        .model
+        .allowed(&put(&w.outsider, Some("o-someoneelse0")), true));
+    assert!(!w.model.allowed(&put(&w.outsider, None), true));
+    // Without OrganizationId the bus has no policy: no other account gets in.
+    let mut single = world(templates(), Mode::Ecs);
+    single.model.docs.retain(|d, _| !matches!(d, Doc::Bus(_)));
+    assert!(!single.model.allowed(&put(&w.forwarder, Some(ORG)), true));
+    // The forwarding role may put only on the central bus, and only EventBridge, for the
+    // member's forwarding rule, assumes it.
+    let rule = format!("arn:aws:events:{REGION}:{MEMBER}:rule/redress-forward-compliance-change");
+    let assume = |account: &str, rule: &str| Call {
+        who: "events.amazonaws.com".into(),
+        action: "sts:AssumeRole".into(),
+        resource: w.forwarder.clone(),
+        ctx: vec![
+            ("aws:SourceAccount".into(), account.into()),
+            ("aws:SourceArn".into(), rule.into()),
+        ],
+    };
+    assert!(w.model.allowed(&assume(MEMBER, &rule), true));
+    assert!(!w.model.allowed(&assume(OTHER, &rule), true));
+    assert_eq!(
+        granted(&w, &w.forwarder),
+        BTreeSet::from(["events:PutEvents".to_string()])
+    );
+}
+
+#[test]
 fn every_duty_is_allowed_and_everything_else_denied() {
-    for lambda_workers in [true, false] {
-        let w = world(templates(), lambda_workers);
-        let mut duties = duties(&w);
-        if !lambda_workers {
-            // Without LambdaWorkers=true the queue policies refuse the Lambda roles' sends.
-            for d in &mut duties {
-                let lambda = d.call.who == w.lambda_router || d.call.who == w.lambda_executor;
-                if lambda
-                    && d.allowed
-                    && d.call.action == "sqs:SendMessage"
-                    && SOURCES.iter().any(|q| queue(q) == d.call.resource)
-                {
-                    d.allowed = false;
-                    d.role = false;
-                }
-            }
-        }
+    for mode in MODES {
+        let w = world(templates(), mode);
+        let duties = duties(&w);
         if let Err(wrong) = check(&w.model, &duties) {
-            panic!("LambdaWorkers={lambda_workers}:\n{}", wrong.join("\n"));
+            panic!("WorkerMode={mode:?}:\n{}", wrong.join("\n"));
         }
     }
 }
 
 #[test]
 fn templates_assert_what_the_emulator_cannot() {
-    let w = world(templates(), false);
+    let w = world(templates(), Mode::Ecs);
     // No trust policy admits a whole account without a condition on who the person is.
     for (doc, sts) in &w.model.docs {
         let Doc::Trust(role) = doc else { continue };
@@ -1440,22 +1728,30 @@ fn apply(sts: &mut Vec<Value>, i: usize, m: &Mutation) {
 
 #[test]
 fn removing_or_widening_any_policy_element_breaks_a_duty() {
-    let w = world(templates(), true);
+    for mode in MODES {
+        mutations_break_duties(mode);
+    }
+}
+
+fn mutations_break_duties(mode: Mode) {
+    let w = world(templates(), mode);
     let duties = duties(&w);
     check(&w.model, &duties).unwrap_or_else(|e| panic!("{}", e.join("\n")));
-    // The policies of the workers', people's and member roles, and the queue policies.
+    // The policies of the workers', people's, evaluator's, forwarding and member roles,
+    // ECS's task execution role, and the queue and bus policies. The automation role does
+    // what AWS's runbooks need; Config's recorder role holds AWS's managed policy.
     let scope =
         |doc: &Doc| match doc {
             Doc::Identity(r) | Doc::Trust(r) => w.model.roles.get(r).is_some_and(|n| {
-                !n.ends_with("TaskExecutionRole") && !n.ends_with("AutomationRole")
+                !n.ends_with("AutomationRole") && !n.ends_with("ConfigRecorderRole")
             }),
-            Doc::Queue(_) => true,
+            Doc::Queue(_) | Doc::Bus(_) => true,
         };
     let mut tried = 0;
     let mut unnoticed = Vec::new();
     for (doc, sts) in w.model.docs.iter().filter(|(d, _)| scope(d)) {
         for (i, st) in sts.iter().enumerate() {
-            for m in mutations(st, matches!(doc, Doc::Queue(_))) {
+            for m in mutations(st, matches!(doc, Doc::Queue(_) | Doc::Bus(_))) {
                 let sid = st["Sid"].as_str().unwrap_or("");
                 let exempt = BELT_AND_BRACES.iter().any(|(s, key)| {
                     let site = if matches!(doc, Doc::Trust(r) if r == &w.member_role) {
@@ -1476,7 +1772,7 @@ fn removing_or_widening_any_policy_element_breaks_a_duty() {
                         Doc::Identity(r) | Doc::Trust(r) => {
                             format!("{doc:?} ({})", w.model.roles[r])
                         }
-                        Doc::Queue(q) => format!("{doc:?} {q}"),
+                        Doc::Queue(q) | Doc::Bus(q) => format!("{doc:?} {q}"),
                     };
                     unnoticed.push(format!("{name} statement {i} {sid}: {m:?}"));
                 }
@@ -1485,13 +1781,13 @@ fn removing_or_widening_any_policy_element_breaks_a_duty() {
     }
     assert!(tried > 200, "only {tried} mutations");
     eprintln!(
-        "{tried} mutations of {} policy documents, against {} duties",
+        "WorkerMode={mode:?}: {tried} mutations of {} policy documents, against {} duties",
         w.model.docs.len(),
         duties.len()
     );
     assert!(
         unnoticed.is_empty(),
-        "{} of {tried} mutations went unnoticed:\n{}",
+        "WorkerMode={mode:?}: {} of {tried} mutations went unnoticed:\n{}",
         unnoticed.len(),
         unnoticed.join("\n")
     );
@@ -1784,7 +2080,7 @@ async fn the_emulator_enforcing_iam_allows_each_duty_and_denies_the_rest() {
     );
 
     // The deployed role policies are the model's (its resolution of the template is right).
-    let w = world(templates(), false);
+    let w = world(templates(), Mode::Ecs);
     for (logical, model_arn) in [
         ("RouterTaskRole", &w.router),
         ("ExecutorTaskRole", &w.executor),

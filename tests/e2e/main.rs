@@ -14,4 +14,5 @@ mod lifecycle;
 mod pipeline;
 mod safety;
 mod support;
+mod templates;
 mod trust;
