@@ -20,15 +20,25 @@ a `__type` body):
 
 An execution starts `InProgress`, waits a short delay (env
 REDRESS_STANDIN_STEP_DELAY_MS, default 300) in a background thread, applies the
-runbook's real effect to the emulated resources by calling this same server
-through boto3 (as the caller's access key and region, so it reaches the same moto
-account and region), then ends `Success`, or `Failed` with a FailureMessage.
-ClientToken idempotency, required/unknown/allowed parameter checks, regional
-scoping of executions and the documented error codes follow the real API.
+runbook's effect to the emulated resources by calling this same server through
+boto3 (as the caller's access key and region, so it reaches the same moto account
+and region), then ends `Success` with the effect in its Outputs, or `Failed` with a
+FailureMessage. ClientToken idempotency, regional scoping of executions and the
+documented error codes follow the real API.
 
-Runbooks: AWS-EnableS3BucketEncryption and AWS-DisablePublicAccessForSecurityGroup
-(AWS-owned documents, with their real parameters), and two test-only documents (no
-such documents exist in AWS):
+Runbooks (runbooks.py): every document of redress's runbook catalog,
+infra/runbooks/catalog.json (the AWS-owned documents redress knows, with the
+parameters AWS validates against). StartAutomationExecution checks the parameters
+against the catalog as AWS does (undeclared, missing required, type, allowed values,
+pattern), answering InvalidAutomationExecutionParametersException with AWS's wording
+(runbooks.py says which wordings are confirmed); a document outside the catalog is
+AutomationDefinitionNotFoundException. The effects of the documents runbooks.EFFECTS
+lists (security groups, S3 buckets and the account's public access block, KMS keys,
+the IAM password policy, EBS default encryption, IMDSv2, EBS volumes, Elastic IPs,
+CloudTrail trails, DynamoDB PITR, SNS encryption, RDS instances) are emulated; every
+other catalog document ends Success with Outputs["RedressLocal.Effect"] saying
+"effect not emulated: ..." and changes nothing. Two test-only documents (no such
+documents exist in AWS):
   - Redress-Test-AlwaysFail always ends Failed;
   - Redress-Test-Sleep (required parameter Seconds, a whole number 0-600 as a string)
     stays InProgress for at least Seconds (plus the step delay), then ends Success;
@@ -47,15 +57,17 @@ OrganizationAccountAccessRole of every account: see identity.py.
 
 Not emulated (SSM Automation; for Config see config_standin.py):
   - AutomationAssumeRole is accepted but never checked against IAM;
-  - no step-level records or outputs (`Outputs` is always empty);
+  - no step-level records; `Outputs` holds only RedressLocal.Effect, never the
+    document's own outputs;
   - no approval or rate-control modes, no multi-account or multi-region targets;
     `Mode` is always `Auto`, DocumentVersion is always "1";
   - StopAutomationExecution on an execution that has already ended is a no-op;
   - DescribeAutomationExecutions filters only on DocumentNamePrefix, ExecutionId
     and ExecutionStatus, and does not paginate;
-  - AWS-DisablePublicAccessForSecurityGroup revokes only the world-open SSH/RDP
-    rules that exist; the real runbook fails with InvalidPermission.NotFound on
-    some groups outside the default VPC that lack one of the patterns it revokes;
+  - effects follow the documents' steps only as far as runbooks.py says (for
+    example AWS-DisablePublicAccessForSecurityGroup revokes only the world-open
+    SSH/RDP rules that exist, where the real runbook fails with
+    InvalidPermission.NotFound on some groups outside the default VPC);
   - executions live in memory and are lost when the process stops.
 
 Every request is also counted by service and action (stats.py, outermost):
@@ -77,8 +89,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -88,6 +98,7 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 import identity
+import runbooks
 import serving
 import stats
 from config_standin import (
@@ -96,6 +107,7 @@ from config_standin import (
     ApiError,
     ConfigEvaluations,
 )
+from runbooks import Caller, RunbookFailure
 from werkzeug.wrappers import Request
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -109,205 +121,9 @@ CLIENT_TOKEN_PATTERN = re.compile(
 CREDENTIAL_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/")
 
 
-class RunbookFailure(Exception):
-    """A runbook step failed; the message becomes the execution's FailureMessage."""
-
-
 # --- Runbooks ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Param:
-    required: bool = False
-    default: str = ""
-    allowed: tuple[str, ...] = ()
-    # Returns what is wrong with a value, or None when it is acceptable.
-    check: Callable[[str], str | None] | None = None
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who signed a request: an execution's effects run as the same identity."""
-
-    access_key: str
-    region: str
-    endpoint: str
-
-    @property
-    def account(self) -> str:
-        """The account the request acts in, as moto decides it from the access key
-        (temporary credentials from AssumeRole act in the role's account)."""
-        return identity.account_of(self.access_key)
-
-    def client(self, service: str):
-        # A session of its own: boto3's shared default session is not thread-safe.
-        return boto3.session.Session().client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=self.region,
-            # moto never checks signatures; the access key picks the account.
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key="redress-local",
-            config=Config(retries={"max_attempts": 1}),
-        )
-
-
-@dataclass(frozen=True)
-class Runbook:
-    parameters: dict[str, Param]
-    apply: Callable[[Caller, dict[str, str]], None]
-
-
-def _client_error(err: ClientError, doing: str) -> RunbookFailure:
-    error = err.response.get("Error", {})
-    return RunbookFailure(f"{doing} failed: {error.get('Code')}: {error.get('Message')}")
-
-
-def enable_s3_bucket_encryption(caller: Caller, params: dict[str, str]) -> None:
-    bucket = params["BucketName"]
-    default_rule = {"SSEAlgorithm": params["SSEAlgorithm"]}
-    if params["SSEAlgorithm"] == "aws:kms" and params["KMSMasterKey"]:
-        default_rule["KMSMasterKeyID"] = params["KMSMasterKey"]
-    try:
-        caller.client("s3").put_bucket_encryption(
-            Bucket=bucket,
-            ServerSideEncryptionConfiguration={
-                "Rules": [{"ApplyServerSideEncryptionByDefault": default_rule}]
-            },
-        )
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") == "NoSuchBucket":
-            raise RunbookFailure(f"bucket {bucket} does not exist (NoSuchBucket)") from err
-        raise _client_error(err, f"PutBucketEncryption on {bucket}") from err
-
-
-ADMIN_PORTS = (22, 3389)  # SSH and RDP, the ports the real runbook closes
-
-
-def disable_public_access_for_security_group(caller: Caller, params: dict[str, str]) -> None:
-    group_id = params["GroupId"]
-    ec2 = caller.client("ec2")
-    try:
-        group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") == "InvalidGroup.NotFound":
-            raise RunbookFailure(
-                f"security group {group_id} does not exist (InvalidGroup.NotFound)"
-            ) from err
-        raise _client_error(err, f"DescribeSecurityGroups on {group_id}") from err
-
-    ipv4_sources = {"0.0.0.0/0"}
-    if params["IpAddressToBlock"]:
-        ipv4_sources.add(params["IpAddressToBlock"])
-    # Like the real runbook, revoke exactly the SSH/RDP rules from those sources:
-    # other ports, wider port ranges and other source ranges stay as they are.
-    to_revoke = []
-    for perm in group.get("IpPermissions", []):
-        if perm.get("IpProtocol") != "tcp" or perm.get("FromPort") not in ADMIN_PORTS:
-            continue
-        if perm.get("ToPort") != perm.get("FromPort"):
-            continue
-        ports = {"IpProtocol": "tcp", "FromPort": perm["FromPort"], "ToPort": perm["ToPort"]}
-        for ip_range in perm.get("IpRanges", []):
-            if ip_range.get("CidrIp") in ipv4_sources:
-                to_revoke.append({**ports, "IpRanges": [{"CidrIp": ip_range["CidrIp"]}]})
-        for ip_range in perm.get("Ipv6Ranges", []):
-            if ip_range.get("CidrIpv6") == "::/0":
-                to_revoke.append({**ports, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]})
-    if to_revoke:
-        try:
-            ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=to_revoke)
-        except ClientError as err:
-            raise _client_error(err, f"RevokeSecurityGroupIngress on {group_id}") from err
-
-
-def always_fail(caller: Caller, params: dict[str, str]) -> None:
-    raise RunbookFailure("step failed on purpose (test runbook)")
-
-
-MAX_SLEEP_SECONDS = 600
-
-
-def sleep_seconds(value: str) -> str | None:
-    if not value.isdigit() or not 0 <= int(value) <= MAX_SLEEP_SECONDS:
-        return f"is not a whole number of seconds from 0 to {MAX_SLEEP_SECONDS}"
-    return None
-
-
-def sleep(caller: Caller, params: dict[str, str]) -> None:
-    time.sleep(int(params["Seconds"]))
-
-
-ASSUME_ROLE = Param()  # accepted, never checked against IAM
-
-RUNBOOKS: dict[str, Runbook] = {
-    "AWS-EnableS3BucketEncryption": Runbook(
-        parameters={
-            "AutomationAssumeRole": ASSUME_ROLE,
-            "BucketName": Param(required=True),
-            "SSEAlgorithm": Param(default="AES256", allowed=("AES256", "aws:kms")),
-            "KMSMasterKey": Param(),
-        },
-        apply=enable_s3_bucket_encryption,
-    ),
-    "AWS-DisablePublicAccessForSecurityGroup": Runbook(
-        parameters={
-            "AutomationAssumeRole": ASSUME_ROLE,
-            "GroupId": Param(required=True),
-            # Documented as an additional IPv4 source to block; read here as one
-            # more CIDR whose SSH/RDP rules are revoked.
-            "IpAddressToBlock": Param(),
-        },
-        apply=disable_public_access_for_security_group,
-    ),
-    # Test-only document (no such document exists in AWS): it always ends Failed,
-    # so the pipeline's failure paths can be exercised end to end.
-    "Redress-Test-AlwaysFail": Runbook(
-        parameters={"AutomationAssumeRole": ASSUME_ROLE},
-        apply=always_fail,
-    ),
-    # Test-only document: stays InProgress for Seconds, then ends Success without any
-    # effect, so long runs (the executor's visibility heartbeat) can be exercised.
-    "Redress-Test-Sleep": Runbook(
-        parameters={
-            "AutomationAssumeRole": ASSUME_ROLE,
-            "Seconds": Param(required=True, check=sleep_seconds),
-        },
-        apply=sleep,
-    ),
-}
-
-
-def resolve_parameters(document: str, runbook: Runbook, given: dict) -> dict[str, str]:
-    """Check the request's parameters against the document and fill in defaults."""
-
-    def invalid(message: str) -> ApiError:
-        return ApiError("InvalidAutomationExecutionParametersException", message)
-
-    unknown = sorted(set(given) - set(runbook.parameters))
-    if unknown:
-        raise invalid(f"Parameters {unknown} are not defined in document {document}.")
-    resolved = {}
-    for name, spec in runbook.parameters.items():
-        values = given.get(name)
-        if values is None:
-            if spec.required:
-                raise invalid(
-                    f"Parameter {name} is required by document {document} but was not provided."
-                )
-            resolved[name] = spec.default
-            continue
-        if len(values) != 1:
-            raise invalid(f"Parameter {name} takes exactly one value, got {len(values)}.")
-        if spec.allowed and values[0] not in spec.allowed:
-            raise invalid(
-                f"Parameter {name} value {values[0]!r} is not one of {list(spec.allowed)}."
-            )
-        problem = spec.check(values[0]) if spec.check else None
-        if problem:
-            raise invalid(f"Parameter {name} value {values[0]!r} {problem}.")
-        resolved[name] = values[0]
-    return resolved
+# The documents, their parameter checks and their emulated effects: runbooks.py, from the
+# runbook catalog (infra/runbooks/catalog.json).
 
 
 # --- Executions ------------------------------------------------------------------
@@ -318,16 +134,24 @@ class Execution:
     id: str
     region: str
     document: str
-    parameters: dict[str, str]
+    # Every parameter of the document, defaults filled in, as GetAutomationExecution shows them.
+    parameters: dict[str, list[str]]
     start_time: float
     status: str = "InProgress"
     end_time: float | None = None
     failure_message: str | None = None
+    outputs: dict[str, list[str]] = field(default_factory=dict)
 
-    def finish(self, status: str, failure_message: str | None = None) -> None:
+    def finish(
+        self,
+        status: str,
+        failure_message: str | None = None,
+        outputs: dict[str, list[str]] | None = None,
+    ) -> None:
         self.status = status
         self.end_time = time.time()
         self.failure_message = failure_message
+        self.outputs = outputs or {}
 
     def metadata(self) -> dict:
         answer = {
@@ -344,8 +168,8 @@ class Execution:
 
     def details(self) -> dict:
         answer = self.metadata()
-        answer["Parameters"] = {name: [value] for name, value in self.parameters.items()}
-        answer["Outputs"] = {}
+        answer["Parameters"] = {name: list(values) for name, values in self.parameters.items()}
+        answer["Outputs"] = {name: list(values) for name, values in self.outputs.items()}
         if self.failure_message is not None:
             answer["FailureMessage"] = self.failure_message
         return answer
@@ -367,6 +191,8 @@ class Automation:
     """
 
     step_delay: float
+    # The runbook catalog's documents (runbooks.py): what may be started, with what.
+    catalog: dict[str, runbooks.Document] = field(default_factory=runbooks.load_catalog)
     executions: dict[str, Execution] = field(default_factory=dict)
     tokens: dict[tuple[str, str], TokenUse] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -392,7 +218,7 @@ class Automation:
                 f"satisfy constraint: Member must satisfy regular expression pattern: "
                 f"{CLIENT_TOKEN_PATTERN.pattern}",
             )
-        runbook = RUNBOOKS.get(document)
+        runbook = self.catalog.get(document)
         if runbook is None:
             raise ApiError(
                 "AutomationDefinitionNotFoundException",
@@ -410,7 +236,10 @@ class Automation:
                         "document or different parameters.",
                     )
                 return {"AutomationExecutionId": used.execution_id}
-            parameters = resolve_parameters(document, runbook, given)
+            try:
+                parameters = runbooks.resolve_parameters(runbook, given)
+            except runbooks.InvalidParameters as err:
+                raise ApiError("InvalidAutomationExecutionParametersException", str(err))
             execution = Execution(
                 id=str(uuid.uuid4()),
                 region=caller.region,
@@ -430,18 +259,17 @@ class Automation:
         ).start()
         return {"AutomationExecutionId": execution.id}
 
-    def _run(self, execution: Execution, runbook: Runbook, caller: Caller) -> None:
+    def _run(self, execution: Execution, runbook: runbooks.Document, caller: Caller) -> None:
         time.sleep(self.step_delay)
         with self.lock:
             if execution.status != "InProgress":  # stopped while waiting
                 return
         try:
-            runbook.apply(caller, execution.parameters)
-            outcome = ("Success", None)
+            outcome = ("Success", None, runbooks.run(runbook, caller, execution.parameters))
         except RunbookFailure as failure:
-            outcome = ("Failed", str(failure))
+            outcome = ("Failed", str(failure), None)
         except (ClientError, BotoCoreError) as err:
-            outcome = ("Failed", f"{execution.document} step failed: {err}")
+            outcome = ("Failed", f"{execution.document} step failed: {err}", None)
         with self.lock:
             # A Stop that landed while the step ran wins, as in SSM: the
             # execution stays Cancelled even though the step's effect happened.

@@ -10,6 +10,7 @@ pub mod approval;
 pub mod approver;
 pub mod audit;
 pub mod automation;
+pub mod catalog;
 pub mod dead_letter;
 pub mod decision;
 pub mod evaluate;
