@@ -18,6 +18,7 @@ pub mod event;
 pub mod guard;
 pub mod ingress;
 pub mod message;
+pub mod parameter_path;
 pub mod policy;
 pub mod text;
 pub mod time;

@@ -53,7 +53,7 @@ action = { fix = "revoke_public_ingress" }
 fn the_default_policy_is_valid() {
     let out = redress(&["policy", "check"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("OK, 5 rules"));
+    assert!(text(&out.stdout).contains("OK, 7 rules"));
 }
 
 #[test]

@@ -104,9 +104,11 @@ pub enum Command {
     /// queue name or URL. Example: `redress dlq list tasks`.
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// Run the router or the executor as an SQS-triggered AWS Lambda function.
+    /// Run the router or the executor as an SQS-triggered AWS Lambda function, or the
+    /// evaluator as the function behind redress's Config custom rules.
     ///
-    /// The binary is the custom runtime's `bootstrap`; see infra/cloudformation/lambda.yaml.
+    /// The binary is the custom runtime's `bootstrap`; see infra/cloudformation/lambda.yaml
+    /// and config.yaml.
     Lambda(LambdaArgs),
     /// Validate a policy, or show what it decides for an event.
     #[command(subcommand)]
@@ -130,10 +132,60 @@ pub enum Command {
     /// Example: `redress sweep --rule '*restricted*'`; with --dry-run, only prints what the
     /// router would decide.
     Sweep(SweepArgs),
-    /// Create the queues, dead-letter queues, EventBridge rule and target (idempotent).
+    /// Run one of redress's own Config custom rules and print its results.
     ///
-    /// Meant for the local stack (AWS_ENDPOINT_URL); on AWS, deploy infra/ instead.
-    Provision,
+    /// The rules: `redress-sg-admin-ports` (ports 22, 3389, 1433, 3306, 5432, 27017, 6379
+    /// open to the world), `redress-sg-privileged-ports` (other privileged ports open to
+    /// the world; not 80 or 443), and `redress-parameter-drift` (each parameter under
+    /// /APP/current/ against /APP/approved/: annotation `drifted`, `missing` or
+    /// `unauthorized`, never a value). Config asks the rule's function to evaluate
+    /// (StartConfigRulesEvaluation); redress waits for the run to finish and prints the
+    /// rule's results. Each new NON_COMPLIANT result becomes an event redress acts on.
+    ///
+    /// Examples: `redress evaluate redress-sg-admin-ports`; `redress --dry-run evaluate
+    /// redress-parameter-drift --parameter apps=payments,orders` (evaluates here and
+    /// prints, putting nothing into Config).
+    Evaluate(EvaluateArgs),
+    /// Create the queues, dead-letter queues, EventBridge rule and target, and redress's
+    /// three Config rules (idempotent).
+    ///
+    /// Meant for the local stack (AWS_ENDPOINT_URL); on AWS, deploy infra/ instead. Each
+    /// Config rule needs a Lambda function behind it: locally, provision creates one per
+    /// rule (with its role) whose environment names this binary, which the local Config
+    /// stand-in runs as `redress evaluate --invocation -` when the rule is invoked.
+    Provision(ProvisionArgs),
+}
+
+/// Options of `evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The Config rule: redress-sg-admin-ports, redress-sg-privileged-ports or
+    /// redress-parameter-drift (a name with a suffix, e.g. from a conformance pack, works).
+    pub rule: Option<String>,
+    /// With --dry-run: an input parameter to use instead of the rule's, e.g.
+    /// `apps=payments,orders`, `ports=22,3389` (repeatable).
+    #[arg(long = "parameter", value_name = "KEY=VALUE")]
+    pub parameter: Vec<String>,
+    /// How long to wait for Config to finish the run.
+    #[arg(long, default_value = "2m")]
+    pub wait: String,
+    /// One JSON document on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Answer one Config custom-rule invocation (the JSON Config sends the rule's Lambda
+    /// function; `-` reads standard input) as Lambda mode does, putting its evaluations
+    /// with the invocation's result token.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["rule", "parameter", "json"])]
+    pub invocation: Option<PathBuf>,
+}
+
+/// Options of `provision`.
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// Applications the `redress-parameter-drift` rule evaluates (its `apps` input
+    /// parameter): parameters under /APP/current/ against /APP/approved/.
+    #[arg(long, env = "REDRESS_APPS", default_value = "payments")]
+    pub apps: String,
 }
 
 /// Options of the worker commands.
@@ -286,6 +338,9 @@ pub enum LambdaWorker {
     Router,
     /// Tasks queue → fixes.
     Executor,
+    /// Config custom-rule invocations → evaluations (redress's own Config rules; needs
+    /// no queue and no policy).
+    Evaluator,
 }
 
 #[derive(Debug, Subcommand)]

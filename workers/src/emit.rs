@@ -19,12 +19,16 @@ pub async fn emit(_global: &Global, args: &EmitArgs) -> CliResult {
         .map_err(|m| CliError::input(format!("--resource-type: {m}")))?;
     validate::resource_id(&args.resource_type, &args.resource)
         .map_err(|m| CliError::input(format!("--resource: {m}")))?;
-    if !["COMPLIANT", "NON_COMPLIANT", "NOT_APPLICABLE"].contains(&args.compliance.as_str()) {
+    // The three a rule may report, as static names (Evaluation holds them so).
+    let Some(compliance_type) = ["COMPLIANT", "NON_COMPLIANT", "NOT_APPLICABLE"]
+        .into_iter()
+        .find(|c| *c == args.compliance)
+    else {
         return Err(CliError::input(format!(
             "--compliance {:?}: a rule reports COMPLIANT, NON_COMPLIANT or NOT_APPLICABLE",
             args.compliance
         )));
-    }
+    };
     if args
         .annotation
         .as_ref()
@@ -51,10 +55,12 @@ pub async fn emit(_global: &Global, args: &EmitArgs) -> CliResult {
     compliance
         .put_evaluation(
             &args.rule,
-            &args.resource_type,
-            &args.resource,
-            &args.compliance,
-            args.annotation.as_deref(),
+            &redress::evaluate::Evaluation {
+                resource_type: args.resource_type.clone(),
+                resource_id: args.resource.clone(),
+                compliance: compliance_type,
+                annotation: args.annotation.clone(),
+            },
         )
         .await
         .map_err(|e| {

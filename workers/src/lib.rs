@@ -13,6 +13,7 @@ pub mod cli;
 pub mod dlq;
 pub mod emit;
 pub mod error;
+pub mod evaluate;
 pub mod executor;
 pub mod lambda;
 pub mod logging;

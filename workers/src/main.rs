@@ -8,7 +8,9 @@ use clap::Parser;
 use redress_workers::cli::{Cli, Command, PolicyCommand};
 use redress_workers::error::CliResult;
 use redress_workers::run::Workers;
-use redress_workers::{approvals, dlq, emit, lambda, logging, policy_cmd, provision, run, sweep};
+use redress_workers::{
+    approvals, dlq, emit, evaluate, lambda, logging, policy_cmd, provision, run, sweep,
+};
 
 async fn dispatch(cli: &Cli) -> CliResult {
     let g = &cli.global;
@@ -26,7 +28,8 @@ async fn dispatch(cli: &Cli) -> CliResult {
         Command::Dlq(c) => dlq::run(g, c).await,
         Command::Emit(a) => emit::emit(g, a).await,
         Command::Lambda(a) => lambda::run(g, a).await,
-        Command::Provision => provision::provision(g).await,
+        Command::Provision(a) => provision::provision(g, a).await,
+        Command::Evaluate(a) => evaluate::evaluate(g, a).await,
         Command::Sweep(a) => sweep::sweep(g, a).await,
     }
 }

@@ -1,11 +1,13 @@
-//! `redress provision`: queues with dead-letter queues, and the EventBridge rule feeding
-//! the events queue. Idempotent: running it again changes nothing.
+//! `redress provision`: queues with dead-letter queues, the EventBridge rule feeding the
+//! events queue, and redress's three Config custom rules (each with the function Config
+//! requires behind it). Idempotent: running it again changes nothing.
 
 use crate::aws::retry::AwsError;
 use crate::aws::sqs::Queue;
 use crate::aws::Clients;
 
-use crate::cli::Global;
+use crate::aws::custom_rules::CustomRules;
+use crate::cli::{Global, ProvisionArgs};
 use crate::error::CliResult;
 
 /// Fourteen days, the SQS maximum: dead letters wait for an operator.
@@ -93,8 +95,35 @@ async fn queue_with_dlq(
     Ok((url, arn))
 }
 
+/// The name of the function (and its role) behind redress's Config rules.
+const EVALUATOR: &str = "redress-evaluator";
+
+/// redress's Config rules, bound to one placeholder function whose environment names
+/// this binary (the local Config stand-in runs it for each invocation).
+async fn config_rules(config: &crate::aws::SdkConfig, args: &ProvisionArgs) -> CliResult {
+    use redress::evaluate::RuleKind;
+    let apps = redress::evaluate::parameter_drift::apps(Some(&args.apps))
+        .map_err(|e| crate::error::CliError::input(format!("--apps: {e}")))?;
+    let me = std::env::current_exe()
+        .map_err(|e| crate::error::CliError::failed(format!("cannot find this binary: {e}")))?;
+    let rules = CustomRules::new(config);
+    let role = rules.role(EVALUATOR).await?;
+    let function = rules
+        .function(EVALUATOR, &role, &me.to_string_lossy())
+        .await?;
+    for kind in RuleKind::ALL {
+        let parameters = match kind {
+            RuleKind::ParameterDrift => serde_json::json!({ "apps": apps.join(",") }),
+            _ => serde_json::json!({}),
+        };
+        rules.rule(kind, &function, &parameters.to_string()).await?;
+        println!("config    {} (function {EVALUATOR})", kind.name());
+    }
+    Ok(())
+}
+
 /// Creates everything; prints what exists afterwards.
-pub async fn provision(global: &Global) -> CliResult {
+pub async fn provision(global: &Global, args: &ProvisionArgs) -> CliResult {
     let config = crate::aws::load().await;
     let clients = Clients::new(&config);
     let plain = |n: &str| n.rsplit('/').next().unwrap_or(n).to_string();
@@ -144,5 +173,5 @@ pub async fn provision(global: &Global) -> CliResult {
         global.event_bus,
         plain(&global.events_queue)
     );
-    Ok(())
+    config_rules(&config, args).await
 }

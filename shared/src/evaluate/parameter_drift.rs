@@ -2,9 +2,9 @@
 //! `/APP/current/` and their approved values under `/APP/approved/`. One evaluation per
 //! current parameter name: the same value and type as its baseline is COMPLIANT; another
 //! is `drifted`; a baseline with no current parameter is `missing` (reported under the
-//! current name it should have); a current parameter with no baseline is `unauthorized`;
-//! a name evaluated before that neither side holds any more is NOT_APPLICABLE. The
-//! annotation is only ever one of those words: values are never written anywhere.
+//! current name it should have); a current parameter with no baseline is `unauthorized`.
+//! (Names evaluated before that neither side holds any more are reported NOT_APPLICABLE
+//! by [`super::with_gone`], as for every periodic rule.) The annotation is only ever one of those words: values are never written anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,12 +12,22 @@ use super::Evaluation;
 
 /// A parameter as the evaluator sees it: what decides drift. The value is compared,
 /// never copied into an evaluation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Parameter {
     /// The value (decrypted for a SecureString, compared only).
     pub value: String,
     /// `String`, `StringList` or `SecureString`.
     pub kind: String,
+}
+
+/// Never the value: a debug print or a log line must not carry a secret.
+impl std::fmt::Debug for Parameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parameter")
+            .field("value", &"<redacted>")
+            .field("kind", &self.kind)
+            .finish()
+    }
 }
 
 /// The annotation of a parameter whose value or type differs from its baseline.
@@ -37,29 +47,19 @@ pub fn apps(parameter: Option<&str>) -> Result<Vec<String>, String> {
     text.split(',')
         .map(|a| {
             let a = a.trim();
-            let ok = !a.is_empty()
-                && a.len() <= 128
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-            ok.then(|| a.to_string())
+            crate::parameter_path::is_app_name(a)
+                .then(|| a.to_string())
                 .ok_or_else(|| format!("apps: {a:?} is not an application name"))
         })
         .collect()
 }
 
-/// `prefix` with `{app}` replaced, e.g. `/{app}/current/` → `/payments/current/`.
-pub fn prefix_for(prefix: &str, app: &str) -> String {
-    prefix.replace("{app}", app)
-}
-
 /// Evaluates one application. `current` and `approved` map the part of each name after
-/// its prefix (`db_pool_size`) to the parameter; `previously` holds current names Config
-/// has results for, so names that are gone are reported NOT_APPLICABLE.
+/// its prefix (`db_pool_size`) to the parameter.
 pub fn evaluate(
     current_prefix: &str,
     current: &BTreeMap<String, Parameter>,
     approved: &BTreeMap<String, Parameter>,
-    previously: &BTreeSet<String>,
     resource_type: &str,
 ) -> Vec<Evaluation> {
     let names: BTreeSet<&String> = current.keys().chain(approved.keys()).collect();
@@ -69,7 +69,7 @@ pub fn evaluate(
         compliance,
         annotation: note.map(str::to_string),
     };
-    let mut out: Vec<Evaluation> = names
+    names
         .iter()
         .map(|suffix| {
             let name = format!("{current_prefix}{suffix}");
@@ -81,16 +81,7 @@ pub fn evaluate(
                 (None, None) => unreachable!("a name comes from one side"),
             }
         })
-        .collect();
-    for gone in previously {
-        let held = gone
-            .strip_prefix(current_prefix)
-            .is_some_and(|s| names.contains(&s.to_string()));
-        if gone.starts_with(current_prefix) && !held {
-            out.push(evaluation(gone.clone(), "NOT_APPLICABLE", None));
-        }
-    }
-    out
+        .collect()
 }
 
 #[cfg(test)]
@@ -127,13 +118,7 @@ mod tests {
             ("region", p("eu-west-1", "String")),
             ("key", p("s3cret-new", "String")),
         ]);
-        let out = evaluate(
-            "/payments/current/",
-            &current,
-            &approved,
-            &BTreeSet::new(),
-            TYPE,
-        );
+        let out = evaluate("/payments/current/", &current, &approved, TYPE);
         let got: Vec<(&str, &str, Option<&str>)> = out
             .iter()
             .map(|e| {
@@ -159,28 +144,10 @@ mod tests {
                 ("/payments/current/timeout", "NON_COMPLIANT", Some(DRIFTED)),
             ]
         );
-        let text = format!("{out:?}");
+        let text = format!("{out:?} {current:?} {approved:?}");
         for secret in ["s3cret-new", "900", "eu-west-1"] {
             assert!(!text.contains(secret), "a value leaked: {text}");
         }
-    }
-
-    #[test]
-    fn names_gone_from_both_sides_are_not_applicable() {
-        let previously: BTreeSet<String> = [
-            "/payments/current/old".to_string(),
-            "/payments/current/pool".to_string(),
-            "/orders/current/x".to_string(),
-        ]
-        .into();
-        let both = map(&[("pool", p("1", "String"))]);
-        let out = evaluate("/payments/current/", &both, &both, &previously, TYPE);
-        let gone: Vec<&str> = out
-            .iter()
-            .filter(|e| e.compliance == "NOT_APPLICABLE")
-            .map(|e| e.resource_id.as_str())
-            .collect();
-        assert_eq!(gone, ["/payments/current/old"]);
     }
 
     #[test]
@@ -192,7 +159,7 @@ mod tests {
         assert!(apps(None).is_err());
         assert!(apps(Some("pay/ments")).is_err());
         assert_eq!(
-            prefix_for("/{app}/approved/", "orders"),
+            crate::parameter_path::for_app("/{app}/approved/", "orders"),
             "/orders/approved/"
         );
     }

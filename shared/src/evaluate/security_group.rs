@@ -84,7 +84,17 @@ fn permissions(configuration: &Value) -> Vec<Permission> {
 /// Evaluates one security group's configuration item (`configuration` holds its
 /// `ipPermissions`) against `ports`.
 pub fn evaluate(resource_id: &str, configuration: &Value, ports: &[u16]) -> Evaluation {
-    let offending: Vec<String> = permissions(configuration)
+    evaluate_permissions(resource_id, permissions(configuration), ports)
+}
+
+/// Evaluates one security group's ingress permissions (as EC2 describes them, for a
+/// periodic run) against `ports`.
+pub fn evaluate_permissions(
+    resource_id: &str,
+    ingress: Vec<Permission>,
+    ports: &[u16],
+) -> Evaluation {
+    let offending: Vec<String> = ingress
         .into_iter()
         .filter_map(|mut p| {
             p.ipv4.retain(|c| c == ANY_V4);

@@ -554,12 +554,26 @@ impl Loader<'_> {
         let action = self
             .required::<ActionConfig>(table, "action", &what, at)
             .and_then(|(cfg, span)| match action(cfg) {
-                Ok(a) => Some(a),
+                Ok(a) => Some((a, span)),
                 Err(m) => {
                     self.problem(span, format!("{what}: `action`: {m}"));
                     None
                 }
             });
+        // Deleting is never automatic, whatever the severity: a person sees it first.
+        if let Some((Action::Fix(f @ Fix::DeleteUnauthorizedParameter { .. }), span)) = &action {
+            if !matches!(mode, Some((Mode::Approve, _))) {
+                let span = mode.as_ref().map_or(span.clone(), |(_, s)| s.clone());
+                self.problem(
+                    span,
+                    format!(
+                        "{what}: {} erases a parameter: set mode = \"approve\"",
+                        f.name()
+                    ),
+                );
+            }
+        }
+        let action = action.map(|(a, _)| a);
         Some(Rule {
             id: id?.0,
             config_rule: config_rule?.0,
@@ -681,32 +695,36 @@ fn direct_fix(
             }
             Ok(Fix::RevokePublicIngress { ports })
         }
-        "restore_parameter_baseline" => {
+        "restore_parameter_baseline"
+        | "create_parameter_from_baseline"
+        | "delete_unauthorized_parameter" => {
             if ports.is_some() {
-                return Err("restore_parameter_baseline does not take `ports`".into());
+                return Err(format!("{name} does not take `ports`"));
             }
             let (Some(baseline_prefix), Some(current_prefix)) = (baseline_prefix, current_prefix)
             else {
-                return Err(
-                    "restore_parameter_baseline needs `baseline_prefix` and `current_prefix`"
-                        .into(),
-                );
+                return Err(format!(
+                    "{name} needs `baseline_prefix` and `current_prefix`"
+                ));
             };
-            for p in [&baseline_prefix, &current_prefix] {
-                if !(p.starts_with('/') && p.ends_with('/') && p.len() > 1) {
-                    return Err(format!("prefix {p:?} must start and end with '/'"));
-                }
-            }
-            if baseline_prefix == current_prefix {
-                return Err("`baseline_prefix` and `current_prefix` must differ".into());
-            }
-            Ok(Fix::RestoreParameterBaseline {
-                baseline_prefix,
-                current_prefix,
+            crate::parameter_path::check_pair(&baseline_prefix, &current_prefix)?;
+            Ok(match name {
+                "restore_parameter_baseline" => Fix::RestoreParameterBaseline {
+                    baseline_prefix,
+                    current_prefix,
+                },
+                "create_parameter_from_baseline" => Fix::CreateParameterFromBaseline {
+                    baseline_prefix,
+                    current_prefix,
+                },
+                _ => Fix::DeleteUnauthorizedParameter {
+                    baseline_prefix,
+                    current_prefix,
+                },
             })
         }
         other => Err(format!(
-            "unknown fix {other:?}; known fixes: revoke_public_ingress, restore_parameter_baseline"
+            "unknown fix {other:?}; known fixes: revoke_public_ingress, restore_parameter_baseline, create_parameter_from_baseline, delete_unauthorized_parameter"
         )),
     }
 }
@@ -1035,6 +1053,46 @@ action = { fix = "revoke_public_ingress" }
                 ps[0].message
             );
         }
+    }
+
+    #[test]
+    fn parameter_fixes_take_app_prefixes_and_deleting_always_needs_a_person() {
+        let rule = |fix: &str, mode: &str, baseline: &str| {
+            format!(
+                "[[rule]]\nid = \"p\"\nconfig_rule = \"redress-parameter-drift\"\nseverity = \"LOW\"\n{mode}action = {{ fix = \"{fix}\", baseline_prefix = \"{baseline}\", current_prefix = \"/{{app}}/current/\" }}\n"
+            )
+        };
+        for fix in [
+            "restore_parameter_baseline",
+            "create_parameter_from_baseline",
+        ] {
+            let p = Policy::from_toml(&rule(fix, "", "/{app}/approved/"), "p.toml").unwrap();
+            assert_eq!(p.rules[0].action.label(), fix);
+        }
+        let ok = rule(
+            "delete_unauthorized_parameter",
+            "mode = \"approve\"\n",
+            "/{app}/approved/",
+        );
+        Policy::from_toml(&ok, "p.toml").unwrap();
+        // Automatic (from routing, or said outright): refused, naming the line.
+        for mode in ["", "mode = \"auto\"\n", "mode = \"notify\"\n"] {
+            let ps = problems(&rule(
+                "delete_unauthorized_parameter",
+                mode,
+                "/{app}/approved/",
+            ));
+            assert_eq!(ps.len(), 1, "{mode}: {ps:?}");
+            assert!(ps[0].message.contains("set mode = \"approve\""), "{ps:?}");
+            assert_eq!(ps[0].line, Some(5), "{mode}: {ps:?}");
+        }
+        // `{app}` on one side only.
+        let ps = problems(&rule(
+            "restore_parameter_baseline",
+            "",
+            "/payments/approved/",
+        ));
+        assert!(ps[0].message.contains("in both"), "{ps:?}");
     }
 
     #[test]

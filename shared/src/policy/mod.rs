@@ -144,14 +144,34 @@ pub enum Fix {
         ports: Option<Vec<u16>>,
     },
     /// Set the parameter (under `current_prefix`) to the value of the same name under
-    /// `baseline_prefix`.
+    /// `baseline_prefix` (a parameter that drifted).
     RestoreParameterBaseline {
-        /// Where approved values live, e.g. `/payments/approved/`.
+        /// Where approved values live, e.g. `/payments/approved/` or `/{app}/approved/`.
         baseline_prefix: String,
-        /// Where live values live, e.g. `/payments/current/`.
+        /// Where live values live, e.g. `/payments/current/` or `/{app}/current/`.
+        current_prefix: String,
+    },
+    /// Create the parameter (under `current_prefix`) from the same name under
+    /// `baseline_prefix`, with the baseline's type and key (a missing parameter).
+    CreateParameterFromBaseline {
+        /// Where approved values live.
+        baseline_prefix: String,
+        /// Where live values live.
+        current_prefix: String,
+    },
+    /// Delete the parameter (under `current_prefix`) that has no baseline (an
+    /// unauthorized one), after copying it under [`QUARANTINE_PREFIX`], since
+    /// `DeleteParameter` erases every version. Always approved by a person.
+    DeleteUnauthorizedParameter {
+        /// Where approved values live: a parameter with a baseline is never deleted.
+        baseline_prefix: String,
+        /// Where live values live.
         current_prefix: String,
     },
 }
+
+/// Where `delete_unauthorized_parameter` keeps its copies.
+pub const QUARANTINE_PREFIX: &str = "/redress/quarantine/";
 
 impl Fix {
     /// The fix's name as written in the policy.
@@ -159,6 +179,27 @@ impl Fix {
         match self {
             Fix::RevokePublicIngress { .. } => "revoke_public_ingress",
             Fix::RestoreParameterBaseline { .. } => "restore_parameter_baseline",
+            Fix::CreateParameterFromBaseline { .. } => "create_parameter_from_baseline",
+            Fix::DeleteUnauthorizedParameter { .. } => "delete_unauthorized_parameter",
+        }
+    }
+
+    /// The (baseline, current) prefixes of a parameter fix.
+    pub fn parameter_prefixes(&self) -> Option<(&str, &str)> {
+        match self {
+            Fix::RevokePublicIngress { .. } => None,
+            Fix::RestoreParameterBaseline {
+                baseline_prefix,
+                current_prefix,
+            }
+            | Fix::CreateParameterFromBaseline {
+                baseline_prefix,
+                current_prefix,
+            }
+            | Fix::DeleteUnauthorizedParameter {
+                baseline_prefix,
+                current_prefix,
+            } => Some((baseline_prefix, current_prefix)),
         }
     }
 }
@@ -194,12 +235,15 @@ impl Action {
             Action::Fix(Fix::RevokePublicIngress { ports: None }) => {
                 "fix revoke_public_ingress (any port)".into()
             }
-            Action::Fix(
-                f @ Fix::RestoreParameterBaseline {
-                    baseline_prefix, ..
-                },
-            ) => {
-                format!("fix {} from {baseline_prefix}", f.name())
+            Action::Fix(f @ Fix::DeleteUnauthorizedParameter { .. }) => {
+                format!(
+                    "fix {} (a copy is kept under {QUARANTINE_PREFIX})",
+                    f.name()
+                )
+            }
+            Action::Fix(f) => {
+                let (baseline, _) = f.parameter_prefixes().unwrap_or_default();
+                format!("fix {} from {baseline}", f.name())
             }
             Action::Runbook(r) => format!("runbook {}", r.document),
         }

@@ -1,6 +1,8 @@
-//! Reading AWS Config's results: the current result of one rule for one resource (the
-//! executor's check before a fix and after it), the rules of an account, and the
-//! NON_COMPLIANT results of a rule, directly or through an aggregator (`redress sweep`).
+//! AWS Config's results: the current result of one rule for one resource (the executor's
+//! check before a fix and after it), the rules of an account, the results of a rule,
+//! directly or through an aggregator (`redress sweep`); and what a custom rule's
+//! evaluator needs: reporting evaluations, the latest configuration item of a resource,
+//! and a rule's evaluation status (`redress evaluate`).
 
 use aws_sdk_config::types::{
     AggregateEvaluationResult, ComplianceType, ConfigRuleComplianceFilters, EvaluationResult,
@@ -13,6 +15,8 @@ use crate::aws::retry::AwsError;
 
 /// Most results one `GetComplianceDetailsByConfigRule` page may hold.
 const PAGE: i32 = 100;
+/// Most evaluations one `PutEvaluations` call may carry.
+pub const PUT_BATCH: usize = 100;
 
 /// One evaluation result, as `redress sweep` feeds it to the router.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +49,29 @@ pub struct ConfigRule {
     pub name: String,
     /// ARN.
     pub arn: Option<String>,
+    /// Its input parameters (a JSON object of strings), if any.
+    pub input_parameters: Option<String>,
+}
+
+impl ConfigRule {
+    fn from_sdk(r: &aws_sdk_config::types::ConfigRule) -> Option<ConfigRule> {
+        Some(ConfigRule {
+            name: r.config_rule_name()?.to_string(),
+            arn: r.config_rule_arn().map(str::to_string),
+            input_parameters: r.input_parameters().map(str::to_string),
+        })
+    }
+}
+
+/// A rule's last evaluation runs, as `DescribeConfigRuleEvaluationStatus` reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EvaluationStatus {
+    /// When an evaluation last succeeded (Unix seconds).
+    pub last_success: Option<i64>,
+    /// When an evaluation last failed (Unix seconds).
+    pub last_failure: Option<i64>,
+    /// Why it failed.
+    pub last_error: Option<String>,
 }
 
 /// AWS Config results in one account and region (or an aggregator's view).
@@ -154,10 +181,7 @@ impl Compliance {
             .send()
             .await;
         match out {
-            Ok(out) => Ok(out.config_rules().first().map(|r| ConfigRule {
-                name: r.config_rule_name().unwrap_or(name).to_string(),
-                arn: r.config_rule_arn().map(str::to_string),
-            })),
+            Ok(out) => Ok(out.config_rules().first().and_then(ConfigRule::from_sdk)),
             Err(e) => {
                 let e = AwsError::from_sdk("config:DescribeConfigRules", e);
                 if e.code == "NoSuchConfigRuleException" {
@@ -175,37 +199,113 @@ impl Compliance {
     pub async fn put_evaluation(
         &self,
         rule: &str,
+        evaluation: &redress::evaluate::Evaluation,
+    ) -> Result<(), AwsError> {
+        self.put_evaluations(
+            rule,
+            std::slice::from_ref(evaluation),
+            std::time::SystemTime::now(),
+        )
+        .await
+    }
+
+    /// Reports evaluations with an invocation's result token, in batches of
+    /// [`PUT_BATCH`], all ordered at `ordering` (the configuration item's capture time,
+    /// or the scheduled notification's time). An evaluation Config refuses is an error.
+    pub async fn put_evaluations(
+        &self,
+        result_token: &str,
+        evaluations: &[redress::evaluate::Evaluation],
+        ordering: std::time::SystemTime,
+    ) -> Result<(), AwsError> {
+        const CALL: &str = "config:PutEvaluations";
+        for batch in evaluations.chunks(PUT_BATCH) {
+            let batch = batch
+                .iter()
+                .map(|e| {
+                    aws_sdk_config::types::Evaluation::builder()
+                        .compliance_resource_type(&e.resource_type)
+                        .compliance_resource_id(&e.resource_id)
+                        .compliance_type(ComplianceType::from(e.compliance))
+                        .set_annotation(e.annotation.clone())
+                        .ordering_timestamp(DateTime::from(ordering))
+                        .build()
+                        .map_err(|err| AwsError::permanent(CALL, err.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .put_evaluations()
+                .result_token(result_token)
+                .set_evaluations(Some(batch))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(CALL, e))?;
+            if let Some(f) = out.failed_evaluations().first() {
+                return Err(AwsError::permanent(
+                    CALL,
+                    format!(
+                        "Config did not accept the evaluation of {} ({} of {} refused)",
+                        f.compliance_resource_id(),
+                        out.failed_evaluations().len(),
+                        evaluations.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest configuration of a resource as Config recorded it (the item's
+    /// `configuration`), for an invocation whose item was too large to send; `None` when
+    /// Config holds none.
+    pub async fn latest_configuration(
+        &self,
         resource_type: &str,
         resource_id: &str,
-        compliance: &str,
-        annotation: Option<&str>,
-    ) -> Result<(), AwsError> {
-        let evaluation = aws_sdk_config::types::Evaluation::builder()
-            .compliance_resource_type(resource_type)
-            .compliance_resource_id(resource_id)
-            .compliance_type(ComplianceType::from(compliance))
-            .set_annotation(annotation.map(str::to_string))
-            .ordering_timestamp(DateTime::from(std::time::SystemTime::now()))
-            .build()
-            .map_err(|e| AwsError::permanent("config:PutEvaluations", e.to_string()))?;
+    ) -> Result<Option<serde_json::Value>, AwsError> {
+        const CALL: &str = "config:GetResourceConfigHistory";
         let out = self
             .client
-            .put_evaluations()
-            .result_token(rule)
-            .evaluations(evaluation)
+            .get_resource_config_history()
+            .resource_type(aws_sdk_config::types::ResourceType::from(resource_type))
+            .resource_id(resource_id)
+            .limit(1)
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk("config:PutEvaluations", e))?;
-        match out.failed_evaluations().first() {
-            Some(f) => Err(AwsError::permanent(
-                "config:PutEvaluations",
-                format!(
-                    "Config did not accept the evaluation of {:?}",
-                    f.compliance_resource_id()
-                ),
-            )),
-            None => Ok(()),
-        }
+            .map_err(|e| AwsError::from_sdk(CALL, e))?;
+        let Some(text) = out
+            .configuration_items()
+            .first()
+            .and_then(|i| i.configuration())
+        else {
+            return Ok(None);
+        };
+        serde_json::from_str(text).map(Some).map_err(|e| {
+            AwsError::permanent(CALL, format!("the item's configuration is not JSON: {e}"))
+        })
+    }
+
+    /// The rule's last evaluation runs; `None` when the rule has none yet.
+    pub async fn evaluation_status(
+        &self,
+        rule: &str,
+    ) -> Result<Option<EvaluationStatus>, AwsError> {
+        let out = self
+            .client
+            .describe_config_rule_evaluation_status()
+            .config_rule_names(rule)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("config:DescribeConfigRuleEvaluationStatus", e))?;
+        Ok(out
+            .config_rules_evaluation_status()
+            .first()
+            .map(|s| EvaluationStatus {
+                last_success: s.last_successful_evaluation_time().map(DateTime::secs),
+                last_failure: s.last_failed_evaluation_time().map(DateTime::secs),
+                last_error: s.last_error_message().map(str::to_string),
+            }))
     }
 
     /// Every Config rule of the account and region.
@@ -220,12 +320,7 @@ impl Compliance {
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("config:DescribeConfigRules", e))?;
-            rules.extend(out.config_rules().iter().filter_map(|r| {
-                Some(ConfigRule {
-                    name: r.config_rule_name()?.to_string(),
-                    arn: r.config_rule_arn().map(str::to_string),
-                })
-            }));
+            rules.extend(out.config_rules().iter().filter_map(ConfigRule::from_sdk));
             match out.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(rules),
@@ -235,6 +330,25 @@ impl Compliance {
 
     /// Every NON_COMPLIANT result of the rule, all pages.
     pub async fn non_compliant(&self, rule: &str) -> Result<Vec<Evaluation>, AwsError> {
+        self.results(rule, &[ComplianceType::NonCompliant]).await
+    }
+
+    /// Every COMPLIANT or NON_COMPLIANT result of the rule: the resources a periodic run
+    /// must account for.
+    pub async fn evaluated(&self, rule: &str) -> Result<Vec<Evaluation>, AwsError> {
+        self.results(
+            rule,
+            &[ComplianceType::Compliant, ComplianceType::NonCompliant],
+        )
+        .await
+    }
+
+    /// Every result of the rule of these types, all pages.
+    pub async fn results(
+        &self,
+        rule: &str,
+        types: &[ComplianceType],
+    ) -> Result<Vec<Evaluation>, AwsError> {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -242,7 +356,7 @@ impl Compliance {
                 .client
                 .get_compliance_details_by_config_rule()
                 .config_rule_name(rule)
-                .compliance_types(ComplianceType::NonCompliant)
+                .set_compliance_types(Some(types.to_vec()))
                 .limit(PAGE)
                 .set_next_token(token.take())
                 .send()

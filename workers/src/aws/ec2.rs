@@ -50,23 +50,35 @@ impl SecurityGroups {
             .security_groups()
             .iter()
             .flat_map(|g| g.ip_permissions())
-            .map(|p| Permission {
-                protocol: p.ip_protocol().unwrap_or("-1").to_string(),
-                from_port: p.from_port(),
-                to_port: p.to_port(),
-                ipv4: p
-                    .ip_ranges()
-                    .iter()
-                    .filter_map(|r| r.cidr_ip().map(str::to_string))
-                    .collect(),
-                ipv6: p
-                    .ipv6_ranges()
-                    .iter()
-                    .filter_map(|r| r.cidr_ipv6().map(str::to_string))
-                    .collect(),
-            })
+            .map(permission)
             .collect();
         Ok((permissions, tags))
+    }
+
+    /// Every security group of the account and region with its ingress permissions, all
+    /// pages (a periodic evaluation).
+    pub async fn all(&self) -> Result<Vec<(String, Vec<Permission>)>, AwsError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_security_groups()
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ec2:DescribeSecurityGroups", e))?;
+            found.extend(out.security_groups().iter().filter_map(|g| {
+                Some((
+                    g.group_id()?.to_string(),
+                    g.ip_permissions().iter().map(permission).collect(),
+                ))
+            }));
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(found),
+            }
+        }
     }
 
     /// Revokes exactly these permissions (protocol, ports and sources). Returns false
@@ -153,5 +165,24 @@ impl Tags {
                 )
             })
             .collect())
+    }
+}
+
+/// The domain's view of one of EC2's ingress permissions.
+fn permission(p: &IpPermission) -> Permission {
+    Permission {
+        protocol: p.ip_protocol().unwrap_or("-1").to_string(),
+        from_port: p.from_port(),
+        to_port: p.to_port(),
+        ipv4: p
+            .ip_ranges()
+            .iter()
+            .filter_map(|r| r.cidr_ip().map(str::to_string))
+            .collect(),
+        ipv6: p
+            .ipv6_ranges()
+            .iter()
+            .filter_map(|r| r.cidr_ipv6().map(str::to_string))
+            .collect(),
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod compliance;
 pub mod config;
+pub mod custom_rules;
 pub mod ec2;
 pub mod eventbridge;
 pub mod iam;

@@ -1,5 +1,5 @@
-//! SSM: Parameter Store (read with decryption, the KMS key of a SecureString, write)
-//! and Automation (start with an idempotency token, poll an execution's status).
+//! SSM: Parameter Store (read with decryption, the KMS key of a SecureString, read a
+//! path, write, create, delete) and Automation (start with an idempotency token, poll an execution's status).
 
 use std::time::Duration;
 
@@ -102,6 +102,29 @@ pub struct Read {
     pub kind: String,
     /// Version of the value read.
     pub version: i64,
+    /// When that version was written (Unix seconds; 0 when SSM did not say).
+    pub modified: i64,
+}
+
+/// What `create` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The parameter was created (version 1).
+    Created,
+    /// A parameter of that name exists already; nothing was written.
+    Exists,
+}
+
+fn read(p: &aws_sdk_ssm::types::Parameter) -> Read {
+    Read {
+        value: p.value().unwrap_or_default().to_string(),
+        kind: p
+            .r#type()
+            .map_or("String", ParameterType::as_str)
+            .to_string(),
+        version: p.version(),
+        modified: p.last_modified_date().map_or(0, |d| d.secs()),
+    }
 }
 
 impl Parameters {
@@ -120,14 +143,7 @@ impl Parameters {
             .send()
             .await
         {
-            Ok(out) => Ok(out.parameter().map(|p| Read {
-                value: p.value().unwrap_or_default().to_string(),
-                kind: p
-                    .r#type()
-                    .map_or("String", ParameterType::as_str)
-                    .to_string(),
-                version: p.version(),
-            })),
+            Ok(out) => Ok(out.parameter().map(read)),
             Err(e) => {
                 let e = AwsError::from_sdk("ssm:GetParameter", e);
                 if e.code == "ParameterNotFound" {
@@ -182,5 +198,79 @@ impl Parameters {
             .await
             .map_err(|e| AwsError::from_sdk("ssm:PutParameter", e))?;
         Ok(out.version())
+    }
+
+    /// Creates the parameter with this value, type and key, never overwriting: an
+    /// existing one is left alone and reported.
+    pub async fn create(
+        &self,
+        name: &str,
+        value: &str,
+        kind: &str,
+        key_id: Option<String>,
+    ) -> Result<Created, AwsError> {
+        match self
+            .client
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ParameterType::from(kind))
+            .set_key_id(key_id)
+            .overwrite(false)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Created::Created),
+            Err(e) => {
+                let e = AwsError::from_sdk("ssm:PutParameter", e);
+                if e.code == "ParameterAlreadyExists" {
+                    Ok(Created::Exists)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Deletes the parameter (every version); `false` when it did not exist.
+    pub async fn delete(&self, name: &str) -> Result<bool, AwsError> {
+        match self.client.delete_parameter().name(name).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = AwsError::from_sdk("ssm:DeleteParameter", e);
+                if e.code == "ParameterNotFound" {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Every parameter under `path` (recursively, decrypted), by name.
+    pub async fn under(&self, path: &str) -> Result<Vec<(String, Read)>, AwsError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .get_parameters_by_path()
+                .path(path)
+                .recursive(true)
+                .with_decryption(true)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ssm:GetParametersByPath", e))?;
+            found.extend(
+                out.parameters()
+                    .iter()
+                    .filter_map(|p| Some((p.name()?.to_string(), read(p)))),
+            );
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(found),
+            }
+        }
     }
 }

@@ -9,8 +9,8 @@ mod config_check;
 mod dedup;
 mod locks;
 mod outcome;
+mod parameters;
 mod reevaluator;
-mod restore;
 mod revoke;
 mod runbook;
 mod tags;
@@ -261,8 +261,32 @@ impl Executor {
                 baseline_prefix,
                 current_prefix,
             }) => {
-                restore::restore_baseline(&seams.parameters, id, baseline_prefix, current_prefix)
+                parameters::restore_baseline(&seams.parameters, id, baseline_prefix, current_prefix)
                     .await
+            }
+            RenderedAction::Fix(Fix::CreateParameterFromBaseline {
+                baseline_prefix,
+                current_prefix,
+            }) => {
+                parameters::create_from_baseline(
+                    &seams.parameters,
+                    id,
+                    baseline_prefix,
+                    current_prefix,
+                )
+                .await
+            }
+            RenderedAction::Fix(Fix::DeleteUnauthorizedParameter {
+                baseline_prefix,
+                current_prefix,
+            }) => {
+                parameters::delete_unauthorized(
+                    &seams.parameters,
+                    id,
+                    baseline_prefix,
+                    current_prefix,
+                )
+                .await
             }
             RenderedAction::Runbook(runbook) => {
                 runbook::run(&seams.automation, runbook, &task.client_token()).await

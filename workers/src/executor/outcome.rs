@@ -39,6 +39,14 @@ impl FixError {
         }
     }
 
+    /// A failure worth another attempt (the task is retried with back-off).
+    pub fn transient(message: impl Into<String>) -> Self {
+        FixError {
+            class: ErrorClass::Transient,
+            ..FixError::permanent(message)
+        }
+    }
+
     /// A change the fix will not make, e.g. one that would weaken a secret.
     pub fn refused(message: impl Into<String>) -> Self {
         FixError {

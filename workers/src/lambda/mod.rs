@@ -1,7 +1,8 @@
 //! `redress lambda`: run the router or the executor as an SQS-triggered AWS Lambda
 //! function (custom runtime, `bootstrap` = this binary, served by `lambda_runtime`), with
 //! partial batch failure reporting. For low-volume accounts; the same handlers as the
-//! long-running workers.
+//! long-running workers. Or run the evaluator behind redress's Config custom rules
+//! ([`evaluator`]), which Config invokes directly (no queue).
 //!
 //! Every record must prove it is a message of the worker's configured queue before it is
 //! handled ([`Source`]): the invocation payload is not trusted, since anyone allowed to
@@ -19,6 +20,7 @@ mod tests;
 
 use std::convert::Infallible;
 
+use aws_lambda_events::event::config::ConfigEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, LambdaEvent};
 
@@ -83,9 +85,12 @@ pub async fn run(global: &Global, args: &LambdaArgs) -> CliResult {
             "AWS_LAMBDA_RUNTIME_API is not set: `redress lambda` runs inside AWS Lambda",
         ));
     }
-    let policy = crate::run::load_policy(global)?;
     let config = crate::aws::load().await;
     let clients = crate::aws::Clients::new(&config);
+    if args.worker == LambdaWorker::Evaluator {
+        return evaluator(&clients).await;
+    }
+    let policy = crate::run::load_policy(global)?;
     let served = match args.worker {
         LambdaWorker::Router => {
             let source = source(&clients, &global.events_queue).await?;
@@ -106,8 +111,33 @@ pub async fn run(global: &Global, args: &LambdaArgs) -> CliResult {
             .await?;
             serve(&handler, "executor", &source).await
         }
+        LambdaWorker::Evaluator => unreachable!("served above"),
     };
     // The runtime API is local and reliable; an error here means Lambda is tearing the
     // sandbox down. Exit so Lambda restarts cleanly.
     served.map_err(|e| CliError::failed(format!("Lambda runtime API: {e}")))
+}
+
+/// Serves Config custom-rule invocations. An invocation that cannot be answered is
+/// returned as an error, so Config records the rule's run as failed (with the message)
+/// rather than holding stale results silently.
+async fn evaluator(clients: &Clients) -> CliResult {
+    let evaluator = crate::evaluate::Evaluator::new(clients);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ConfigEvent>| {
+        let evaluator = &evaluator;
+        async move {
+            let answered = evaluator.answer(&event.payload).await.map_err(|e| {
+                tracing::warn!(error = %e, "could not answer the Config invocation");
+                lambda_runtime::Error::from(e)
+            })?;
+            tracing::info!(
+                rule = %answered.rule,
+                evaluations = answered.evaluations.len(),
+                "evaluations put"
+            );
+            Ok::<(), lambda_runtime::Error>(())
+        }
+    }))
+    .await
+    .map_err(|e| CliError::failed(format!("Lambda runtime API: {e}")))
 }

@@ -29,18 +29,10 @@ pub async fn preview(
                 Err(e) => vec![format!("current ingress could not be read: {e}")],
             }
         }
-        RenderedAction::Fix(Fix::RestoreParameterBaseline {
-            baseline_prefix,
-            current_prefix,
-        }) => {
-            let rest = finding
-                .resource_id
-                .strip_prefix(current_prefix.as_str())
-                .unwrap_or(&finding.resource_id);
-            vec![format!(
-                "set {} to the value of {baseline_prefix}{rest}",
-                finding.resource_id
-            )]
+        RenderedAction::Fix(fix @ Fix::RestoreParameterBaseline { .. })
+        | RenderedAction::Fix(fix @ Fix::CreateParameterFromBaseline { .. })
+        | RenderedAction::Fix(fix @ Fix::DeleteUnauthorizedParameter { .. }) => {
+            vec![parameter_preview(fix, &finding.resource_id)]
         }
         RenderedAction::Runbook(r) => {
             let mut lines = vec![format!("start SSM Automation {}", r.document)];
@@ -54,5 +46,26 @@ pub async fn preview(
             }
             lines
         }
+    }
+}
+
+/// A parameter fix in one line: names only, never a value.
+fn parameter_preview(fix: &Fix, name: &str) -> String {
+    let Some((baseline_prefix, current_prefix)) = fix.parameter_prefixes() else {
+        return String::new();
+    };
+    let baseline = redress::parameter_path::counterpart(current_prefix, baseline_prefix, name)
+        .unwrap_or_else(|e| format!("(none: {e})"));
+    match fix {
+        Fix::RestoreParameterBaseline { .. } => {
+            format!("set {name} to the value of {baseline}")
+        }
+        Fix::CreateParameterFromBaseline { .. } => {
+            format!("create {name} from {baseline} (the baseline's type and KMS key)")
+        }
+        _ => format!(
+            "delete {name} (it has no baseline at {baseline}); its value, type and key are first copied under {}",
+            redress::policy::QUARANTINE_PREFIX
+        ),
     }
 }
