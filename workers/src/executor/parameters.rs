@@ -237,3 +237,40 @@ pub async fn delete_unauthorized(
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(version: i64, modified: i64) -> Read {
+        Read {
+            value: "v".into(),
+            kind: "String".into(),
+            version,
+            modified,
+        }
+    }
+
+    #[test]
+    fn a_copy_is_named_by_the_state_it_keeps_and_fits_parameter_store() {
+        let name = "/payments/current/debug";
+        let copy = quarantine_name(name, &read(3, 1_764_578_400)).unwrap();
+        assert_eq!(
+            copy,
+            "/redress/quarantine/payments/current/debug/1764578400-v3"
+        );
+        // The same state, the same name (a retry finds its copy); another, another.
+        assert_eq!(
+            copy,
+            quarantine_name(name, &read(3, 1_764_578_400)).unwrap()
+        );
+        assert_ne!(
+            copy,
+            quarantine_name(name, &read(1, 1_764_578_999)).unwrap()
+        );
+        // 13 levels already: the copy would have 16, more than Parameter Store allows.
+        let deep = format!("/{}x", "a/".repeat(12));
+        assert!(quarantine_name(&deep, &read(1, 0)).is_err());
+        assert!(quarantine_name(&format!("/{}", "x".repeat(1000)), &read(1, 0)).is_err());
+    }
+}
