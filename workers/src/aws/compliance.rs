@@ -343,6 +343,19 @@ impl Compliance {
         .await
     }
 
+    /// Every result of the rule, whatever its compliance.
+    pub async fn all_results(&self, rule: &str) -> Result<Vec<Evaluation>, AwsError> {
+        self.results(
+            rule,
+            &[
+                ComplianceType::Compliant,
+                ComplianceType::NonCompliant,
+                ComplianceType::NotApplicable,
+            ],
+        )
+        .await
+    }
+
     /// Every result of the rule of these types, all pages.
     pub async fn results(
         &self,

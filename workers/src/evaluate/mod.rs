@@ -109,14 +109,7 @@ pub async fn evaluate(global: &Global, args: &EvaluateArgs) -> CliResult {
         .map_err(|e| CliError::input(format!("--wait {:?}: {e}", args.wait)))?;
     let status = finished(&compliance, rule, before, wait).await?;
     let rows: Vec<Row> = compliance
-        .results(
-            rule,
-            &[
-                aws_sdk_config::types::ComplianceType::Compliant,
-                aws_sdk_config::types::ComplianceType::NonCompliant,
-                aws_sdk_config::types::ComplianceType::NotApplicable,
-            ],
-        )
+        .all_results(rule)
         .await?
         .into_iter()
         .map(|e| Row {
