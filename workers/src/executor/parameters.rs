@@ -25,6 +25,23 @@ fn baseline_of(
     counterpart(current_prefix, baseline_prefix, name).map_err(FixError::permanent)
 }
 
+/// The baseline of `name` (its name and what it holds); a permanent failure when there
+/// is none.
+async fn baseline(
+    params: &Parameters,
+    name: &str,
+    baseline_prefix: &str,
+    current_prefix: &str,
+) -> Result<(String, Read), FixError> {
+    let baseline_name = baseline_of(name, baseline_prefix, current_prefix)?;
+    match params.get(&baseline_name).await? {
+        Some(b) => Ok((baseline_name, b)),
+        None => Err(FixError::permanent(format!(
+            "no baseline: parameter {baseline_name} does not exist"
+        ))),
+    }
+}
+
 fn done(outcome: Outcome, detail: String) -> FixResult {
     Ok(Done {
         outcome,
@@ -43,12 +60,7 @@ pub async fn restore_baseline(
     baseline_prefix: &str,
     current_prefix: &str,
 ) -> FixResult {
-    let baseline_name = baseline_of(name, baseline_prefix, current_prefix)?;
-    let Some(baseline) = params.get(&baseline_name).await? else {
-        return Err(FixError::permanent(format!(
-            "no baseline: parameter {baseline_name} does not exist"
-        )));
-    };
+    let (baseline_name, baseline) = baseline(params, name, baseline_prefix, current_prefix).await?;
     let Some(current) = params.get(name).await? else {
         return Err(FixError::permanent(format!(
             "parameter {name} does not exist"
@@ -112,12 +124,7 @@ pub async fn create_from_baseline(
     baseline_prefix: &str,
     current_prefix: &str,
 ) -> FixResult {
-    let baseline_name = baseline_of(name, baseline_prefix, current_prefix)?;
-    let Some(baseline) = params.get(&baseline_name).await? else {
-        return Err(FixError::permanent(format!(
-            "no baseline: parameter {baseline_name} does not exist"
-        )));
-    };
+    let (baseline_name, baseline) = baseline(params, name, baseline_prefix, current_prefix).await?;
     let key_id = match baseline.kind.as_str() {
         "SecureString" => params.key_id(&baseline_name).await?,
         _ => None,
