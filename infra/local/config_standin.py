@@ -11,6 +11,7 @@ the only rules there are:
     StarlingDoveService.GetComplianceDetailsByConfigRule
     StarlingDoveService.DescribeComplianceByConfigRule
     StarlingDoveService.StartConfigRulesEvaluation
+    StarlingDoveService.DescribeConfigRuleEvaluationStatus
 
 Results are kept per account (from the signer's access key, as moto decides it) and
 region (from the signature): for each (rule, resource type, resource id), the current
@@ -48,8 +49,10 @@ the two GetComplianceDetails calls answers InvalidParameterValueException (AWS: 
 
 StartConfigRulesEvaluation checks ConfigRuleNames (1 to 25 names, each 1 to 128
 characters and not blank, else InvalidParameterValueException), requires every rule to
-exist in moto (else NoSuchConfigRuleException, as in AWS), records the request and
-answers `{}`.
+exist in moto (else NoSuchConfigRuleException, as in AWS), records the request, answers
+`{}`, and runs each CUSTOM_LAMBDA rule whose function `redress provision` made runnable
+(config_invoker.py: Config's invocation events, the handler run as Lambda would run it).
+DescribeConfigRuleEvaluationStatus answers those runs' times and last error.
 
 Inspection (GET): /_redress/config-evaluations lists the recorded
 StartConfigRulesEvaluation requests, oldest first: [{"config_rule_names": [...],
@@ -59,8 +62,8 @@ StartConfigRulesEvaluation requests, oldest first: [{"config_rule_names": [...],
 "ordering_timestamp" (unix time)}, ...].
 
 Not emulated:
-  - rules are never evaluated by the stand-in: results come only from PutEvaluations
-    (StartConfigRulesEvaluation evaluates only rules given an evaluator, none so far);
+  - managed rules are never evaluated: their results come only from PutEvaluations;
+    custom rules are run only on StartConfigRulesEvaluation (see config_invoker.py);
   - ResultTokens are rule names, not encrypted tokens tied to one invocation;
   - resource types are not checked against the types Config supports (AWS answers
     InvalidParameterValueException for, e.g., AWS::SSM::Parameter);
@@ -85,13 +88,14 @@ import binascii
 import json
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Protocol, Sequence, TypeVar
 
 from moto.config.models import config_backends
 from moto.events.models import events_backends
+
+from config_invoker import RuleRuns
 
 MAX_RULES_PER_EVALUATION = 25
 MAX_RULE_NAME_LENGTH = 128
@@ -133,13 +137,13 @@ class Signer(Protocol):
     @property
     def region(self) -> str: ...
 
+    @property
+    def access_key(self) -> str: ...
+
+    @property
+    def endpoint(self) -> str: ...
+
     def client(self, service: str): ...
-
-
-# Evaluates one rule as Config would run it: given the signer of the
-# StartConfigRulesEvaluation call and a fresh ResultToken (`RULE:<uuid>`), it reports
-# its findings through PutEvaluations as that signer.
-Evaluator = Callable[[Signer, str], None]
 
 
 def known_config_rules(account: str, region: str) -> dict[str, str]:
@@ -444,8 +448,8 @@ class ConfigEvaluations:
         default_factory=dict
     )
     requests: list[dict] = field(default_factory=list)
-    # Hook: rule name -> evaluator run (in a thread of its own) on StartConfigRulesEvaluation.
-    evaluators: dict[str, Evaluator] = field(default_factory=dict)
+    # Runs of custom rules (redress's evaluators) and their status.
+    runs: RuleRuns = field(default_factory=RuleRuns)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _live(self, account: str, region: str, rules: dict[str, str]) -> list[Result]:
@@ -708,15 +712,25 @@ class ConfigEvaluations:
                 }
             )
         for name in names:
-            evaluator = self.evaluators.get(name)
-            if evaluator is not None:
-                threading.Thread(
-                    target=evaluator,
-                    args=(caller, f"{name}:{uuid.uuid4()}"),
-                    name=f"config-evaluation-{name}",
-                    daemon=True,
-                ).start()
+            with self.lock:
+                previously = sorted(
+                    r.resource_id
+                    for r in self._live(account, caller.region, known)
+                    if r.rule == name
+                )
+            self.runs.start(caller, name, previously)
         return {}
+
+    def describe_config_rule_evaluation_status(self, request: dict, caller: Signer) -> dict:
+        names = _typed(request.get("ConfigRuleNames"), list, "configRuleNames") or []
+        known = known_config_rules(caller.account, caller.region)
+        for name in names:
+            if name not in known:
+                raise no_such_rule(name)
+        listed = self.runs.describe(
+            caller.account, caller.region, list(names) or sorted(known), known
+        )
+        return {"ConfigRulesEvaluationStatus": listed}
 
     # Inspection views
 

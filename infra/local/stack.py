@@ -17,6 +17,7 @@ a `__type` body):
     StarlingDoveService.GetComplianceDetailsByConfigRule  (config_standin.py)
     StarlingDoveService.DescribeComplianceByConfigRule    (config_standin.py)
     StarlingDoveService.StartConfigRulesEvaluation        (config_standin.py)
+    StarlingDoveService.DescribeConfigRuleEvaluationStatus (config_standin.py)
 
 An execution starts `InProgress`, waits a short delay (env
 REDRESS_STANDIN_STEP_DELAY_MS, default 300) in a background thread, applies the
@@ -414,6 +415,9 @@ def main(argv: list[str] | None = None) -> None:
             "AmazonSSM.StopAutomationExecution": automation.stop,
             "AmazonSSM.DescribeAutomationExecutions": automation.describe,
             "StarlingDoveService.StartConfigRulesEvaluation": config.start,
+            "StarlingDoveService.DescribeConfigRuleEvaluationStatus": (
+                config.describe_config_rule_evaluation_status
+            ),
             "StarlingDoveService.PutEvaluations": config.put_evaluations,
             "StarlingDoveService.GetComplianceDetailsByResource": (
                 config.get_compliance_details_by_resource
