@@ -42,6 +42,15 @@ async fn baseline(
     }
 }
 
+/// The KMS key a copy of `read` (the parameter `name`) must be written with: its own,
+/// for a SecureString.
+async fn key_of(params: &Parameters, name: &str, read: &Read) -> Result<Option<String>, FixError> {
+    match read.kind.as_str() {
+        "SecureString" => Ok(params.key_id(name).await?),
+        _ => Ok(None),
+    }
+}
+
 fn done(outcome: Outcome, detail: String) -> FixResult {
     Ok(Done {
         outcome,
@@ -79,10 +88,7 @@ pub async fn restore_baseline(
             detail: format!("{name} already equals {baseline_name}"),
         });
     }
-    let key_id = match baseline.kind.as_str() {
-        "SecureString" => params.key_id(&baseline_name).await?,
-        _ => None,
-    };
+    let key_id = key_of(params, &baseline_name, &baseline).await?;
     let version = params
         .put(name, &baseline.value, &baseline.kind, key_id)
         .await?;
@@ -125,10 +131,7 @@ pub async fn create_from_baseline(
     current_prefix: &str,
 ) -> FixResult {
     let (baseline_name, baseline) = baseline(params, name, baseline_prefix, current_prefix).await?;
-    let key_id = match baseline.kind.as_str() {
-        "SecureString" => params.key_id(&baseline_name).await?,
-        _ => None,
-    };
+    let key_id = key_of(params, &baseline_name, &baseline).await?;
     let created = params
         .create(name, &baseline.value, &baseline.kind, key_id)
         .await?;
@@ -200,10 +203,7 @@ pub async fn delete_unauthorized(
         );
     };
     let copy = quarantine_name(name, &current).map_err(FixError::refused)?;
-    let key_id = match current.kind.as_str() {
-        "SecureString" => params.key_id(name).await?,
-        _ => None,
-    };
+    let key_id = key_of(params, name, &current).await?;
     // A copy made by an earlier attempt has the same name; it must hold the same state.
     params
         .create(&copy, &current.value, &current.kind, key_id)
