@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use crate::support::{
-    audit, executions, logs, policy_fixture, policy_fixtures, put_evaluations, reevaluations_of,
-    text, wait_for, Evaluation, EventBuilder, World, ACCOUNT, REGION,
+    audit, executions, logs, policy_fixture, policy_fixtures, put_evaluations, reason,
+    reevaluations_of, run_until, text, wait_for, Evaluation, EventBuilder, World, ACCOUNT, REGION,
 };
 
 const SG: &str = "AWS::EC2::SecurityGroup";
@@ -40,38 +40,6 @@ async fn mysql_group(w: &World, name: &str) -> String {
 /// The ingress of a group once MySQL is closed.
 fn closed() -> Vec<(i32, String)> {
     vec![(443, "10.0.0.0/8".into())]
-}
-
-fn reason(r: &serde_json::Value) -> &str {
-    r["reason"].as_str().unwrap_or_default()
-}
-
-/// The records `seen` so far and then those of `redress run --once` again and again (a
-/// draining run does not wait for a closure check's delay) until one is a record
-/// `wanted` picks; returns it and every record. (A run may handle closure checks whose
-/// delay ends while it still has work: with delays as short as these tests', even the run
-/// that fixed the finding may write the record.)
-async fn run_until(
-    w: &World,
-    mut seen: Vec<serde_json::Value>,
-    what: &str,
-    wanted: impl Fn(&serde_json::Value) -> bool,
-) -> (serde_json::Value, Vec<serde_json::Value>) {
-    if let Some(hit) = seen.iter().find(|r| wanted(r)).cloned() {
-        return (hit, seen);
-    }
-    let found = wait_for(Duration::from_secs(60), what, || {
-        let records = w.run_once(&[]);
-        let hit = records.iter().find(|r| wanted(r)).cloned();
-        seen.extend(records);
-        let so_far: Vec<String> = seen
-            .iter()
-            .map(|r| format!("{} {}", r["decision"], reason(r)))
-            .collect();
-        async move { hit.ok_or(so_far) }
-    })
-    .await;
-    (found, seen)
 }
 
 /// Acceptance 1: a finding that exists only as Config's (the rule's evaluation, Config's

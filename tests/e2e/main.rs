@@ -8,6 +8,7 @@ mod bad_input;
 mod chaos;
 mod cli;
 mod config;
+mod detection;
 mod dlq;
 mod iam;
 mod lifecycle;

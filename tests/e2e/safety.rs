@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::{executions, policy_fixture, reevaluations_of, EventBuilder, World, ACCOUNT};
+use crate::support::{
+    executions, policy_fixture, reason, reevaluations_of, EventBuilder, World, ACCOUNT,
+};
 
 const SG: &str = "AWS::EC2::SecurityGroup";
 
@@ -33,10 +35,6 @@ async fn ssh_open(w: &World, sg: &str) -> bool {
 
 fn with_decision<'a>(records: &'a [serde_json::Value], d: &str) -> Vec<&'a serde_json::Value> {
     records.iter().filter(|r| r["decision"] == d).collect()
-}
-
-fn reason(r: &serde_json::Value) -> &str {
-    r["reason"].as_str().unwrap_or_default()
 }
 
 #[tokio::test]

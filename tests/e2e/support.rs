@@ -118,6 +118,8 @@ pub struct World {
     pub prefix: String,
     pub dir: PathBuf,
     pub clients: redress_workers::aws::Clients,
+    /// Whom redress runs as: [`ACCOUNT`]'s test user, or a role in the world's own account.
+    credentials: aws_sdk_sqs::config::Credentials,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -125,6 +127,21 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 impl World {
     /// Provisions queues and an event bus named after the test, with this policy.
     pub async fn new(test: &str, policy: &str) -> World {
+        World::with_credentials(test, policy, credentials_in(ACCOUNT).await).await
+    }
+
+    /// A world in an account of its own: redress, its queues and the Config rules
+    /// `provision` creates live there. redress's own Config rules evaluate every resource
+    /// of their account, so a test that runs them needs an account no other test uses.
+    pub async fn in_account(test: &str, policy: &str, account: &str) -> World {
+        World::with_credentials(test, policy, credentials_in(account).await).await
+    }
+
+    async fn with_credentials(
+        test: &str,
+        policy: &str,
+        credentials: aws_sdk_sqs::config::Credentials,
+    ) -> World {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("e2e-{test}-{}-{n}", std::process::id());
         let dir = std::env::temp_dir().join("redress-e2e").join(&prefix);
@@ -133,7 +150,10 @@ impl World {
         let world = World {
             prefix,
             dir,
-            clients: redress_workers::aws::Clients::new(&sdk_config().await),
+            clients: redress_workers::aws::Clients::new(
+                &sdk_config_with(credentials.clone(), REGION).await,
+            ),
+            credentials,
         };
         let out = world.redress(&["provision"]);
         assert!(
@@ -150,7 +170,18 @@ impl World {
 
     /// Runs the redress binary with this world's settings.
     pub fn redress(&self, args: &[&str]) -> Output {
-        self.redress_as("test", args)
+        self.command(args).output().expect("run redress")
+    }
+
+    /// The redress command as the world's own principal, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let c = &self.credentials;
+        let mut cmd = self.command_as(c.access_key_id(), args);
+        cmd.env("AWS_SECRET_ACCESS_KEY", c.secret_access_key());
+        if let Some(token) = c.session_token() {
+            cmd.env("AWS_SESSION_TOKEN", token);
+        }
+        cmd
     }
 
     /// Runs the redress binary as another principal: on the local stack each access key
@@ -1022,6 +1053,39 @@ pub fn policy_fixtures(names: &[&str], vars: &[(&str, &str)]) -> String {
 /// One policy fixture without placeholders, e.g. `policy_fixture("ssh-low")`.
 pub fn policy_fixture(name: &str) -> String {
     policy_fixtures(&[name], &[])
+}
+
+/// A record's `reason`, or "".
+pub fn reason(r: &serde_json::Value) -> &str {
+    r["reason"].as_str().unwrap_or_default()
+}
+
+/// The records `seen` so far and then those of `redress run --once` again and again (a
+/// draining run does not wait for a closure check's delay) until one is a record
+/// `wanted` picks; returns it and every record. (A run may handle closure checks whose
+/// delay ends while it still has work: with delays as short as these tests', even the run
+/// that fixed the finding may write the record.)
+pub async fn run_until(
+    w: &World,
+    mut seen: Vec<serde_json::Value>,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> (serde_json::Value, Vec<serde_json::Value>) {
+    if let Some(hit) = seen.iter().find(|r| wanted(r)).cloned() {
+        return (hit, seen);
+    }
+    let found = wait_for(Duration::from_secs(60), what, || {
+        let records = w.run_once(&[]);
+        let hit = records.iter().find(|r| wanted(r)).cloned();
+        seen.extend(records);
+        let so_far: Vec<String> = seen
+            .iter()
+            .map(|r| format!("{} {}", r["decision"], reason(r)))
+            .collect();
+        async move { hit.ok_or(so_far) }
+    })
+    .await;
+    (found, seen)
 }
 
 /// How often [`wait_until`] and friends look again.

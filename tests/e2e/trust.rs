@@ -8,7 +8,7 @@ use redress::message::Task;
 
 use crate::approvals::{only, policy};
 use crate::support::{
-    policy_fixture, policy_fixtures, sdk_config_as, text, EventBuilder, IamUser, World,
+    policy_fixture, policy_fixtures, reason, sdk_config_as, text, EventBuilder, IamUser, World,
 };
 
 const SG: &str = "AWS::EC2::SecurityGroup";
@@ -26,10 +26,6 @@ fn executions(records: &[serde_json::Value]) -> Vec<&serde_json::Value> {
         .iter()
         .filter(|r| r["worker"] == "executor" && r["outcome"].is_string())
         .collect()
-}
-
-fn reason(r: &serde_json::Value) -> &str {
-    r["reason"].as_str().unwrap_or_default()
 }
 
 /// The request with this id in `approvals list --json`.
