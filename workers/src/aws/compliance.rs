@@ -63,12 +63,18 @@ impl ConfigRule {
     }
 }
 
+/// A time as Unix milliseconds.
+fn millis(t: &DateTime) -> Option<i64> {
+    t.to_millis().ok()
+}
+
 /// A rule's last evaluation runs, as `DescribeConfigRuleEvaluationStatus` reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EvaluationStatus {
-    /// When an evaluation last succeeded (Unix seconds).
+    /// When an evaluation last succeeded (Unix milliseconds: two runs within one second
+    /// must still differ).
     pub last_success: Option<i64>,
-    /// When an evaluation last failed (Unix seconds).
+    /// When an evaluation last failed (Unix milliseconds).
     pub last_failure: Option<i64>,
     /// Why it failed.
     pub last_error: Option<String>,
@@ -302,8 +308,8 @@ impl Compliance {
             .config_rules_evaluation_status()
             .first()
             .map(|s| EvaluationStatus {
-                last_success: s.last_successful_evaluation_time().map(DateTime::secs),
-                last_failure: s.last_failed_evaluation_time().map(DateTime::secs),
+                last_success: s.last_successful_evaluation_time().and_then(millis),
+                last_failure: s.last_failed_evaluation_time().and_then(millis),
                 last_error: s.last_error_message().map(str::to_string),
             }))
     }
