@@ -43,6 +43,8 @@ run: up ## Demo: build a world with findings, let redress fix it, show what happ
 
 test: venv ## Unit, SDK-level (aws-smithy-mocks) and end-to-end tests on a private local stack
 	$(TEST_ENV) infra/local/stack.sh with cargo test --workspace
+	$(TEST_ENV) infra/local/stack.sh with $(PY) infra/local/check_runbooks.py
+	$(PY) infra/local/check_periodic.py
 
 # Fault tests are slow and load the emulator, so they run one at a time, apart from
 # `make test`; the fuzz target runs many more cases than its quick run in `make test`.

@@ -52,7 +52,9 @@ characters and not blank, else InvalidParameterValueException), requires every r
 exist in moto (else NoSuchConfigRuleException, as in AWS), records the request, answers
 `{}`, and runs each CUSTOM_LAMBDA rule whose function `redress provision` made runnable
 (config_invoker.py: Config's invocation events, the handler run as Lambda would run it).
-DescribeConfigRuleEvaluationStatus answers those runs' times and last error.
+When asked (REDRESS_LOCAL_PERIODIC=<seconds>, see config_invoker.py), a timer runs the
+periodic ones too, every <seconds>. DescribeConfigRuleEvaluationStatus answers those
+runs' times and last error, whichever started them.
 
 Inspection (GET): /_redress/config-evaluations lists the recorded
 StartConfigRulesEvaluation requests, oldest first: [{"config_rule_names": [...],
@@ -63,7 +65,8 @@ StartConfigRulesEvaluation requests, oldest first: [{"config_rule_names": [...],
 
 Not emulated:
   - managed rules are never evaluated: their results come only from PutEvaluations;
-    custom rules are run only on StartConfigRulesEvaluation (see config_invoker.py);
+    custom rules are run only on StartConfigRulesEvaluation, and periodic ones on the
+    timer when REDRESS_LOCAL_PERIODIC asks for it (see config_invoker.py);
   - ResultTokens are rule names, not encrypted tokens tied to one invocation;
   - resource types are not checked against the types Config supports (AWS answers
     InvalidParameterValueException for, e.g., AWS::SSM::Parameter);
@@ -712,14 +715,20 @@ class ConfigEvaluations:
                 }
             )
         for name in names:
-            with self.lock:
-                previously = sorted(
-                    r.resource_id
-                    for r in self._live(account, caller.region, known)
-                    if r.rule == name
-                )
-            self.runs.start(caller, name, previously)
+            self.run(caller, name)
         return {}
+
+    def run(self, caller: Signer, name: str) -> None:
+        """Starts a run of a rule (a StartConfigRulesEvaluation, or the periodic timer),
+        with the resources it holds results for (a gone one is reported deleted)."""
+        known = known_config_rules(caller.account, caller.region)
+        with self.lock:
+            previously = sorted(
+                r.resource_id
+                for r in self._live(caller.account, caller.region, known)
+                if r.rule == name
+            )
+        self.runs.start(caller, name, previously)
 
     def describe_config_rule_evaluation_status(self, request: dict, caller: Signer) -> dict:
         names = _typed(request.get("ConfigRuleNames"), list, "configRuleNames") or []

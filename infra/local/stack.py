@@ -49,7 +49,10 @@ Config evaluations: results put with PutEvaluations (a ResultToken is the rule's
 for the rules moto holds, per account and region; a change of a resource's compliance
 puts a `Config Rules Compliance Change` event on the default event bus; the compliance
 queries answer from these results; StartConfigRulesEvaluation requires existing rules
-and is recorded. GET /_redress/config-evaluations lists the recorded requests, GET
+and is recorded, and runs redress's custom rules (config_invoker.py). With
+REDRESS_LOCAL_PERIODIC=<seconds> (or --periodic; default off) a timer also runs the
+periodic custom rules every <seconds>, recorded in DescribeConfigRuleEvaluationStatus
+as requested runs are. GET /_redress/config-evaluations lists the recorded requests, GET
 /_redress/config-results the current results. See config_standin.py, which says what
 is and is not emulated.
 
@@ -74,8 +77,9 @@ Not emulated (SSM Automation; for Config see config_standin.py):
 Every request is also counted by service and action (stats.py, outermost):
 GET /_redress/stats shows the counts, POST /_redress/stats/reset zeroes them.
 
-Usage: stack.py [--host 127.0.0.1] [--port N]   (port default: env
-REDRESS_LOCAL_PORT, else 4599)
+Usage: stack.py [--host 127.0.0.1] [--port N] [--periodic SECONDS]   (port default:
+env REDRESS_LOCAL_PORT, else 4599; periodic default: env REDRESS_LOCAL_PERIODIC, else
+off)
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ import identity
 import runbooks
 import serving
 import stats
+from config_invoker import PERIODIC_VARIABLE, Periodic, periodic_interval
 from config_standin import (
     CONFIG_EVALUATIONS_PATH,
     CONFIG_RESULTS_PATH,
@@ -392,12 +397,24 @@ def main(argv: list[str] | None = None) -> None:
         "--port", type=int, default=int(os.environ.get("REDRESS_LOCAL_PORT", DEFAULT_PORT))
     )
     parser.add_argument(
+        "--periodic",
+        metavar="SECONDS",
+        default=os.environ.get(PERIODIC_VARIABLE),
+        help="run periodic Config custom rules every SECONDS, whatever their frequency "
+        f"(default: env {PERIODIC_VARIABLE}; unset or 0: never, only when "
+        "StartConfigRulesEvaluation names them)",
+    )
+    parser.add_argument(
         "--exit-with-stdin",
         action="store_true",
         help="exit when standard input closes (lets a test harness tie the stack's "
         "life to its own, even if the harness is killed)",
     )
     args = parser.parse_args(argv)
+    try:
+        periodic = periodic_interval(args.periodic)
+    except ValueError as err:
+        parser.error(str(err))
 
     step_delay = int(os.environ.get("REDRESS_STANDIN_STEP_DELAY_MS", "300")) / 1000
     endpoint = f"http://{args.host}:{args.port}"
@@ -441,6 +458,10 @@ def main(argv: list[str] | None = None) -> None:
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
     )
+    if periodic is not None:
+        # After make_server: the socket listens, so the AssumeRole a tick sends waits in
+        # its backlog at worst. A daemon thread: it ends with the server.
+        Periodic(periodic, endpoint, config.runs, config.run).start()
     serving.serve_forever(
         server, f"redress local stack listening on {endpoint}", args.exit_with_stdin
     )

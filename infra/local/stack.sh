@@ -4,6 +4,10 @@
 #   stack.sh down      stop it
 #   stack.sh with CMD  start a private stack on a free port, run CMD with
 #                      AWS_ENDPOINT_URL pointing at it, stop it, exit with CMD's status
+# Environment: REDRESS_LOCAL_PORT (default 4599; `with` picks a free port instead);
+# REDRESS_LOCAL_PERIODIC=<seconds> runs the periodic Config custom rules (redress-parameter-
+# drift) on a timer every <seconds>, not only when StartConfigRulesEvaluation names them
+# (default off; see infra/local/config_invoker.py).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -54,7 +58,12 @@ case "${1:-}" in
       echo "local stack already answering on 127.0.0.1:$port"
     else
       start "$port" "$state/stack.pid" "$state/stack.log"
-      echo "local stack up on http://127.0.0.1:$port (log: .local/stack.log)"
+      periodic=""
+      case "${REDRESS_LOCAL_PERIODIC:-0}" in
+        0) ;;
+        *) periodic="; periodic Config rules every ${REDRESS_LOCAL_PERIODIC} s" ;;
+      esac
+      echo "local stack up on http://127.0.0.1:$port (log: .local/stack.log)$periodic"
     fi
     ;;
   down)
