@@ -32,7 +32,8 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
 }
 
 /// Checks a (baseline, current) pair: each prefix valid, both or neither naming `{app}`,
-/// and different.
+/// and neither inside the other (with `/{app}/` and `/{app}/approved/`, every baseline
+/// would also be a live parameter without a baseline: "unauthorized", and deletable).
 pub fn check_pair(baseline: &str, current: &str) -> Result<(), String> {
     check_prefix(baseline)?;
     check_prefix(current)?;
@@ -43,6 +44,12 @@ pub fn check_pair(baseline: &str, current: &str) -> Result<(), String> {
     }
     if baseline == current {
         return Err("`baseline_prefix` and `current_prefix` must differ".into());
+    }
+    let (b, c) = (for_app(baseline, "app"), for_app(current, "app"));
+    if b.starts_with(&c) || c.starts_with(&b) {
+        return Err(format!(
+            "`baseline_prefix` {baseline:?} and `current_prefix` {current:?} must not lie inside one another"
+        ));
     }
     Ok(())
 }
@@ -62,8 +69,28 @@ pub struct Split<'a> {
     pub rest: &'a str,
 }
 
-/// Splits `name` by `prefix`; `None` when the name is not under it.
+/// The longest parameter name Parameter Store accepts.
+pub const MAX_NAME: usize = 1011;
+
+/// Whether Parameter Store could hold a parameter of this name: letters, digits, `_`,
+/// `.`, `-` and `/` only (so never `name:3`, which `GetParameter` reads as version 3 of
+/// `name`), starting with `/`, with no empty segment.
+pub fn is_parameter_name(name: &str) -> bool {
+    name.len() <= MAX_NAME
+        && name.starts_with('/')
+        && !name.ends_with('/')
+        && !name.contains("//")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
+}
+
+/// Splits `name` by `prefix`; `None` when the name is not under it or is not a name
+/// Parameter Store could hold.
 pub fn split<'a>(prefix: &str, name: &'a str) -> Option<Split<'a>> {
+    if !is_parameter_name(name) {
+        return None;
+    }
     let Some((before, after)) = prefix.split_once(APP) else {
         let rest = name.strip_prefix(prefix)?;
         return (!rest.is_empty()).then_some(Split { app: None, rest });
@@ -103,6 +130,29 @@ mod tests {
         assert!(check_pair("/{app}/approved/", "/{app}/current/").is_ok());
         assert!(check_pair("/{app}/approved/", "/payments/current/").is_err());
         assert!(check_pair("/a/", "/a/").is_err());
+        // One inside the other: every baseline would look unauthorized.
+        assert!(check_pair("/{app}/approved/", "/{app}/").is_err());
+        assert!(check_pair("/{app}/", "/{app}/current/").is_err());
+        assert!(check_pair("/a/approved/", "/a/").is_err());
+    }
+
+    #[test]
+    fn only_names_parameter_store_could_hold_are_split() {
+        assert!(is_parameter_name("/payments/current/db.pool_size-2"));
+        for bad in [
+            "/payments/current/x:3",
+            "/payments/current//x",
+            "/payments/current/x/",
+            "/payments/current/x y",
+            "/payments/current/é",
+            "payments/current/x",
+        ] {
+            assert!(!is_parameter_name(bad), "{bad}");
+            assert!(split("/{app}/current/", bad).is_none(), "{bad}");
+            assert!(counterpart("/{app}/current/", "/{app}/approved/", bad).is_err());
+        }
+        let long = format!("/payments/current/{}", "x".repeat(MAX_NAME));
+        assert!(split("/{app}/current/", &long).is_none());
     }
 
     #[test]
