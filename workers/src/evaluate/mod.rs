@@ -10,6 +10,8 @@
 //!   Lambda function), as Lambda mode does: the local Config stand-in runs this.
 
 mod evaluator;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
