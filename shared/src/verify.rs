@@ -25,6 +25,48 @@ pub enum Current {
     NoRule,
     /// The rule exists, but its ARN is not one the policy rule trusts.
     UntrustedArn(String),
+    /// The rule was not asked to evaluate the resource the way the fix would treat it
+    /// (see [`parameter_scope`]): why.
+    OutOfScope(String),
+}
+
+/// Whether redress's parameter rule, as configured in Config, covers a parameter finding
+/// the way the policy's fix reads it: the rule's `apps` name the finding's application,
+/// and its prefixes are the fix's. Anyone who may change a Config rule's input parameters
+/// could otherwise widen what is fixed (an app nobody enrolled) or pair live values with
+/// baselines of their own. Rules that are not redress's (`rule_name`) keep their own
+/// scope: `Ok`.
+pub fn parameter_scope(
+    rule_name: &str,
+    input_parameters: Option<&str>,
+    (baseline, current): (&str, &str),
+    resource_id: &str,
+) -> Result<(), String> {
+    use crate::evaluate::{invocation, RuleKind, Settings};
+    if RuleKind::for_rule(rule_name) != Some(RuleKind::ParameterDrift) {
+        return Ok(());
+    }
+    let given = invocation::parameters(input_parameters)?;
+    let Settings::Drift {
+        apps,
+        current_prefix,
+        approved_prefix,
+    } = RuleKind::ParameterDrift.settings(&given)?
+    else {
+        return Err(format!("{rule_name} is not a parameter rule"));
+    };
+    if current_prefix != current || approved_prefix != baseline {
+        return Err(format!(
+            "Config rule {rule_name} evaluates {current_prefix} against {approved_prefix}, not the fix's {current} against {baseline}"
+        ));
+    }
+    match crate::parameter_path::split(current, resource_id).and_then(|s| s.app) {
+        Some(app) if !apps.iter().any(|a| a == app) => Err(format!(
+            "Config rule {rule_name} evaluates the apps {}, not {app}",
+            apps.join(", ")
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// What to do with a finding before changing anything.
@@ -94,6 +136,9 @@ pub fn before_fix(policy: &Policy, f: &Finding, rule_id: &str, current: &Current
         Current::UntrustedArn(arn) => BeforeFix::Refuse(format!(
             "the Config rule of {what} is {arn}, which the policy rule does not trust (config_rule_arn); nothing was changed"
         )),
+        Current::OutOfScope(why) => {
+            BeforeFix::Refuse(format!("{why}: {what} is out of its scope; nothing was changed"))
+        }
     }
 }
 
@@ -194,6 +239,7 @@ pub fn after_fix(current: &Current, at: &Schedule) -> AfterFix {
         Current::NoEvaluation => "Config has no evaluation of the resource".into(),
         Current::NoRule => "the Config rule no longer exists".into(),
         Current::UntrustedArn(arn) => format!("the Config rule is now {arn}, which is not trusted"),
+        Current::OutOfScope(why) => format!("the resource is out of the rule's scope ({why})"),
     };
     if at.past_deadline() {
         return AfterFix::StillNonCompliant(format!(
@@ -207,6 +253,42 @@ pub fn after_fix(current: &Current, at: &Schedule) -> AfterFix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parameter_finding_must_be_in_the_scope_redress_s_rule_was_given() {
+        let fix = ("/{app}/approved/", "/{app}/current/");
+        let scope =
+            |name: &str, input: Option<&str>, id: &str| parameter_scope(name, input, fix, id);
+        let payments = Some(r#"{"apps":"payments,orders"}"#);
+        assert_eq!(
+            scope("redress-parameter-drift", payments, "/orders/current/x"),
+            Ok(())
+        );
+        // An app the rule was not given.
+        let err = scope("redress-parameter-drift", payments, "/billing/current/x").unwrap_err();
+        assert!(err.contains("not billing"), "{err}");
+        // Baselines somewhere else than the fix's.
+        let elsewhere = Some(r#"{"apps":"payments","approvedPrefix":"/sandbox/{app}/approved/"}"#);
+        let err = scope("redress-parameter-drift", elsewhere, "/payments/current/x").unwrap_err();
+        assert!(err.contains("/sandbox/{app}/approved/"), "{err}");
+        // Unreadable input parameters are not a scope.
+        assert!(scope("redress-parameter-drift", Some("{"), "/payments/current/x").is_err());
+        // Somebody else's rule has its own scope.
+        assert_eq!(
+            scope("acme-ssm-parameter-drift", None, "/x/current/y"),
+            Ok(())
+        );
+        let refused = before_fix(
+            &Policy::from_toml(POLICY, "p").unwrap(),
+            &finding("redress-parameter-drift"),
+            "param-drift",
+            &Current::OutOfScope("Config rule r evaluates the apps a, not b".into()),
+        );
+        assert!(
+            matches!(refused, BeforeFix::Refuse(ref w) if w.contains("out of its scope")),
+            "{refused:?}"
+        );
+    }
 
     /// A schedule with the default first wait (1 minute) and deadline (15 minutes).
     fn sched(fixed_at: SystemTime, now: SystemTime, checks: u32) -> Schedule {

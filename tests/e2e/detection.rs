@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_ssm::types::ParameterType;
 
-use crate::support::{root, run_until, text, wait_for, World};
+use crate::support::{executions, reason, root, run_until, text, wait_for, EventBuilder, World};
 
 /// Evaluates security groups' administrative ports.
 const ADMIN: &str = "redress-sg-admin-ports";
@@ -313,4 +313,39 @@ async fn drifted_missing_and_unauthorized_parameters_are_put_right() {
         "{rows:?}"
     );
     assert!(w.approval_ids().is_empty(), "nothing left waiting");
+}
+
+/// A parameter finding of redress's rule for an app the rule was not given (or with
+/// baselines elsewhere than the policy's) is refused: whoever may change the rule's input
+/// parameters cannot widen what redress fixes.
+#[tokio::test]
+async fn a_parameter_finding_outside_the_rule_s_apps_is_refused() {
+    let account = "555566668888";
+    let w = World::in_account("detect-scope", &default_policy(), account).await;
+    put(&w, "/orders/approved/x", "1", ParameterType::String).await;
+    put(&w, "/orders/current/x", "2", ParameterType::String).await;
+    // Config holds a finding for the app `orders`; `provision` gave the rule `payments`.
+    let finding = EventBuilder::new(DRIFT, "AWS::SSM::Parameter", "/orders/current/x")
+        .account(account)
+        .annotation("drifted");
+    let held = w.config_holds(&finding).await;
+    w.send_event(&held).await;
+    let records = w.run_once(&[]);
+
+    assert_eq!(
+        read(&w, "/orders/current/x").await,
+        Some(("2".into(), ParameterType::String)),
+        "nothing restored"
+    );
+    let refused: Vec<_> = executions(&records);
+    assert_eq!(refused.len(), 1, "{records:#?}");
+    assert_ne!(refused[0]["outcome"], "succeeded");
+    assert!(
+        reason(refused[0]).contains("evaluates the apps payments, not orders"),
+        "{:#}",
+        refused[0]
+    );
+    let dead = w.drain("tasks-dlq").await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attributes["redress.error_class"], "refused");
 }

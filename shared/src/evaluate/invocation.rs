@@ -46,8 +46,15 @@ pub struct Resource {
     pub captured_at: String,
 }
 
-/// Configuration item statuses that mean the resource no longer exists.
-const GONE: [&str; 2] = ["ResourceDeleted", "ResourceDeletedNotRecorded"];
+/// Configuration item statuses of a resource that exists and was recorded: any other
+/// (`ResourceDeleted`, `ResourceDeletedNotRecorded`, `ResourceNotRecorded`) carries no
+/// configuration to judge, so the rule does not apply (AWS's guidance for custom rules).
+const APPLICABLE: [&str; 2] = ["OK", "ResourceDiscovered"];
+
+/// Whether an item of this status (absent: the stand-in's older items) can be judged.
+fn applicable(status: Option<String>) -> bool {
+    status.is_none_or(|s| APPLICABLE.contains(&s.as_str()))
+}
 
 fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
@@ -73,8 +80,7 @@ pub fn trigger(invoking_event: &str, event_left_scope: bool) -> Result<Trigger, 
                 .get("configurationItem")
                 .ok_or("a change notification without its configurationItem")?;
             let resource = resource(item)?;
-            let status = text(item, "configurationItemStatus").unwrap_or_default();
-            if event_left_scope || GONE.contains(&status.as_str()) {
+            if event_left_scope || !applicable(text(item, "configurationItemStatus")) {
                 return Ok(Trigger::Gone { resource });
             }
             Ok(Trigger::Change {
@@ -87,8 +93,7 @@ pub fn trigger(invoking_event: &str, event_left_scope: bool) -> Result<Trigger, 
                 .get("configurationItemSummary")
                 .ok_or("an oversized notification without its configurationItemSummary")?;
             let resource = resource(summary)?;
-            let status = text(summary, "configurationItemStatus").unwrap_or_default();
-            if event_left_scope || GONE.contains(&status.as_str()) {
+            if event_left_scope || !applicable(text(summary, "configurationItemStatus")) {
                 return Ok(Trigger::Gone { resource });
             }
             Ok(Trigger::Oversized { resource })
@@ -155,6 +160,17 @@ mod tests {
         assert!(matches!(
             trigger(&change("OK"), true),
             Ok(Trigger::Gone { .. })
+        ));
+        // Not recorded: no configuration to judge (an empty one would look compliant).
+        for status in ["ResourceNotRecorded", "ResourceDeletedNotRecorded"] {
+            assert!(
+                matches!(trigger(&change(status), false), Ok(Trigger::Gone { .. })),
+                "{status}"
+            );
+        }
+        assert!(matches!(
+            trigger(&change("ResourceDiscovered"), false),
+            Ok(Trigger::Change { .. })
         ));
     }
 

@@ -63,6 +63,21 @@ impl ConfigRule {
     }
 }
 
+/// The longest `ComplianceResourceId` PutEvaluations accepts.
+pub const MAX_RESOURCE_ID: usize = 768;
+
+/// The latest configuration item Config recorded for a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Latest {
+    /// Config holds no item for it.
+    Nothing,
+    /// The latest item has no configuration to judge: the resource was deleted, or is
+    /// no longer recorded, since the notification.
+    Gone,
+    /// The latest item's `configuration`.
+    Item(serde_json::Value),
+}
+
 /// A time as Unix milliseconds.
 fn millis(t: &DateTime) -> Option<i64> {
     t.to_millis().ok()
@@ -217,7 +232,9 @@ impl Compliance {
 
     /// Reports evaluations with an invocation's result token, in batches of
     /// [`PUT_BATCH`], all ordered at `ordering` (the configuration item's capture time,
-    /// or the scheduled notification's time). An evaluation Config refuses is an error.
+    /// or the scheduled notification's time). Every batch is put even when one is
+    /// refused, so one bad evaluation hides no other; a resource id longer than Config
+    /// accepts ([`MAX_RESOURCE_ID`]) is not sent. Either makes the whole an error.
     pub async fn put_evaluations(
         &self,
         result_token: &str,
@@ -225,7 +242,18 @@ impl Compliance {
         ordering: std::time::SystemTime,
     ) -> Result<(), AwsError> {
         const CALL: &str = "config:PutEvaluations";
-        for batch in evaluations.chunks(PUT_BATCH) {
+        let (fits, too_long): (Vec<_>, Vec<_>) = evaluations
+            .iter()
+            .partition(|e| e.resource_id.len() <= MAX_RESOURCE_ID);
+        let mut refused: Vec<String> = too_long
+            .iter()
+            .map(|e| {
+                let start: String = e.resource_id.chars().take(60).collect();
+                format!("{start}… (an id longer than {MAX_RESOURCE_ID} characters)")
+            })
+            .collect();
+        let mut failed = None;
+        for batch in fits.chunks(PUT_BATCH) {
             let batch = batch
                 .iter()
                 .map(|e| {
@@ -239,27 +267,36 @@ impl Compliance {
                         .map_err(|err| AwsError::permanent(CALL, err.to_string()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let out = self
+            match self
                 .client
                 .put_evaluations()
                 .result_token(result_token)
                 .set_evaluations(Some(batch))
                 .send()
                 .await
-                .map_err(|e| AwsError::from_sdk(CALL, e))?;
-            if let Some(f) = out.failed_evaluations().first() {
-                return Err(AwsError::permanent(
-                    CALL,
-                    format!(
-                        "Config did not accept the evaluation of {} ({} of {} refused)",
-                        f.compliance_resource_id(),
-                        out.failed_evaluations().len(),
-                        evaluations.len()
-                    ),
-                ));
+            {
+                Ok(out) => refused.extend(
+                    out.failed_evaluations()
+                        .iter()
+                        .map(|f| f.compliance_resource_id().to_string()),
+                ),
+                Err(e) => failed = failed.or(Some(AwsError::from_sdk(CALL, e))),
             }
         }
-        Ok(())
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        match refused.first() {
+            None => Ok(()),
+            Some(first) => Err(AwsError::permanent(
+                CALL,
+                format!(
+                    "Config did not accept the evaluation of {first} ({} of {} refused)",
+                    refused.len(),
+                    evaluations.len()
+                ),
+            )),
+        }
     }
 
     /// The latest configuration of a resource as Config recorded it (the item's
@@ -269,7 +306,7 @@ impl Compliance {
         &self,
         resource_type: &str,
         resource_id: &str,
-    ) -> Result<Option<serde_json::Value>, AwsError> {
+    ) -> Result<Latest, AwsError> {
         const CALL: &str = "config:GetResourceConfigHistory";
         let out = self
             .client
@@ -280,14 +317,20 @@ impl Compliance {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(CALL, e))?;
-        let Some(text) = out
-            .configuration_items()
-            .first()
-            .and_then(|i| i.configuration())
-        else {
-            return Ok(None);
+        let Some(item) = out.configuration_items().first() else {
+            return Ok(Latest::Nothing);
         };
-        serde_json::from_str(text).map(Some).map_err(|e| {
+        let recorded = item.configuration_item_status().is_none_or(|s| {
+            matches!(
+                s,
+                aws_sdk_config::types::ConfigurationItemStatus::Ok
+                    | aws_sdk_config::types::ConfigurationItemStatus::ResourceDiscovered
+            )
+        });
+        let Some(text) = item.configuration().filter(|_| recorded) else {
+            return Ok(Latest::Gone);
+        };
+        serde_json::from_str(text).map(Latest::Item).map_err(|e| {
             AwsError::permanent(CALL, format!("the item's configuration is not JSON: {e}"))
         })
     }
@@ -488,6 +531,41 @@ mod tests {
 
     const SG: &str = "AWS::EC2::SecurityGroup";
     const AGGREGATOR: &str = "org-aggregator";
+
+    /// One refused evaluation, or one id too long for Config, hides no other: every
+    /// batch is still put, and the whole is an error naming what was not accepted.
+    #[tokio::test]
+    async fn every_batch_is_put_even_when_one_is_refused() {
+        use aws_sdk_config::operation::put_evaluations::{
+            PutEvaluationsInput, PutEvaluationsOutput,
+        };
+        let put = mock!(Client::put_evaluations).then_compute_output(|r: &PutEvaluationsInput| {
+            let refused = r
+                .evaluations()
+                .iter()
+                .filter(|e| e.compliance_resource_id() == "sg-0")
+                .cloned()
+                .collect();
+            PutEvaluationsOutput::builder()
+                .set_failed_evaluations(Some(refused))
+                .build()
+        });
+        let config = Compliance::new(mock_client!(aws_sdk_config, RuleMode::MatchAny, [&put]));
+        let mut evaluations: Vec<_> = (0..150)
+            .map(|n| redress::evaluate::Evaluation::not_applicable(SG, &format!("sg-{n}")))
+            .collect();
+        evaluations.push(redress::evaluate::Evaluation::not_applicable(
+            "AWS::SSM::Parameter",
+            &format!("/payments/current/{}", "x".repeat(MAX_RESOURCE_ID)),
+        ));
+        let err = config
+            .put_evaluations("token", &evaluations, std::time::SystemTime::now())
+            .await
+            .unwrap_err();
+        assert_eq!(put.num_calls(), 2, "both batches put");
+        let err = err.to_string();
+        assert!(err.contains("(2 of 151 refused)"), "{err}");
+    }
 
     fn identifier(rule: &str, resource: &str) -> EvaluationResultIdentifier {
         EvaluationResultIdentifier::builder()

@@ -13,7 +13,7 @@ use redress::evaluate::parameter_drift::{self, Parameter};
 use redress::evaluate::{security_group, with_gone, Evaluation, RuleKind, Settings};
 use redress::parameter_path::for_app;
 
-use crate::aws::compliance::Compliance;
+use crate::aws::compliance::{Compliance, Latest};
 use crate::aws::ec2::SecurityGroups;
 use crate::aws::ssm::Parameters;
 use crate::aws::Clients;
@@ -38,10 +38,24 @@ pub struct Evaluator {
 impl Evaluator {
     /// From the clients of the account and region the rule runs in.
     pub fn new(clients: &Clients) -> Evaluator {
+        Evaluator::from_parts(
+            Compliance::new(clients.config.clone()),
+            SecurityGroups::new(clients.ec2.clone()),
+            Parameters::new(clients.ssm.clone()),
+        )
+    }
+
+    /// From its seams: Config (results, items, `PutEvaluations`), EC2 (security groups)
+    /// and SSM (parameters). Tests hand it mocked clients this way.
+    pub fn from_parts(
+        compliance: Compliance,
+        groups: SecurityGroups,
+        parameters: Parameters,
+    ) -> Evaluator {
         Evaluator {
-            compliance: Compliance::new(clients.config.clone()),
-            groups: SecurityGroups::new(clients.ec2.clone()),
-            parameters: Parameters::new(clients.ssm.clone()),
+            compliance,
+            groups,
+            parameters,
         }
     }
 
@@ -135,14 +149,20 @@ impl Evaluator {
         }
         let configuration = match configuration {
             Some(c) => c,
-            None => self
+            None => match self
                 .compliance
                 .latest_configuration(resource_type, resource_id)
                 .await
                 .map_err(|e| e.to_string())?
-                .ok_or_else(|| {
-                    format!("Config holds no configuration item for {resource_type} {resource_id}")
-                })?,
+            {
+                Latest::Item(c) => c,
+                Latest::Gone => return Ok(Evaluation::not_applicable(resource_type, resource_id)),
+                Latest::Nothing => {
+                    return Err(format!(
+                        "Config holds no configuration item for {resource_type} {resource_id}"
+                    ))
+                }
+            },
         };
         Ok(security_group::evaluate(resource_id, &configuration, ports))
     }

@@ -2,8 +2,8 @@
 //! finding's rule and resource: the executor's evidence before a fix and after it.
 
 use redress::message::Finding;
-use redress::policy::{Policy, Rule};
-use redress::verify::Current;
+use redress::policy::{Action, Policy, Rule};
+use redress::verify::{parameter_scope, Current};
 
 use crate::aws::compliance::Compliance;
 use crate::aws::retry::AwsError;
@@ -12,7 +12,8 @@ use crate::aws::retry::AwsError;
 /// for this name, or Config has no result, the rule itself is looked up too: a rule of
 /// the same name but another ARN is not the rule the policy trusts, the live ARN decides
 /// which policy rule Config's result falls under, and a missing rule is told apart from a
-/// missing evaluation.
+/// missing evaluation. For a parameter fix the rule is always looked up: its input
+/// parameters must put the parameter in its scope ([`parameter_scope`]).
 pub async fn current(
     config: &Compliance,
     policy: &Policy,
@@ -26,11 +27,26 @@ pub async fn current(
         .rules
         .iter()
         .any(|r| r.config_rule_arn.is_some() && r.names(&f.config_rule_name));
+    let prefixes = match &rule.action {
+        Action::Fix(fix) => fix.parameter_prefixes(),
+        Action::Runbook(_) => None,
+    };
     let mut live_arn = None;
-    if pinned || result.is_none() {
+    if pinned || result.is_none() || prefixes.is_some() {
         let Some(found) = config.rule(&f.config_rule_name).await? else {
             return Ok(Current::NoRule);
         };
+        if let Some(prefixes) = prefixes {
+            let scope = parameter_scope(
+                &found.name,
+                found.input_parameters.as_deref(),
+                prefixes,
+                &f.resource_id,
+            );
+            if let Err(why) = scope {
+                return Ok(Current::OutOfScope(why));
+            }
+        }
         let arn = found.arn.unwrap_or_default();
         // Neither a rule the policy does not trust, nor one other than the event named.
         let claimed = f.config_rule_arn.as_deref().is_some_and(|c| c != arn);
