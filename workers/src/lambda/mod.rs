@@ -118,26 +118,30 @@ pub async fn run(global: &Global, args: &LambdaArgs) -> CliResult {
     served.map_err(|e| CliError::failed(format!("Lambda runtime API: {e}")))
 }
 
-/// Serves Config custom-rule invocations. An invocation that cannot be answered is
-/// returned as an error, so Config records the rule's run as failed (with the message)
-/// rather than holding stale results silently.
+/// Serves Config custom-rule invocations with the clients of the function's account.
 async fn evaluator(clients: &Clients) -> CliResult {
-    let evaluator = crate::evaluate::Evaluator::new(clients);
-    lambda_runtime::run(service_fn(|event: LambdaEvent<ConfigEvent>| {
-        let evaluator = &evaluator;
-        async move {
-            let answered = evaluator.answer(&event.payload).await.map_err(|e| {
-                tracing::warn!(error = %e, "could not answer the Config invocation");
-                lambda_runtime::Error::from(e)
-            })?;
-            tracing::info!(
-                rule = %answered.rule,
-                evaluations = answered.evaluations.len(),
-                "evaluations put"
-            );
-            Ok::<(), lambda_runtime::Error>(())
-        }
+    serve_evaluator(&crate::evaluate::Evaluator::new(clients))
+        .await
+        .map_err(|e| CliError::failed(format!("Lambda runtime API: {e}")))
+}
+
+/// Answers Config custom-rule invocations from the Lambda runtime API until it fails.
+/// An invocation that cannot be answered is returned as an error, so Config records the
+/// rule's run as failed (with the message) rather than holding stale results silently.
+async fn serve_evaluator(
+    evaluator: &crate::evaluate::Evaluator,
+) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(service_fn(|event: LambdaEvent<ConfigEvent>| async move {
+        let answered = evaluator.answer(&event.payload).await.map_err(|e| {
+            tracing::warn!(error = %e, "could not answer the Config invocation");
+            lambda_runtime::Error::from(e)
+        })?;
+        tracing::info!(
+            rule = %answered.rule,
+            evaluations = answered.evaluations.len(),
+            "evaluations put"
+        );
+        Ok::<(), lambda_runtime::Error>(())
     }))
     .await
-    .map_err(|e| CliError::failed(format!("Lambda runtime API: {e}")))
 }

@@ -27,7 +27,7 @@ use redress::approver::Approvers;
 use redress::policy::Policy;
 
 use super::test_api::{Answer, Invocation, LocalApi};
-use super::{serve, Source};
+use super::{serve, serve_evaluator, Source};
 use crate::aws::ec2::SecurityGroups;
 use crate::aws::sqs::Queue;
 use crate::executor::{Executor, FinishedTasks, Guards, KeyedLocks, Polling, Reevaluator, Targets};
@@ -64,6 +64,16 @@ async fn through_runtime<H: Handler>(
     source: &Source,
     invocations: Vec<Invocation>,
 ) -> Vec<Answer> {
+    runtime_answers(invocations, || serve(handler, worker, source)).await
+}
+
+/// Runs `serve` (a function's runtime loop) against a local runtime API handing out
+/// `invocations`; returns what the function answered.
+async fn runtime_answers<F, Fut>(invocations: Vec<Invocation>, serve: F) -> Vec<Answer>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), lambda_runtime::Error>>,
+{
     let _env = LAMBDA_ENV.lock().await;
     let mut api = LocalApi::start(invocations).await;
     for (k, v) in [
@@ -76,7 +86,7 @@ async fn through_runtime<H: Handler>(
     ] {
         std::env::set_var(k, v);
     }
-    let ended = tokio::time::timeout(Duration::from_secs(30), serve(handler, worker, source))
+    let ended = tokio::time::timeout(Duration::from_secs(30), serve())
         .await
         .expect("the runtime stops once the local API has no more invocations");
     assert!(ended.is_err(), "ends when the API drops the connection");
@@ -600,4 +610,89 @@ async fn a_forged_approved_task_is_not_handled() {
     assert_eq!(vis.rule.num_calls(), 1, "its receipt handle was checked");
     assert_eq!(automation.starts.load(Ordering::SeqCst), 0, "no runbook");
     assert_eq!(send.rule.num_calls() + dead.num_calls(), 0, "nothing sent");
+}
+
+// --- The evaluator: Config custom-rule invocations -----------------------------------
+
+/// Lambda mode's evaluator, through the runtime: a Config custom-rule invocation (AWS's
+/// documented shape, `tests/fixtures/config-invocations/`) is answered by putting its
+/// evaluation with the invocation's result token; a put Config refuses is the
+/// invocation's error, so Config records the run as failed.
+#[tokio::test]
+async fn the_evaluator_answers_a_config_invocation_with_put_evaluations() {
+    use aws_sdk_config::operation::put_evaluations::{PutEvaluationsInput, PutEvaluationsOutput};
+    use aws_sdk_config::types::Evaluation as SdkEvaluation;
+
+    let body = std::fs::read_to_string(format!(
+        "{}/../tests/fixtures/config-invocations/sg-admin-port-open.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let sent: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let seen = sent.clone();
+    let accept = mock!(aws_sdk_config::Client::put_evaluations).then_compute_output(
+        move |r: &PutEvaluationsInput| {
+            for e in r.evaluations() {
+                seen.lock().unwrap().push((
+                    r.result_token().unwrap_or_default().to_string(),
+                    e.compliance_resource_id().to_string(),
+                    e.compliance_type().as_str().to_string(),
+                ));
+            }
+            PutEvaluationsOutput::builder().build()
+        },
+    );
+    let refuse = mock!(aws_sdk_config::Client::put_evaluations).then_output(|| {
+        PutEvaluationsOutput::builder()
+            .failed_evaluations(
+                SdkEvaluation::builder()
+                    .compliance_resource_type("AWS::EC2::SecurityGroup")
+                    .compliance_resource_id("sg-0a1b2c3d4e5f60718")
+                    .compliance_type(aws_sdk_config::types::ComplianceType::NonCompliant)
+                    .ordering_timestamp(aws_smithy_types::DateTime::from_secs(0))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    });
+    let evaluator = |put: &Rule| {
+        crate::evaluate::Evaluator::from_parts(
+            crate::aws::compliance::Compliance::new(mock_client!(aws_sdk_config, [put])),
+            SecurityGroups::new(mock_client!(aws_sdk_ec2, [])),
+            crate::aws::ssm::Parameters::new(mock_client!(aws_sdk_ssm, [])),
+        )
+    };
+    let deadline = now_ms() + 60_000;
+
+    let accepting = evaluator(&accept);
+    let answers = runtime_answers(vec![invocation("c1", body.clone(), deadline)], || {
+        serve_evaluator(&accepting)
+    })
+    .await;
+    assert_eq!(answers.len(), 1);
+    assert!(!answers[0].error, "{}", answers[0].body);
+    let token: String = serde_json::from_str::<serde_json::Value>(&body).unwrap()["resultToken"]
+        .as_str()
+        .unwrap()
+        .into();
+    assert_eq!(
+        *sent.lock().unwrap(),
+        vec![(token, "sg-0a1b2c3d4e5f60718".into(), "NON_COMPLIANT".into())]
+    );
+    assert_eq!(accept.num_calls(), 1);
+
+    let refusing = evaluator(&refuse);
+    let answers = runtime_answers(vec![invocation("c2", body, deadline)], || {
+        serve_evaluator(&refusing)
+    })
+    .await;
+    assert_eq!(answers.len(), 1);
+    assert!(answers[0].error, "a refused put fails the invocation");
+    assert!(
+        answers[0]
+            .body
+            .contains("Config did not accept the evaluation"),
+        "{}",
+        answers[0].body
+    );
 }
