@@ -113,6 +113,19 @@ pub enum Command {
     /// Validate a policy, or show what it decides for an event.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The runbook catalog: the AWS-owned SSM Automation documents redress knows.
+    ///
+    /// For each document: its parameters as AWS validates them (type, required, default,
+    /// allowed values or pattern), which one takes the resource id, the IAM actions its
+    /// automation role needs, the AWS Config rules it pairs with (and whether an AWS source
+    /// confirms the pairing), and whether redress could undo its change. `redress policy
+    /// check` validates every runbook action of a policy against it.
+    ///
+    /// Examples: `redress runbooks list`; `redress runbooks show
+    /// AWSConfigRemediation-EnforceEC2InstanceIMDSv2`; `redress runbooks list --json | jq
+    /// '.documents[] | select(.undoable) | .name'`
+    #[command(subcommand)]
+    Runbooks(RunbooksCommand),
     /// Report an evaluation to AWS Config as a rule does (PutEvaluations), for the local stack.
     ///
     /// Config records it and, when the resource's compliance changes, puts the
@@ -346,6 +359,16 @@ pub enum LambdaWorker {
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Validate a policy file; every problem is listed with its line. Exit 2 if invalid.
+    ///
+    /// Runbook actions are checked against the runbook catalog (`redress runbooks list`)
+    /// as AWS would check them: the document's name (an error for a misspelt one, a warning
+    /// for one outside the catalog), missing, unknown or mistyped parameters, values outside
+    /// the allowed set or pattern, placeholders that cannot fill a parameter, and a missing
+    /// AutomationAssumeRole. Problems go to stderr as `FILE:LINE: error: …` or `warning: …`;
+    /// warnings alone do not fail the check. On success it prints the count of rules,
+    /// runbooks and undoable runbooks, then the rules.
+    ///
+    /// Example: `redress policy check infra/policies/soc2.toml`
     Check {
         /// Policy file [default: --policy].
         file: Option<PathBuf>,
@@ -357,6 +380,29 @@ pub enum PolicyCommand {
         /// Event JSON as found on the queue (EventBridge or SNS form).
         event: PathBuf,
         /// One JSON document on stdout instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunbooksCommand {
+    /// Every document in the catalog: resource type, paired Config rules, parameters,
+    /// whether redress could undo it, and whether an AWS source confirms the pairing.
+    List {
+        /// One JSON document on stdout instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One document in full: parameters (type, required, default, allowed values or
+    /// pattern), the resource-id parameter, IAM actions, Config rules, undo, sources.
+    ///
+    /// A misspelt name exits 2 with the name it probably means.
+    /// Example: `redress runbooks show AWS-EnableS3BucketEncryption`
+    Show {
+        /// Document name (case-sensitive), e.g. `AWS-EnableS3BucketEncryption`.
+        name: String,
+        /// The catalog's entry as one JSON document instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -4,7 +4,8 @@
 //! the only code that names AWS SDK types. `main.rs` is a thin entry point.
 //!
 //! Layers (a module may import the ones below it, never above): commands
-//! (`approvals`, `dlq`, `emit`, `policy_cmd`, `provision`, `run`, `sweep`, `lambda`) → workers
+//! (`approvals`, `dlq`, `emit`, `policy_cmd`, `provision`, `run`, `runbooks_cmd`, `sweep`,
+//! `lambda`) → workers
 //! (`router`, `executor`, `worker`, `report`) → `aws` → the domain crate.
 
 pub mod approvals;
@@ -23,6 +24,7 @@ pub mod provision;
 pub mod report;
 pub mod router;
 pub mod run;
+pub mod runbooks_cmd;
 pub mod settle;
 pub mod sweep;
 pub mod worker;

@@ -9,7 +9,8 @@ use redress_workers::cli::{Cli, Command, PolicyCommand};
 use redress_workers::error::CliResult;
 use redress_workers::run::Workers;
 use redress_workers::{
-    approvals, dlq, emit, evaluate, lambda, logging, policy_cmd, provision, run, sweep,
+    approvals, dlq, emit, evaluate, lambda, logging, policy_cmd, provision, run, runbooks_cmd,
+    sweep,
 };
 
 async fn dispatch(cli: &Cli) -> CliResult {
@@ -24,6 +25,7 @@ async fn dispatch(cli: &Cli) -> CliResult {
         Command::Policy(PolicyCommand::Explain { event, json }) => {
             policy_cmd::explain(&g.policy, event, *json)
         }
+        Command::Runbooks(c) => runbooks_cmd::run(c),
         Command::Approvals(c) => approvals::run(g, c).await,
         Command::Dlq(c) => dlq::run(g, c).await,
         Command::Emit(a) => emit::emit(g, a).await,

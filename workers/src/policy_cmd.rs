@@ -1,21 +1,40 @@
 //! `redress policy check` and `redress policy explain`: no AWS calls, no side effects.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
+use redress::catalog::Catalog;
 use redress::decision::{decide, Decision};
 use redress::event::parse_message;
 use redress::message::Finding;
-use redress::policy::{Policy, RenderedAction, Severity};
+use redress::policy::{Action, Mode, Policy, Problem, RenderedAction, Severity};
 use redress::text::clean;
 use serde::Serialize;
 
 use crate::error::{CliError, CliResult};
 use crate::output;
 
-/// Validates a policy and prints its rules.
+/// Validates a policy, checking every runbook action against the shipped runbook
+/// catalog, and prints its rules. Every problem goes to stderr as `FILE:LINE: error: …`
+/// (or `warning: …`); any error fails the check (exit 2), warnings alone do not.
 pub fn check(path: &Path) -> CliResult {
-    let policy = Policy::from_file(path).map_err(CliError::input)?;
-    println!("{}: OK, {} rules", path.display(), policy.rules.len());
+    let catalog = Catalog::shipped();
+    let name = path.display().to_string();
+    let print = |problems: &[Problem]| {
+        for p in problems {
+            eprintln!("{}", clean(&p.located(&name)));
+        }
+    };
+    let checked = match Policy::check_file(path, catalog) {
+        Ok(c) => c,
+        Err(e) => {
+            print(&e.problems);
+            return Err(CliError::input(clean(&e.summary())));
+        }
+    };
+    print(&checked.warnings);
+    let policy = checked.policy;
+    println!("{name}: OK, {}", clean(&counts(&policy, catalog)));
     println!(
         "  routing: auto_max_severity = {} (at or below: fixed automatically; above: approval)",
         policy.routing.auto_max_severity
@@ -80,6 +99,37 @@ pub fn check(path: &Path) -> CliResult {
         );
     }
     Ok(())
+}
+
+/// The policy's size in words: `7 rules: 2 runbooks, 1 undoable`. Runbooks are the
+/// distinct documents its rules name, undoable those whose change the catalog says redress
+/// could put back, and those outside the catalog are counted when there are any. A
+/// notify-only rule's document outside the catalog is a label that never runs (the packs'
+/// `Redress-NotifyOnly-*`), not a runbook.
+fn counts(policy: &Policy, catalog: &Catalog) -> String {
+    let documents: BTreeSet<&str> = policy
+        .rules
+        .iter()
+        .filter_map(|r| match &r.action {
+            Action::Runbook(rb) => Some((r, rb.document.as_str())),
+            Action::Fix(_) => None,
+        })
+        .filter(|(r, d)| policy.mode_of(r) != Mode::Notify || catalog.get(d).is_some())
+        .map(|(_, d)| d)
+        .collect();
+    let known = documents.iter().filter_map(|d| catalog.get(d));
+    let undoable = known.clone().filter(|d| d.undo.is_some()).count();
+    let outside = documents.len() - known.count();
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut text = format!(
+        "{}: {}, {undoable} undoable",
+        plural(policy.rules.len(), "rule"),
+        plural(documents.len(), "runbook")
+    );
+    if outside > 0 {
+        text.push_str(&format!(", {outside} outside the runbook catalog"));
+    }
+    text
 }
 
 /// `policy explain --json`: the event's fields as they are (serde escapes them) and the

@@ -4,14 +4,24 @@
 //! read as tables of spanned keys and values, and each field is then converted on its own.
 //! That lets one `policy check` name the line of every unknown key, duplicate id and bad
 //! value at once.
+//!
+//! [`Policy::check`] also checks every runbook action against the runbook catalog
+//! ([`crate::catalog`]) in the same pass, so its problems come sorted among the others,
+//! each on the line of the part of the action it concerns (the `runbook`, the parameter,
+//! `assume_role`). Its errors make the policy unusable like any other; its warnings do
+//! not (and a notify-only rule, which never runs its action, gets none for a document
+//! outside the catalog). [`Policy::from_toml`] does not consult the catalog: the workers
+//! load a policy exactly as before, and `policy check` is where the catalog speaks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Range;
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
+
+use crate::catalog::{self, Catalog, ASSUME_ROLE_PARAMETER};
 
 use super::{
     Accounts, Action, Approvals, ConfigSettings, Exception, Exemptions, Fix, Limits, Mode, Policy,
@@ -68,8 +78,53 @@ const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(10 * 36
 pub struct Problem {
     /// 1-based line, when the problem has a position.
     pub line: Option<usize>,
+    /// An error (the policy cannot be used) or a warning (only the runbook catalog gives
+    /// those).
+    pub severity: catalog::Severity,
     /// What is wrong.
     pub message: String,
+}
+
+impl Problem {
+    /// An error on this line.
+    fn error(line: Option<usize>, message: impl Into<String>) -> Problem {
+        Problem {
+            line,
+            severity: catalog::Severity::Error,
+            message: message.into(),
+        }
+    }
+
+    /// Whether the problem makes the policy unusable.
+    pub fn is_error(&self) -> bool {
+        self.severity == catalog::Severity::Error
+    }
+
+    /// The problem as compilers print one: `FILE:LINE: error: message` (or `warning:`).
+    pub fn located(&self, source_name: &str) -> String {
+        let label = match self.severity {
+            catalog::Severity::Error => "error",
+            catalog::Severity::Warning => "warning",
+        };
+        match self.line {
+            Some(line) => format!("{source_name}:{line}: {label}: {}", self.message),
+            None => format!("{source_name}: {label}: {}", self.message),
+        }
+    }
+}
+
+/// How many errors and warnings, e.g. `2 errors and 1 warning`.
+fn count(problems: &[Problem]) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let errors = problems.iter().filter(|p| p.is_error()).count();
+    match problems.len() - errors {
+        0 => plural(errors, "error"),
+        warnings => format!(
+            "{} and {}",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        ),
+    }
 }
 
 /// A policy that cannot be used, with every problem found.
@@ -77,30 +132,38 @@ pub struct Problem {
 pub struct PolicyError {
     /// File name (or `<string>`).
     pub source_name: String,
-    /// The problems, in file order.
+    /// The problems, in file order: at least one error, and any warnings.
     pub problems: Vec<Problem>,
+}
+
+impl PolicyError {
+    /// One line saying how many errors and warnings the policy has.
+    pub fn summary(&self) -> String {
+        format!("policy {} has {}", self.source_name, count(&self.problems))
+    }
 }
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.problems.len();
-        write!(
-            f,
-            "policy {} has {n} problem{}:",
-            self.source_name,
-            if n == 1 { "" } else { "s" }
-        )?;
+        write!(f, "{}:", self.summary())?;
         for p in &self.problems {
-            match p.line {
-                Some(line) => write!(f, "\n  {}:{line}: {}", self.source_name, p.message)?,
-                None => write!(f, "\n  {}: {}", self.source_name, p.message)?,
-            }
+            write!(f, "\n  {}", p.located(&self.source_name))?;
         }
         Ok(())
     }
 }
 
 impl std::error::Error for PolicyError {}
+
+/// A policy that passed [`Policy::check`], with what is worth a look.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The policy.
+    pub policy: Policy,
+    /// Warnings, in file order (the catalog's: documents outside it, test-only documents,
+    /// values that do not look like their resource-picker type...).
+    pub warnings: Vec<Problem>,
+}
 
 /// The `action = { ... }` inline table before it is checked.
 #[derive(Debug, Deserialize)]
@@ -122,9 +185,64 @@ struct ActionConfig {
     assume_role: Option<String>,
 }
 
+/// Where the parts of each rule's action are, by rule index, for the catalog's problems.
+#[derive(Debug, Default, Deserialize)]
+struct ActionSpansDoc {
+    #[serde(default)]
+    rule: Vec<RuleSpans>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RuleSpans {
+    /// `None` when the action is absent or not a table (the loader reports that).
+    #[serde(default, deserialize_with = "lenient")]
+    action: Option<ActionSpans>,
+}
+
+/// The spans of an action's keys; any other key is ignored here.
+#[derive(Debug, Deserialize)]
+struct ActionSpans {
+    runbook: Option<Spanned<IgnoredAny>>,
+    parameters: Option<Spanned<BTreeMap<Spanned<String>, IgnoredAny>>>,
+    assume_role: Option<Spanned<IgnoredAny>>,
+}
+
+/// A value that may not have the expected shape: `None` then, without failing the
+/// document (the loader reports the shape with its line).
+fn lenient<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(T::deserialize(d).ok())
+}
+
+impl ActionSpans {
+    /// Where a catalog problem belongs: the parameter it names (the action's
+    /// `assume_role` for `AutomationAssumeRole` when the action gives one), `parameters`
+    /// for a parameter the action lacks, and the `runbook` for the document itself.
+    fn of(&self, problem: &catalog::Problem) -> Option<Range<usize>> {
+        let runbook = self.runbook.as_ref().map(|r| r.span());
+        let Some(name) = problem.parameter.as_deref() else {
+            return runbook;
+        };
+        let twice = problem.kind == catalog::ProblemKind::AssumeRoleTwice;
+        if name == ASSUME_ROLE_PARAMETER && !twice {
+            if let Some(role) = &self.assume_role {
+                return Some(role.span());
+            }
+        }
+        let parameters = self.parameters.as_ref();
+        parameters
+            .and_then(|p| p.get_ref().keys().find(|k| k.get_ref() == name))
+            .map(|k| k.span())
+            .or_else(|| parameters.map(|p| p.span()))
+            .or(runbook)
+    }
+}
+
 struct Loader<'a> {
     src: &'a str,
     problems: Vec<Problem>,
+    /// The catalog runbook actions are checked against, and where each rule's action
+    /// parts are (by rule index); `None` when loading without the catalog.
+    catalog: Option<(&'a Catalog, Vec<RuleSpans>)>,
 }
 
 impl Loader<'_> {
@@ -137,10 +255,42 @@ impl Loader<'_> {
 
     fn problem(&mut self, span: Range<usize>, message: impl Into<String>) {
         let line = Some(self.line(span));
-        self.problems.push(Problem {
-            line,
-            message: message.into(),
-        });
+        self.problems.push(Problem::error(line, message));
+    }
+
+    /// The catalog's problems with rule `index`'s runbook, each on the line of the part
+    /// of the action it concerns (else the action's). A notify-only rule never runs its
+    /// action, so a document outside the catalog (the packs' `Redress-NotifyOnly-*`
+    /// labels) is not worth a warning there; a misspelt name still is an error, since the
+    /// mode may change.
+    fn check_runbook(
+        &mut self,
+        index: usize,
+        runbook: &Runbook,
+        notify: bool,
+        at: Range<usize>,
+        what: &str,
+    ) {
+        let Some((catalog, spans)) = &self.catalog else {
+            return;
+        };
+        let spans = spans.get(index).and_then(|r| r.action.as_ref());
+        let found: Vec<(Option<usize>, catalog::Problem)> = catalog
+            .check_runbook(runbook)
+            .into_iter()
+            .filter(|p| !(notify && p.kind == catalog::ProblemKind::UnknownDocument))
+            .map(|p| {
+                let span = spans.and_then(|s| s.of(&p)).unwrap_or(at.clone());
+                (Some(self.line(span)), p)
+            })
+            .collect();
+        for (line, p) in found {
+            self.problems.push(Problem {
+                line,
+                severity: p.severity,
+                message: format!("{what}: {}", p.message),
+            });
+        }
     }
 
     fn check_keys(&mut self, table: &SpannedTable, known: &[&str], what: &str) {
@@ -560,6 +710,10 @@ impl Loader<'_> {
                     None
                 }
             });
+        if let Some((Action::Runbook(runbook), span)) = &action {
+            let notify = matches!(mode, Some((Mode::Notify, _)));
+            self.check_runbook(index, runbook, notify, span.clone(), &what);
+        }
         // Deleting is never automatic, whatever the severity: a person sees it first.
         if let Some((Action::Fix(f @ Fix::DeleteUnauthorizedParameter { .. }), span)) = &action {
             if !matches!(mode, Some((Mode::Approve, _))) {
@@ -759,8 +913,35 @@ struct RawDoc {
 }
 
 impl Policy {
-    /// Parses and validates a policy. `source_name` appears in messages.
+    /// Parses and validates a policy. `source_name` appears in messages. Runbook actions
+    /// are not checked against the catalog (see [`Policy::check`]).
     pub fn from_toml(src: &str, source_name: &str) -> Result<Policy, PolicyError> {
+        Policy::load(src, source_name, None).map(|c| c.policy)
+    }
+
+    /// Reads and validates a policy file.
+    pub fn from_file(path: &std::path::Path) -> Result<Policy, PolicyError> {
+        Policy::from_toml(&read(path)?, &path.display().to_string())
+    }
+
+    /// Parses and validates a policy, and checks every runbook action against the
+    /// catalog: the catalog's errors fail it like any other problem, its warnings come
+    /// back with the policy.
+    pub fn check(src: &str, source_name: &str, catalog: &Catalog) -> Result<Checked, PolicyError> {
+        Policy::load(src, source_name, Some(catalog))
+    }
+
+    /// Reads a policy file and [`Policy::check`]s it.
+    pub fn check_file(path: &std::path::Path, catalog: &Catalog) -> Result<Checked, PolicyError> {
+        Policy::check(&read(path)?, &path.display().to_string(), catalog)
+    }
+
+    /// Loads a policy, checking runbook actions against `catalog` when one is given.
+    fn load(
+        src: &str,
+        source_name: &str,
+        catalog: Option<&Catalog>,
+    ) -> Result<Checked, PolicyError> {
         let fail = |problems| PolicyError {
             source_name: source_name.to_string(),
             problems,
@@ -768,10 +949,10 @@ impl Policy {
         let mut loader = Loader {
             src,
             problems: Vec::new(),
+            catalog: None,
         };
-        let syntax = |e: toml::de::Error, loader: &Loader<'_>| Problem {
-            line: e.span().map(|s| loader.line(s)),
-            message: e.message().to_string(),
+        let syntax = |e: toml::de::Error, loader: &Loader<'_>| {
+            Problem::error(e.span().map(|s| loader.line(s)), e.message())
         };
         let top: SpannedTable = match toml::from_str(src) {
             Ok(t) => t,
@@ -785,6 +966,12 @@ impl Policy {
                 return Err(fail(loader.problems));
             }
         };
+        // The document parsed above, so this does too; without spans, problems fall back
+        // to the action's line.
+        loader.catalog = catalog.map(|c| {
+            let spans: ActionSpansDoc = toml::from_str(src).unwrap_or_default();
+            (c, spans.rule)
+        });
         let routing = loader.routing(doc.routing.as_ref());
         let approvals = loader.approvals(doc.approvals.as_ref());
         let limits = loader.limits(doc.limits.as_ref());
@@ -819,13 +1006,18 @@ impl Policy {
             }
         }
         if doc.rule.is_empty() && loader.problems.is_empty() {
-            loader.problems.push(Problem {
-                line: None,
-                message: "no [[rule]] tables: every event would be skipped".into(),
-            });
+            loader.problems.push(Problem::error(
+                None,
+                "no [[rule]] tables: every event would be skipped",
+            ));
         }
-        if loader.problems.is_empty() {
-            Ok(Policy {
+        // Stable: problems on one line keep the order they were found in.
+        loader.problems.sort_by_key(|p| p.line);
+        if loader.problems.iter().any(Problem::is_error) {
+            return Err(fail(loader.problems));
+        }
+        Ok(Checked {
+            policy: Policy {
                 routing,
                 approvals,
                 rules,
@@ -835,25 +1027,18 @@ impl Policy {
                 exemptions,
                 config,
                 version: version_of(src),
-            })
-        } else {
-            loader.problems.sort_by_key(|p| p.line);
-            Err(fail(loader.problems))
-        }
+            },
+            warnings: loader.problems,
+        })
     }
+}
 
-    /// Reads and validates a policy file.
-    pub fn from_file(path: &std::path::Path) -> Result<Policy, PolicyError> {
-        let name = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|e| PolicyError {
-            source_name: name.clone(),
-            problems: vec![Problem {
-                line: None,
-                message: format!("cannot read: {e}"),
-            }],
-        })?;
-        Policy::from_toml(&src, &name)
-    }
+/// A policy file's text.
+fn read(path: &std::path::Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|e| PolicyError {
+        source_name: path.display().to_string(),
+        problems: vec![Problem::error(None, format!("cannot read: {e}"))],
+    })
 }
 
 fn raw_id(table: &SpannedTable) -> Option<(&str, Range<usize>)> {
@@ -1093,6 +1278,134 @@ action = { fix = "revoke_public_ingress" }
             "/payments/approved/",
         ));
         assert!(ps[0].message.contains("in both"), "{ps:?}");
+    }
+
+    /// A rule checking an IMDSv2 runbook written as sub-tables, so each part of its
+    /// action is on a line of its own.
+    const CATALOG_SPLIT: &str = r#"[[rule]]
+id = "fine"
+config_rule = "x"
+severity = "LOW"
+action = { fix = "revoke_public_ingress" }
+
+[[rule]]
+id = "imds"
+config_rule = "ec2-imdsv2-check"
+severity = "LOW"
+
+[rule.action]
+runbook = "AWSConfigRemediation-EnforceEC2InstanceIMDSv2"
+assume_role = "arn:aws:iam::{account_id}:role/redress-automation"
+
+[rule.action.parameters]
+InstanceId = ["{resource_id}"]
+HttpPutResponseHopLimit = ["{resource_id}"]
+HopLimit = ["2"]
+"#;
+
+    fn checked(src: &str) -> Result<Checked, PolicyError> {
+        Policy::check(src, "p.toml", Catalog::shipped())
+    }
+
+    #[test]
+    fn check_puts_each_catalog_problem_on_the_line_of_what_it_concerns() {
+        let ps = checked(CATALOG_SPLIT).unwrap_err().problems;
+        let found: Vec<(Option<usize>, bool)> = ps.iter().map(|p| (p.line, p.is_error())).collect();
+        // Line 18: the placeholder cannot fill an Integer; line 19: no such parameter.
+        assert_eq!(found, vec![(Some(18), true), (Some(19), true)], "{ps:#?}");
+        assert!(
+            ps[0].message.starts_with("rule `imds`: "),
+            "{}",
+            ps[0].message
+        );
+        assert!(
+            ps[0].message.contains("{resource_id} cannot fill"),
+            "{}",
+            ps[0].message
+        );
+        assert!(
+            ps[1].message.contains("no parameter HopLimit"),
+            "{}",
+            ps[1].message
+        );
+
+        // Without the role: the problem is on the `parameters` the role is missing from.
+        let no_role = CATALOG_SPLIT.replace(
+            "assume_role = \"arn:aws:iam::{account_id}:role/redress-automation\"\n",
+            "",
+        );
+        let ps = checked(&no_role).unwrap_err().problems;
+        assert!(
+            ps.iter()
+                .any(|p| p.line == Some(15) && p.message.contains("requires AutomationAssumeRole")),
+            "{ps:#?}"
+        );
+        // A bad role is on the line of `assume_role`.
+        let bad_role = CATALOG_SPLIT.replace("{account_id}:role", "{region}:role");
+        let ps = checked(&bad_role).unwrap_err().problems;
+        assert!(
+            ps.iter().any(|p| p.line == Some(14) && !p.is_error()),
+            "{ps:#?}"
+        );
+        // A misspelt document is on the line of `runbook`, in an inline action too.
+        let ps = checked(&CATALOG_SPLIT.replace("AWSConfigRemediation-Enforce", "AWS-Enforce"))
+            .unwrap_err()
+            .problems;
+        assert_eq!(ps[0].line, Some(13), "{ps:#?}");
+        assert!(
+            ps[0]
+                .message
+                .contains("did you mean AWSConfigRemediation-EnforceEC2InstanceIMDSv2?"),
+            "{}",
+            ps[0].message
+        );
+    }
+
+    #[test]
+    fn catalog_warnings_come_back_with_the_policy_and_errors_fail_it_alongside_others() {
+        let outside = r#"[[rule]]
+id = "custom"
+config_rule = "x"
+severity = "LOW"
+action = { runbook = "Acme-FixEverything", parameters = { Target = ["{resource_id}"] } }
+"#;
+        let c = checked(outside).unwrap();
+        assert_eq!(c.policy.rules.len(), 1);
+        assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+        assert_eq!(c.warnings[0].line, Some(5));
+        assert!(!c.warnings[0].is_error());
+        assert!(c.warnings[0]
+            .located("p.toml")
+            .starts_with("p.toml:5: warning: rule `custom`: runbook Acme-FixEverything is not in"));
+
+        // A notify-only rule never runs its action: no warning about its document, but a
+        // misspelt name is still an error.
+        let notify = outside.replace("action =", "mode = \"notify\"\naction =");
+        assert!(checked(&notify).unwrap().warnings.is_empty());
+        let misspelt = notify.replace("Acme-FixEverything", "AWS-EnableS3BucketEncrytion");
+        assert!(checked(&misspelt).is_err());
+
+        // A catalog error sorts among the loader's own problems, warnings kept.
+        let src = format!(
+            "{outside}\n{}",
+            CATALOG_SPLIT.replace("id = \"fine\"", "id = \"fine\"\ncolour = 1")
+        );
+        let e = checked(&src).unwrap_err();
+        let lines: Vec<Option<usize>> = e.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![Some(5), Some(9), Some(25), Some(26)], "{e}");
+        assert_eq!(e.summary(), "policy p.toml has 3 errors and 1 warning");
+        assert!(
+            e.to_string()
+                .contains("\n  p.toml:9: error: unknown key `colour`"),
+            "{e}"
+        );
+
+        // Loading for the workers does not consult the catalog.
+        assert!(Policy::from_toml(CATALOG_SPLIT, "p.toml").is_ok());
+        assert!(Policy::check(GOOD, "p.toml", Catalog::shipped())
+            .unwrap()
+            .warnings
+            .is_empty());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::ConfigSettings;
 pub use limits::{Accounts, BreakerSettings, Exception, Limits};
-pub use load::{PolicyError, Problem};
+pub use load::{Checked, PolicyError, Problem};
 pub use render::{Facts, RenderedAction, RenderedRunbook, PLACEHOLDERS};
 
 /// How bad a finding is. Ordered: `LOW < MEDIUM < HIGH < CRITICAL`.
