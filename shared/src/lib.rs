@@ -11,6 +11,7 @@ pub mod approver;
 pub mod audit;
 pub mod automation;
 pub mod catalog;
+pub mod coverage;
 pub mod dead_letter;
 pub mod decision;
 pub mod evaluate;
