@@ -181,9 +181,36 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-/// The coverage table as Markdown: a one-line summary, then one row per policy rule.
-pub fn render(policy: &Policy, catalog: &Catalog) -> String {
-    let rows = rows(policy, catalog);
+/// A policy's coverage in numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Rules.
+    pub rules: usize,
+    /// Rules fixed automatically.
+    pub auto: usize,
+    /// Rules fixed after approval.
+    pub approve: usize,
+    /// Rules that only notify.
+    pub notify: usize,
+    /// Distinct AWS-owned runbooks that can run (not notify-only, not test documents).
+    pub runbooks: usize,
+    /// Fixes (rules that are not notify-only) redress could undo.
+    pub undoable: usize,
+}
+
+impl Counts {
+    /// Rules that fix something.
+    pub fn fixes(&self) -> usize {
+        self.rules - self.notify
+    }
+}
+
+/// Counts a policy's rules, runbooks and undoable fixes, as the table shows them.
+pub fn counts(policy: &Policy, catalog: &Catalog) -> Counts {
+    counted(policy, catalog, &rows(policy, catalog))
+}
+
+fn counted(policy: &Policy, catalog: &Catalog, rows: &[Row]) -> Counts {
     let count = |m: Mode| rows.iter().filter(|r| r.mode == m).count();
     let runbooks: std::collections::BTreeSet<&str> = policy
         .rules
@@ -196,16 +223,30 @@ pub fn render(policy: &Policy, catalog: &Catalog) -> String {
         .filter(|d| !d.test_only)
         .map(|d| d.name.as_str())
         .collect();
+    Counts {
+        rules: rows.len(),
+        auto: count(Mode::Auto),
+        approve: count(Mode::Approve),
+        notify: count(Mode::Notify),
+        runbooks: runbooks.len(),
+        undoable: rows.iter().filter(|r| r.undoable == "yes").count(),
+    }
+}
+
+/// The coverage table as Markdown: a one-line summary, then one row per policy rule.
+pub fn render(policy: &Policy, catalog: &Catalog) -> String {
+    let rows = rows(policy, catalog);
+    let c = counted(policy, catalog, &rows);
     let mut out = format!(
         "{} rules: {} fixed automatically, {} after approval, {} notify only. AWS-owned \
          runbooks used: {}. Fixes redress could undo: {} of {}.\n\n",
-        rows.len(),
-        count(Mode::Auto),
-        count(Mode::Approve),
-        count(Mode::Notify),
-        runbooks.len(),
-        rows.iter().filter(|r| r.undoable == "yes").count(),
-        rows.len() - count(Mode::Notify),
+        c.rules,
+        c.auto,
+        c.approve,
+        c.notify,
+        c.runbooks,
+        c.undoable,
+        c.fixes(),
     );
     out.push_str(
         "| managed rule | fix | severity | mode | undoable | paired by AWS | note |\n\

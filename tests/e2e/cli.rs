@@ -57,11 +57,11 @@ action = { fix = "revoke_public_ingress" }
 fn the_default_policy_is_valid() {
     let out = redress(&["policy", "check"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    // Two runbooks: AWS-EnableS3BucketEncryption and
-    // AWSConfigRemediation-EnforceEC2InstanceIMDSv2, both undoable by the catalog.
+    // One runbook that runs (AWS-EnableS3BucketEncryption; the IMDSv2 rule only
+    // notifies); of the six fixes, all but deleting a parameter can be undone.
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("default.toml: OK, 7 rules: 2 runbooks, 2 undoable\n"),
+        stdout.contains("default.toml: OK, 7 rules: 1 runbook, 5 of 6 fixes undoable\n"),
         "{stdout}"
     );
     assert_eq!(text(&out.stderr), "", "no warnings");
@@ -157,7 +157,7 @@ fn policy_check_warns_about_a_runbook_outside_the_catalog_and_passes() {
     );
     assert!(
         text(&out.stdout).contains(&format!(
-            "{path}: OK, 2 rules: 1 runbook, 0 undoable, 1 outside the runbook catalog\n"
+            "{path}: OK, 2 rules: 0 runbooks, 1 of 2 fixes undoable, 1 outside the runbook catalog\n"
         )),
         "{}",
         text(&out.stdout)

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use redress::catalog::Catalog;
+use redress::coverage;
 use redress::decision::{decide, Decision};
 use redress::event::parse_message;
 use redress::message::Finding;
@@ -101,33 +102,36 @@ pub fn check(path: &Path) -> CliResult {
     Ok(())
 }
 
-/// The policy's size in words: `7 rules: 2 runbooks, 1 undoable`. Runbooks are the
-/// distinct documents its rules name, undoable those whose change the catalog says redress
-/// could put back, and those outside the catalog are counted when there are any. A
-/// notify-only rule's document outside the catalog is a label that never runs (the packs'
+/// The policy's size in words: `7 rules: 2 runbooks, 5 of 6 fixes undoable`, counted as
+/// the coverage table counts them ([`coverage::counts`]: runbooks are the distinct
+/// AWS-owned documents that can run, undoable the fixes redress could put back), plus
+/// runnable documents outside the catalog when there are any. A notify-only rule's
+/// document outside the catalog is a label that never runs (the packs'
 /// `Redress-NotifyOnly-*`), not a runbook.
 fn counts(policy: &Policy, catalog: &Catalog) -> String {
-    let documents: BTreeSet<&str> = policy
+    let c = coverage::counts(policy, catalog);
+    let outside: BTreeSet<&str> = policy
         .rules
         .iter()
+        .filter(|r| policy.mode_of(r) != Mode::Notify)
         .filter_map(|r| match &r.action {
-            Action::Runbook(rb) => Some((r, rb.document.as_str())),
-            Action::Fix(_) => None,
+            Action::Runbook(rb) if catalog.get(&rb.document).is_none() => {
+                Some(rb.document.as_str())
+            }
+            _ => None,
         })
-        .filter(|(r, d)| policy.mode_of(r) != Mode::Notify || catalog.get(d).is_some())
-        .map(|(_, d)| d)
         .collect();
-    let known = documents.iter().filter_map(|d| catalog.get(d));
-    let undoable = known.clone().filter(|d| d.undo.is_some()).count();
-    let outside = documents.len() - known.count();
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let fixes = if c.fixes() == 1 { "fix" } else { "fixes" };
     let mut text = format!(
-        "{}: {}, {undoable} undoable",
-        plural(policy.rules.len(), "rule"),
-        plural(documents.len(), "runbook")
+        "{}: {}, {} of {} {fixes} undoable",
+        plural(c.rules, "rule"),
+        plural(c.runbooks, "runbook"),
+        c.undoable,
+        c.fixes(),
     );
-    if outside > 0 {
-        text.push_str(&format!(", {outside} outside the runbook catalog"));
+    if !outside.is_empty() {
+        text.push_str(&format!(", {} outside the runbook catalog", outside.len()));
     }
     text
 }
