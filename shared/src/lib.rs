@@ -18,6 +18,7 @@ pub mod evaluate;
 pub mod event;
 pub mod guard;
 pub mod ingress;
+pub mod ledger;
 pub mod message;
 pub mod parameter_path;
 pub mod policy;
