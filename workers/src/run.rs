@@ -161,8 +161,17 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Workers) -> CliResul
     let grace = Duration::from_secs(args.shutdown_grace);
     if which != Workers::Executor {
         let handler = Arc::new(router(global, policy.clone(), &clients).await?);
+        // With the executor in the process, the router drains with it: the executor's
+        // fixes ask Config to evaluate again, whose events arrive after the fix.
         let until = if args.once {
-            RunUntil::Drained(vec![events.clone()], deferred.clone())
+            RunUntil::Drained(
+                if which == Workers::Both {
+                    vec![events.clone(), tasks.clone()]
+                } else {
+                    vec![events.clone()]
+                },
+                deferred.clone(),
+            )
         } else {
             RunUntil::Shutdown
         };

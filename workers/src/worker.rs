@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,13 +42,26 @@ pub enum RunUntil {
 }
 
 /// Messages this process handed back to wait (retry back-off): invisible, like messages
-/// in flight, but nobody is working on them. Shared by the workers of a draining run.
+/// in flight, but nobody is working on them. Shared by the workers of a draining run,
+/// with whether one of them found everything drained: then all stop. (Each looking for
+/// itself can hang: the router stops, an event the executor's last fix caused arrives,
+/// and the executor waits for a router that is gone.)
 #[derive(Debug, Default)]
-pub struct Deferred(Mutex<HashMap<(String, String), Instant>>);
+pub struct Deferred(Mutex<HashMap<(String, String), Instant>>, AtomicBool);
 
 impl Deferred {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Instant>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a worker of this run found every queue drained.
+    fn done(&self) -> bool {
+        self.1.load(Ordering::SeqCst)
+    }
+
+    /// Every queue is drained: the run's workers stop.
+    fn finish(&self) {
+        self.1.store(true, Ordering::SeqCst);
     }
 
     /// A message of `queue` (URL) comes back after `secs`.
@@ -150,7 +164,11 @@ impl<H: Handler> Worker<H> {
             };
             if batch.is_empty() {
                 if let RunUntil::Drained(queues, deferred) = &until {
+                    if deferred.done() {
+                        break;
+                    }
                     if drained(queues, deferred).await {
+                        deferred.finish();
                         break;
                     }
                 }
