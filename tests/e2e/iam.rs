@@ -1035,6 +1035,8 @@ remediator may     ssm:GetParameter @ arn:aws:ssm:{region}:{home}:parameter{base
 remediator may-not ssm:PutParameter ssm:DeleteParameter @ arn:aws:ssm:{region}:{home}:parameter{baseline}
 remediator may     ssm:GetParameter ssm:PutParameter ssm:DeleteParameter @ arn:aws:ssm:{region}:{home}:parameter{current}
 remediator may     ssm:GetParameter ssm:PutParameter @ arn:aws:ssm:{region}:{home}:parameter{quarantine}
+remediator may     ssm:PutParameter @ arn:aws:ssm:{region}:{home}:parameter{quarantine} if ssm:Overwrite=false
+remediator may-not ssm:PutParameter @ arn:aws:ssm:{region}:{home}:parameter{quarantine} if ssm:Overwrite=true
 remediator may-not ssm:DeleteParameter @ arn:aws:ssm:{region}:{home}:parameter{quarantine}
 remediator may-not ssm:GetParameter ssm:PutParameter ssm:DeleteParameter @ arn:aws:ssm:{region}:{home}:parameter/other/secret
 remediator may-not ssm:GetParameter ssm:DeleteParameter @ arn:aws:ssm:{region}:{other}:parameter{current}
@@ -1228,16 +1230,18 @@ fn duties(w: &World) -> Vec<Duty> {
             .filter(|(_, n)| *n == notify)
             .map(|(r, _)| r)
             .collect();
-        if !notify {
-            // The runbook the README and the local demo use for security groups.
-            v.push("AWS-DisablePublicAccessForSecurityGroup".into());
-        }
         v.sort();
         v.dedup();
         v
     };
-    set("runbook", runbooks(false));
-    set("notify-runbook", runbooks(true));
+    let run = runbooks(false);
+    // A document one policy only notifies about may be one another policy runs.
+    let never_run: Vec<String> = runbooks(true)
+        .into_iter()
+        .filter(|r| !run.contains(r))
+        .collect();
+    set("runbook", run);
+    set("notify-runbook", never_run);
     set(
         "automation-role",
         values("assume_role")
