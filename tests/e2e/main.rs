@@ -4,6 +4,7 @@
 
 mod accounts;
 mod approvals;
+mod automation_role;
 mod bad_input;
 mod chaos;
 mod cli;
@@ -13,6 +14,7 @@ mod dlq;
 mod iam;
 mod lifecycle;
 mod pipeline;
+mod runbooks;
 mod safety;
 mod support;
 mod templates;

@@ -1143,15 +1143,31 @@ pub fn wait_until_blocking(timeout: Duration, what: &str, mut condition: impl Fn
     }
 }
 
-/// `infra/local/demo.py` against the test stack.
-fn demo(args: &[&str]) -> String {
-    let out = Command::new(root().join(".venv/bin/python"))
-        .arg(root().join("infra/local/demo.py"))
-        .args(args)
+/// A command run as the world's principal (so in the world's account) against the test
+/// stack, as `make run` runs the demo's scripts.
+fn demo_command(w: &World, program: &Path) -> Command {
+    let c = &w.credentials;
+    let mut cmd = Command::new(program);
+    cmd.current_dir(root())
         .env("AWS_ENDPOINT_URL", endpoint())
         .env("AWS_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ACCESS_KEY_ID", c.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", c.secret_access_key())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .stdin(Stdio::null());
+    match c.session_token() {
+        Some(token) => cmd.env("AWS_SESSION_TOKEN", token),
+        None => cmd.env_remove("AWS_SESSION_TOKEN"),
+    };
+    cmd
+}
+
+/// `infra/local/demo.py` in the world's account; its standard output.
+fn demo(w: &World, args: &[&str]) -> String {
+    let out = demo_command(w, &root().join(".venv/bin/python"))
+        .arg(root().join("infra/local/demo.py"))
+        .args(args)
         .output()
         .expect("run demo.py");
     assert!(
@@ -1162,28 +1178,65 @@ fn demo(args: &[&str]) -> String {
     text(&out.stdout)
 }
 
-/// Builds the demo world (`make run`'s); returns the file holding its ids.
+/// Builds the demo world (`make run`'s) in the world's account; returns the file holding
+/// its ids.
 pub fn demo_world(w: &World) -> PathBuf {
     let path = w.dir.join("world.json");
-    std::fs::write(&path, demo(&["create"])).unwrap();
+    std::fs::write(&path, demo(w, &["create"])).unwrap();
     path
 }
 
 /// The demo world's state, as `make run` reports it.
-pub fn demo_report(world: &Path) -> String {
-    demo(&["report", "--world", world.to_str().unwrap()])
+pub fn demo_report(w: &World, world: &Path) -> String {
+    demo(w, &["report", "--world", world.to_str().unwrap()])
 }
 
-/// The demo world's findings: (Config rule, resource id, type, compliance).
-pub fn demo_findings(world: &Path) -> Vec<(String, String, String, String)> {
-    demo(&["findings", "--world", world.to_str().unwrap()])
+/// One finding about the demo world, as Config reports it (`demo.py findings`).
+#[derive(Debug, Clone)]
+pub struct DemoFinding {
+    pub rule: String,
+    pub resource: String,
+    pub resource_type: String,
+    pub compliance: String,
+    pub annotation: Option<String>,
+}
+
+/// The demo world's findings.
+pub fn demo_findings(w: &World, world: &Path) -> Vec<DemoFinding> {
+    demo(w, &["findings", "--world", world.to_str().unwrap()])
         .lines()
         .map(|l| {
             let f: serde_json::Value = serde_json::from_str(l).unwrap();
             let s = |k: &str| f[k].as_str().unwrap().to_string();
-            (s("rule"), s("resource"), s("type"), s("compliance"))
+            DemoFinding {
+                rule: s("rule"),
+                resource: s("resource"),
+                resource_type: s("type"),
+                compliance: s("compliance"),
+                annotation: f["annotation"].as_str().map(str::to_string),
+            }
         })
         .collect()
+}
+
+/// `make run`'s demo (`infra/local/demo.sh`) against the world: its queues, its account,
+/// this build's binary, its files (world, policy, logs, audit records) in the world's
+/// directory. The events of the demo's Config rules reach the world's events queue only
+/// if the test makes them (`listen_to_default_bus`), as `redress provision` does for
+/// `make run`.
+pub fn demo_run(w: &World) -> Output {
+    demo_command(w, &root().join("infra/local/demo.sh"))
+        .env("REDRESS_BIN", env!("CARGO_BIN_EXE_redress"))
+        .env("REDRESS_DEMO_STATE", &w.dir)
+        .env("REDRESS_EVENTS_QUEUE", w.queue_name("events"))
+        .env("REDRESS_TASKS_QUEUE", w.queue_name("tasks"))
+        .env("REDRESS_APPROVALS_QUEUE", w.queue_name("approvals"))
+        .env("REDRESS_POLL_INTERVAL_MS", "100")
+        .env_remove("REDRESS_POLICY")
+        .env_remove("REDRESS_DRY_RUN")
+        .env_remove("REDRESS_LOG_FORMAT")
+        .output()
+        .expect("run demo.sh")
 }
 
 /// GET a path on the local stack (its `/_redress/...` inspection endpoints).
@@ -1244,4 +1297,66 @@ pub fn executions(records: &[serde_json::Value]) -> Vec<&serde_json::Value> {
         .iter()
         .filter(|r| r["worker"] == "executor")
         .collect()
+}
+
+/// What every [`World::boto3`] snippet starts with: `client(service)` signed as the
+/// world's principal, `json`, `prefix` (the world's), `account` (the principal's), `v`
+/// (the values the test passes) and `unless(codes, call, **kwargs)` (the call's answer,
+/// or None when it fails with one of those error codes).
+const BOTO3_PRELUDE: &str = r#"
+import json, os, re
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+def unless(codes, call, **kwargs):
+    try:
+        return call(**kwargs)
+    except ClientError as e:
+        if e.response["Error"]["Code"] in codes:
+            return None
+        raise
+
+prefix = os.environ["REDRESS_E2E_PREFIX"]
+v = json.loads(os.environ["REDRESS_E2E_VARS"])
+
+def _loopback(request, **_):
+    # S3 Control puts the account in front of the host, which does not resolve on loopback.
+    request.url = re.sub(r"^(https?://)\d{12}\.", r"\1", request.url)
+
+def client(service):
+    c = boto3.session.Session().client(
+        service, endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+        region_name=os.environ["AWS_REGION"], config=Config(retries={"max_attempts": 2}))
+    if service == "s3control":
+        c.meta.events.register("before-sign.s3-control.*", _loopback)
+    return c
+
+account = client("sts").get_caller_identity()["Account"]
+"#;
+
+impl World {
+    /// Runs a Python snippet with boto3 against the local stack as the world's own
+    /// principal (so in the world's account), for the services the tests have no Rust
+    /// SDK client for (S3, KMS, CloudTrail, RDS, ...), and returns the JSON document the
+    /// snippet prints on its last line. The snippet sees what [`BOTO3_PRELUDE`] defines,
+    /// `v` being `vars`.
+    pub fn boto3(&self, script: &str, vars: &serde_json::Value) -> serde_json::Value {
+        let out = demo_command(self, &root().join(".venv/bin/python"))
+            .arg("-c")
+            .arg(format!("{BOTO3_PRELUDE}\n{script}"))
+            .env("REDRESS_E2E_PREFIX", &self.prefix)
+            .env("REDRESS_E2E_VARS", vars.to_string())
+            .output()
+            .expect("run .venv/bin/python");
+        assert!(
+            out.status.success(),
+            "boto3 snippet failed: {}\n{script}",
+            text(&out.stderr)
+        );
+        let stdout = text(&out.stdout);
+        let last = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("boto3 snippet printed no JSON ({e}): {stdout:?}\n{script}"))
+    }
 }
