@@ -1,51 +1,60 @@
 """Build and inspect a small demo world on the local AWS stack (infra/local/stack.py),
-and play AWS Config's rules about it.
+and play the AWS managed Config rules about it that nothing evaluates locally.
 
     demo.py create                        build the world; print its ids as one JSON object
     demo.py report --world FILE           describe the world as it is now (FILE: create's JSON)
     demo.py findings --world FILE         the Config findings about it, one JSON object per line
-    demo.py config-rules [--fresh]        put the Config rules the findings name (PutConfigRule)
-    demo.py evaluate --world FILE         put the findings into Config (PutEvaluations)
+    demo.py config-rules [--fresh]        list the demo's Config rules: redress's own (made by
+                                          `redress provision`) and the AWS managed rules the
+                                          demo plays (put with PutConfigRule)
+    demo.py evaluate --world FILE         put the played rules' findings into Config
+                                          (PutEvaluations)
     demo.py reevaluate --world FILE [--since T]
                                           answer the StartConfigRulesEvaluation requests made
-                                          since unix time T: evaluate the world again, as the
-                                          rules would, and put the results into Config
+                                          since unix time T for the played rules: evaluate the
+                                          world again, as they would, and put the results
+    demo.py verdict --world FILE          Config's current result for each finding of
+                                          redress's rules; exit 1 unless none is NON_COMPLIANT
     demo.py outcome --world FILE --audit FILE
                                           each finding, what redress did, and how it ended
                                           (from the audit records of the runs)
 
-The world has three kinds of problem for the pipeline to find:
-  - security groups redress-demo-ssh (TCP 22 open to the world, 443 from 10/8) and
-    redress-demo-ftp (TCP 21 open to the world and from 10/8, 443 open to the world);
-  - the SSM parameter /payments/current/db_pool_size drifted from its approved
-    baseline /payments/approved/db_pool_size;
-  - an S3 bucket without default encryption.
+The world (one application, `payments`, and one web server's security group):
+  - security group redress-demo-web: TCP 22 and 21 open to the world, 21 also from 10/8,
+    443 open to the world (public web traffic, which the default rules leave alone);
+  - parameters of the payments app, live under /payments/current/ and approved under
+    /payments/approved/: db_pool_size drifted (200, approved 20), allowed_currencies
+    missing (a StringList baseline without a live parameter), debug_token unauthorized
+    (a SecureString with no baseline; its value is never printed), timeout_ms as approved;
+  - an S3 bucket without default encryption;
+  - the IAM user redress-demo-approver, whom the demo's policy names as the approver.
 
-Findings start where they start on AWS: as Config evaluations. `config-rules` creates
-the rules (AWS managed rules, and one custom rule), `evaluate` puts each finding's
-evaluation, and the local stack's Config stand-in turns every change of compliance into a
-`Config Rules Compliance Change` event on the default bus, which EventBridge delivers to
-redress-events. Nothing evaluates rules locally, so after redress fixes something and asks
-Config to re-evaluate, `reevaluate` plays the rules: it looks at the resources again and
-puts what the managed rule would conclude.
+Findings start where they start on AWS: as Config evaluations. redress's three custom
+rules are real on the local stack: `redress evaluate RULE` asks Config to run one, and the
+local Config stand-in invokes the rule's function (`redress evaluate --invocation -`).
+Nothing evaluates AWS managed rules locally, so for the bucket (and two findings redress
+does not fix) `config-rules` creates managed rules, `evaluate` puts their evaluations, and
+`reevaluate` plays them when redress asks Config to look again after a fix. Either way
+the local stack's Config stand-in turns every change of compliance into a `Config Rules
+Compliance Change` event on the default bus, which EventBridge delivers to redress-events.
 
-`create` can be re-run: it reuses same-named security groups (re-adding their rules),
-overwrites the parameters and makes a new bucket.
+`create` can be re-run: it reuses the same-named group (re-adding its rules), puts the
+parameters back as described (deleting the live allowed_currencies), reuses the approver
+and makes a new bucket.
 
 Environment: AWS_ENDPOINT_URL (default http://127.0.0.1:4599), AWS_REGION (default
-us-east-1), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (dummy values; default "testing").
+us-east-1), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (dummy values; default "testing"),
+AWS_SESSION_TOKEN (optional).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import secrets
 import sys
 import urllib.request
-import zipfile
 from datetime import datetime, timezone
 
 import boto3
@@ -53,8 +62,18 @@ from botocore.exceptions import ClientError
 
 WORLD_OPEN = ("0.0.0.0/0", "::/0")
 ENCRYPTION_RUNBOOK = "AWS-EnableS3BucketEncryption"
-SG_RUNBOOK = "AWS-DisablePublicAccessForSecurityGroup"
 SG, PARAM, BUCKET = "AWS::EC2::SecurityGroup", "AWS::SSM::Parameter", "AWS::S3::Bucket"
+GROUP_NAME = "redress-demo-web"
+APP = "payments"
+CURRENT, APPROVED = f"/{APP}/current/", f"/{APP}/approved/"
+QUARANTINE = "/redress/quarantine/"
+APPROVER = "redress-demo-approver"
+
+# redress's own Config rules (`redress provision` creates them; Config runs them).
+ADMIN_RULE = "redress-sg-admin-ports"
+PRIVILEGED_RULE = "redress-sg-privileged-ports"
+DRIFT_RULE = "redress-parameter-drift"
+REDRESS_RULES = (ADMIN_RULE, PRIVILEGED_RULE, DRIFT_RULE)
 
 
 def endpoint() -> str:
@@ -72,6 +91,7 @@ def client(service: str):
         region_name=region(),
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        aws_session_token=os.environ.get("AWS_SESSION_TOKEN") or None,
     )
 
 
@@ -110,29 +130,49 @@ def ensure_group(ec2, name: str, description: str, rules: list[dict]) -> str:
     return group_id
 
 
+def ensure_approver(iam) -> tuple[str, str]:
+    """(ARN, access key id) of the demo's approver, created if missing. The secret key is
+    dropped unseen: the local stack does not check signatures, so any secret signs."""
+    try:
+        arn = iam.get_user(UserName=APPROVER)["User"]["Arn"]
+    except ClientError as err:
+        if error_code(err) != "NoSuchEntity":
+            raise
+        arn = iam.create_user(UserName=APPROVER)["User"]["Arn"]
+    keys = iam.list_access_keys(UserName=APPROVER)["AccessKeyMetadata"]
+    if keys:
+        return arn, keys[0]["AccessKeyId"]
+    return arn, iam.create_access_key(UserName=APPROVER)["AccessKey"]["AccessKeyId"]
+
+
 def create() -> dict:
     ec2, ssm, s3 = client("ec2"), client("ssm"), client("s3")
-    ssh_group = ensure_group(
+    group = ensure_group(
         ec2,
-        "redress-demo-ssh",
-        "redress demo: SSH open to the world",
-        [tcp(22, "0.0.0.0/0"), tcp(443, "10.0.0.0/8")],
-    )
-    ftp_group = ensure_group(
-        ec2,
-        "redress-demo-ftp",
-        "redress demo: FTP open to the world",
-        [tcp(21, "0.0.0.0/0"), tcp(21, "10.0.0.0/8"), tcp(443, "0.0.0.0/0")],
+        GROUP_NAME,
+        "redress demo: a web server with SSH and FTP open to the world",
+        [tcp(22, "0.0.0.0/0"), tcp(21, "0.0.0.0/0"), tcp(21, "10.0.0.0/8"), tcp(443, "0.0.0.0/0")],
     )
 
-    baseline, current = "/payments/approved/db_pool_size", "/payments/current/db_pool_size"
-    ssm.put_parameter(Name=baseline, Value="20", Type="String", Overwrite=True)
-    ssm.put_parameter(Name=current, Value="200", Type="String", Overwrite=True)
+    def put(name: str, value: str, kind: str) -> None:
+        ssm.put_parameter(Name=name, Value=value, Type=kind, Overwrite=True)
+
+    put(f"{APPROVED}db_pool_size", "20", "String")
+    put(f"{CURRENT}db_pool_size", "200", "String")  # drifted
+    put(f"{APPROVED}allowed_currencies", "USD,EUR,GBP", "StringList")
+    try:  # missing: only its baseline exists
+        ssm.delete_parameter(Name=f"{CURRENT}allowed_currencies")
+    except ClientError as err:
+        if error_code(err) != "ParameterNotFound":
+            raise
+    put(f"{CURRENT}debug_token", secrets.token_urlsafe(18), "SecureString")  # unauthorized
+    put(f"{APPROVED}timeout_ms", "3000", "String")
+    put(f"{CURRENT}timeout_ms", "3000", "String")  # as approved
 
     bucket = f"redress-demo-unencrypted-{secrets.token_hex(4)}"
-    region = s3.meta.region_name
-    location = {} if region == "us-east-1" else {
-        "CreateBucketConfiguration": {"LocationConstraint": region}
+    where = s3.meta.region_name
+    location = {} if where == "us-east-1" else {
+        "CreateBucketConfiguration": {"LocationConstraint": where}
     }
     s3.create_bucket(Bucket=bucket, **location)
     # Real S3 gives every new bucket SSE-S3 by default; if the emulator does too,
@@ -140,12 +180,15 @@ def create() -> dict:
     if bucket_encryption(s3, bucket) is not None:
         s3.delete_bucket_encryption(Bucket=bucket)
 
+    approver, approver_key = ensure_approver(client("iam"))
     return {
-        "ssh_group": ssh_group,
-        "ftp_group": ftp_group,
-        "parameter": current,
-        "baseline_parameter": baseline,
+        "group": group,
+        "drifted": f"{CURRENT}db_pool_size",
+        "missing": f"{CURRENT}allowed_currencies",
+        "unauthorized": f"{CURRENT}debug_token",
         "bucket": bucket,
+        "approver": approver,
+        "approver_key": approver_key,
     }
 
 
@@ -153,9 +196,10 @@ def create() -> dict:
 
 
 def findings(world: dict) -> list[dict]:
-    """What AWS Config would report about the world (and some it would not act on)."""
+    """What AWS Config reports about the world (and some findings redress does not fix):
+    redress's rules' results as they will be, and the played managed rules' ones."""
 
-    def finding(rule, resource, kind, compliance="NON_COMPLIANT", annotation=None):
+    def finding(rule, resource, kind, annotation=None, compliance="NON_COMPLIANT"):
         return {
             "rule": rule,
             "resource": resource,
@@ -165,156 +209,67 @@ def findings(world: dict) -> list[dict]:
         }
 
     return [
-        finding("restricted-ssh", world["ssh_group"], SG, annotation="Port 22 is open to 0.0.0.0/0"),
-        finding(
-            "restricted-common-ports", world["ftp_group"], SG, annotation="Port 21 is open to 0.0.0.0/0"
-        ),
-        finding(
-            "ssm-parameter-drift",
-            world["parameter"],
-            PARAM,
-            annotation=f"differs from its baseline {world['baseline_parameter']}",
-        ),
+        finding(ADMIN_RULE, world["group"], SG, "tcp 22 from 0.0.0.0/0"),
+        finding(PRIVILEGED_RULE, world["group"], SG, "tcp 21 from 0.0.0.0/0"),
+        finding(DRIFT_RULE, world["drifted"], PARAM, "drifted"),
+        finding(DRIFT_RULE, world["missing"], PARAM, "missing"),
+        finding(DRIFT_RULE, world["unauthorized"], PARAM, "unauthorized"),
         finding(
             "s3-bucket-server-side-encryption-enabled",
             world["bucket"],
             BUCKET,
-            annotation="no default encryption",
+            "no default encryption",
         ),
         finding("ec2-imdsv2-check", "i-0123456789abcdef0", "AWS::EC2::Instance"),
-        finding("restricted-ssh", world["ftp_group"], SG, compliance="COMPLIANT"),
         finding("cloudtrail-enabled", "management-trail", "AWS::CloudTrail::Trail"),
     ]
 
 
 # --- Config rules and evaluations ------------------------------------------------
 
-# The rules the findings name, as AWS managed rules: (source identifier, resource types
-# in scope, input parameters). The emulator checks identifiers against AWS's list.
+# The AWS managed rules the demo plays: (source identifier, resource types in scope).
+# The emulator checks identifiers against AWS's list.
 MANAGED_RULES = {
-    "restricted-ssh": ("INCOMING_SSH_DISABLED", [SG], None),
-    # The managed rule's own default ports, written out so `reevaluate` reads them back
-    # from the rule, as the rule does.
-    "restricted-common-ports": (
-        "RESTRICTED_INCOMING_TRAFFIC",
-        [SG],
-        {
-            "blockedPort1": "20",
-            "blockedPort2": "21",
-            "blockedPort3": "3389",
-            "blockedPort4": "3306",
-            "blockedPort5": "4333",
-        },
-    ),
     "s3-bucket-server-side-encryption-enabled": (
         "S3_BUCKET_SERVER_SIDE_ENCRYPTION_ENABLED",
         [BUCKET],
-        None,
     ),
-    "ec2-imdsv2-check": ("EC2_IMDSV2_CHECK", ["AWS::EC2::Instance"], None),
+    "ec2-imdsv2-check": ("EC2_IMDSV2_CHECK", ["AWS::EC2::Instance"]),
     # Periodic and account-wide: no resource types in scope.
-    "cloudtrail-enabled": ("CLOUD_TRAIL_ENABLED", [], None),
+    "cloudtrail-enabled": ("CLOUD_TRAIL_ENABLED", []),
 }
-
-# Parameter drift has no AWS managed rule: it is a custom rule. Config (and the emulator)
-# refuses a CUSTOM_LAMBDA rule whose function does not exist, so `config-rules` creates a
-# placeholder function for it. Nothing ever invokes it: `evaluate` and `reevaluate` put
-# the rule's evaluations, as its function would.
-DRIFT_RULE = "ssm-parameter-drift"
-DRIFT_FUNCTION = "redress-demo-parameter-drift"
-DRIFT_ROLE = "redress-demo-config-rule"
-
-
-def demo_rule_names() -> list[str]:
-    return list(MANAGED_RULES) + [DRIFT_RULE]
-
-
-def placeholder_function() -> str:
-    """The ARN of the drift rule's Lambda function (created, with its role, if missing)."""
-    iam, lam = client("iam"), client("lambda")
-    try:
-        role_arn = iam.get_role(RoleName=DRIFT_ROLE)["Role"]["Arn"]
-    except ClientError as err:
-        if error_code(err) != "NoSuchEntity":
-            raise
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "lambda.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-        role_arn = iam.create_role(RoleName=DRIFT_ROLE, AssumeRolePolicyDocument=json.dumps(trust))[
-            "Role"
-        ]["Arn"]
-    try:
-        return lam.get_function(FunctionName=DRIFT_FUNCTION)["Configuration"]["FunctionArn"]
-    except ClientError as err:
-        if error_code(err) != "ResourceNotFoundException":
-            raise
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as z:
-        z.writestr(
-            "index.py",
-            "def handler(event, context):\n"
-            "    raise NotImplementedError('the redress demo plays this rule')\n",
-        )
-    return lam.create_function(
-        FunctionName=DRIFT_FUNCTION,
-        Runtime="python3.12",
-        Role=role_arn,
-        Handler="index.handler",
-        Code={"ZipFile": code.getvalue()},
-        Description="placeholder for the redress demo's ssm-parameter-drift Config rule",
-    )["FunctionArn"]
 
 
 def config_rules(fresh: bool) -> list[str]:
-    """Puts the demo's Config rules; with `fresh`, deletes them first, so no result of an
-    earlier run remains and every evaluation is a change (which is what sends an event)."""
+    """Puts the played managed rules (with `fresh`, deleting them first, so no result of
+    an earlier run remains and every evaluation is a change, which is what sends an
+    event); lists them after redress's own rules, which `redress provision` made."""
     config = client("config")
-    names = demo_rule_names()
     if fresh:
         existing = {r["ConfigRuleName"] for r in all_rules(config)}
-        for name in names:
+        for name in MANAGED_RULES:
             if name in existing:
                 config.delete_config_rule(ConfigRuleName=name)
-    for name, (identifier, types, params) in MANAGED_RULES.items():
+    for name, (identifier, types) in MANAGED_RULES.items():
         rule = {"ConfigRuleName": name, "Source": {"Owner": "AWS", "SourceIdentifier": identifier}}
         if types:
             rule["Scope"] = {"ComplianceResourceTypes": types}
-        if params:
-            rule["InputParameters"] = json.dumps(params)
         config.put_config_rule(ConfigRule=rule)
-    config.put_config_rule(
-        ConfigRule={
-            "ConfigRuleName": DRIFT_RULE,
-            "Description": "A parameter under /payments/current/ differs from its baseline",
-            "Source": {
-                "Owner": "CUSTOM_LAMBDA",
-                "SourceIdentifier": placeholder_function(),
-                "SourceDetails": [
-                    {
-                        "EventSource": "aws.config",
-                        "MessageType": "ScheduledNotification",
-                        "MaximumExecutionFrequency": "TwentyFour_Hours",
-                    }
-                ],
-            },
-        }
-    )
+    names = list(REDRESS_RULES) + list(MANAGED_RULES)
+    held = {r["ConfigRuleName"]: r for r in all_rules(config)}
     lines = []
-    for r in config.describe_config_rules(ConfigRuleNames=names)["ConfigRules"]:
+    for name in names:
+        r = held.get(name)
+        if r is None:
+            lines.append(f"{name:<42} missing: run `redress provision`")
+            continue
         source = r["Source"]
         kind = (
             f"AWS managed rule {source['SourceIdentifier']}"
             if source["Owner"] == "AWS"
             else f"custom rule (Lambda {source['SourceIdentifier'].rsplit(':', 1)[-1]})"
         )
-        lines.append(f"{r['ConfigRuleName']:<42} {kind:<58} {r['ConfigRuleArn']}")
+        lines.append(f"{name:<42} {kind:<50} {r['ConfigRuleArn']}")
     return lines
 
 
@@ -342,10 +297,12 @@ def put_evaluation(config, rule: str, kind: str, resource: str, compliance: str,
 
 
 def evaluate(world: dict) -> list[str]:
-    """Puts each finding into Config, as its rule's evaluation of the resource."""
+    """Puts each played rule's finding into Config, as the rule's evaluation."""
     config = client("config")
     lines = []
     for f in findings(world):
+        if f["rule"] not in MANAGED_RULES:
+            continue
         put_evaluation(
             config, f["rule"], f["type"], f["resource"], f["compliance"], f["annotation"]
         )
@@ -354,70 +311,14 @@ def evaluate(world: dict) -> list[str]:
     return lines
 
 
-# --- playing the rules: what each would conclude now -------------------------------
+# --- playing the managed rules: what each would conclude now -----------------------
+
+# The managed rules `reevaluate` can judge again.
+PLAYED = ("s3-bucket-server-side-encryption-enabled",)
 
 
-def tcp_ports_open_to_world(ec2, group_id: str, ports: list[int]) -> list[str] | None:
-    """`port from source` for each of `ports` open to the world (TCP, or all traffic);
-    None when the group is gone."""
-    try:
-        group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-    except ClientError as err:
-        if error_code(err) == "InvalidGroup.NotFound":
-            return None
-        raise
-    hits = set()
-    for perm in group.get("IpPermissions", []):
-        sources = [r["CidrIp"] for r in perm.get("IpRanges", [])] + [
-            r["CidrIpv6"] for r in perm.get("Ipv6Ranges", [])
-        ]
-        for source in (s for s in sources if s in WORLD_OPEN):
-            for port in ports:
-                every = perm["IpProtocol"] == "-1"
-                tcp_range = perm["IpProtocol"] in ("tcp", "6") and (
-                    perm.get("FromPort", 0) <= port <= perm.get("ToPort", 65535)
-                )
-                if every or tcp_range:
-                    hits.add((port, source))
-    return [f"Port {port} is open to {source}" for port, source in sorted(hits)]
-
-
-def blocked_ports(rule: dict) -> list[int]:
-    """RESTRICTED_INCOMING_TRAFFIC's ports: blockedPort1-5 and blockedPorts, from the rule."""
-    params = json.loads(rule.get("InputParameters") or "{}")
-    ports = [
-        int(v)
-        for k, v in sorted(params.items())
-        if k.startswith("blockedPort") and k[-1].isdigit()
-    ]
-    ports += [int(p) for p in params.get("blockedPorts", "").split(",") if p.strip()]
-    return ports or [20, 21, 3389, 3306, 4333]
-
-
-def judge(rule: dict, resource: str, world: dict) -> tuple[str, str | None, str]:
-    """(compliance, annotation, why) as the rule would evaluate the resource now."""
-    name = rule["ConfigRuleName"]
-    if name in ("restricted-ssh", "restricted-common-ports"):
-        ports = [22] if name == "restricted-ssh" else blocked_ports(rule)
-        hits = tcp_ports_open_to_world(client("ec2"), resource, ports)
-        if hits is None:
-            return "NOT_APPLICABLE", None, "the security group is gone"
-        if hits:
-            return "NON_COMPLIANT", "; ".join(hits), "; ".join(hits)
-        if len(ports) == 1:
-            return "COMPLIANT", None, f"port {ports[0]} is not open to the world"
-        listed = ", ".join(str(p) for p in ports)
-        return "COMPLIANT", None, f"none of ports {listed} is open to the world"
-    if name == DRIFT_RULE:
-        ssm = client("ssm")
-        current = parameter_value(ssm, resource)
-        baseline = parameter_value(ssm, world["baseline_parameter"])
-        if current is None:
-            return "NOT_APPLICABLE", None, "the parameter is gone"
-        if current == baseline:
-            return "COMPLIANT", None, f"= {current}, as its baseline"
-        note = f"= {current}, baseline {baseline}"
-        return "NON_COMPLIANT", note, note
+def judge(name: str, resource: str) -> tuple[str, str | None, str]:
+    """(compliance, annotation, why) as the played rule would evaluate the resource now."""
     if name == "s3-bucket-server-side-encryption-enabled":
         try:
             encryption = bucket_encryption(client("s3"), resource)
@@ -431,23 +332,16 @@ def judge(rule: dict, resource: str, world: dict) -> tuple[str, str | None, str]
     raise KeyError(name)
 
 
-PLAYED = (
-    "restricted-ssh",
-    "restricted-common-ports",
-    DRIFT_RULE,
-    "s3-bucket-server-side-encryption-enabled",
-)
-
-
 def config_get(path: str):
     with urllib.request.urlopen(endpoint().rstrip("/") + path, timeout=10) as response:
         return json.load(response)
 
 
 def reevaluate(world: dict, since: float) -> list[str]:
-    """Answers the StartConfigRulesEvaluation requests made since `since`: every resource
-    of the world each named rule covers is evaluated again and the result put into Config
-    (a change of compliance sends an event, as on AWS)."""
+    """Answers the StartConfigRulesEvaluation requests made since `since`: redress's own
+    rules Config has run already (the stand-in invokes their function); each played rule
+    evaluates the world's resources again and the result goes into Config (a change of
+    compliance sends an event, as on AWS)."""
     account = client("sts").get_caller_identity()["Account"]
     asked: list[str] = []
     for request in config_get("/_redress/config-evaluations"):
@@ -460,18 +354,55 @@ def reevaluate(world: dict, since: float) -> list[str]:
     if not asked:
         return ["Nobody asked Config to re-evaluate a rule."]
     config = client("config")
-    rules = {r["ConfigRuleName"]: r for r in all_rules(config)}
     lines = [f"StartConfigRulesEvaluation was called for: {', '.join(asked)}"]
     for name in asked:
         targets = [f for f in findings(world) if f["rule"] == name]
-        if name not in PLAYED or name not in rules or not targets:
+        if name in REDRESS_RULES:
+            lines.append(f"  {name}: redress's own rule; Config ran it (the stand-in invoked it)")
+            continue
+        if name not in PLAYED or not targets:
             lines.append(f"  {name}: not a rule this demo plays; its results stay as they were")
             continue
         for f in targets:
-            compliance, annotation, why = judge(rules[name], f["resource"], world)
+            compliance, annotation, why = judge(name, f["resource"])
             put_evaluation(config, name, f["type"], f["resource"], compliance, annotation)
             lines.append(f"  {compliance:<14} {name:<42} {f['resource']}: {why}")
     return lines
+
+
+# --- verdict: has the loop closed? ---------------------------------------------------
+
+
+def verdict(world: dict) -> tuple[bool, list[str]]:
+    """Config's current result of each finding of redress's rules, and whether none is
+    NON_COMPLIANT (a deleted resource is NOT_APPLICABLE, as Config reports it)."""
+    config = client("config")
+    closed, lines = True, []
+    for f in findings(world):
+        if f["rule"] not in REDRESS_RULES:
+            continue
+        results = config.get_compliance_details_by_resource(
+            ResourceType=f["type"], ResourceId=f["resource"]
+        )["EvaluationResults"]
+        now = next(
+            (
+                r["ComplianceType"]
+                for r in results
+                if r["EvaluationResultIdentifier"]["EvaluationResultQualifier"]["ConfigRuleName"]
+                == f["rule"]
+            ),
+            "no result",
+        )
+        ok = now in ("COMPLIANT", "NOT_APPLICABLE")
+        closed &= ok
+        note = "" if now != "NOT_APPLICABLE" else " (deleted: Config evaluates it no more)"
+        lines.append(f"  {now:<14} {f['rule']:<30} {f['resource']}{note}")
+    head = (
+        "Closed: none of the demo's findings under redress's rules is NON_COMPLIANT any more"
+        if closed
+        else "NOT closed: some finding under redress's rules is still open"
+    )
+    return closed, [head] + lines
 
 
 # --- outcome: each finding from start to end -------------------------------------
@@ -481,9 +412,9 @@ def outcome(world: dict, records: list[dict]) -> list[str]:
     """A row per finding: what redress did and how it ended, from the audit records.
 
     A finding's records are those of its event (the first record naming its rule and
-    resource): the router's decision, the executor's fix, and the closure check's verdict
-    carry the same event id. Later events about the resource (Config's COMPLIANT after
-    the fix) are other events."""
+    resource): the router's decision, the approval, the executor's fix, and the closure
+    check's verdict carry the same event id. Later events about the resource (Config's
+    COMPLIANT after the fix) are other events."""
     by_event: dict[str, list[dict]] = {}
     for r in records:
         by_event.setdefault(r.get("event_id") or "", []).append(r)
@@ -539,6 +470,9 @@ def fate(records: list[dict]) -> tuple[str, str, str]:
     if fixes:
         fix = fixes[-1]
         done = f"{fix.get('action', 'fix')}: {fix['outcome']}"
+        approved = next((r for r in records if r["decision"] == "approved"), None)
+        if approved is not None:
+            done += f", approved by {(approved.get('actor') or '?').rsplit('/', 1)[-1]}"
     last = records[-1]
     reason = last.get("reason") or ""
     if "verified" in decisions:
@@ -618,19 +552,17 @@ def ports(perm: dict) -> str:
     return f"{protocol} {low}" if low == high else f"{protocol} {low}-{high}"
 
 
-def report_group(ec2, group_id: str, runs: list[dict]) -> list[str]:
+def report_group(ec2, group_id: str) -> list[str]:
     try:
         group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
     except ClientError as err:
         if error_code(err) == "InvalidGroup.NotFound":
             return [f"Security group {group_id}: not found"]
         raise
-    lines = [
-        f"Security group {group['GroupName']} ({group_id}): "
-        f"{describe_runs(runs_on(runs, SG_RUNBOOK, 'GroupId', group_id))}"
-    ]
+    lines = [f"Security group {group['GroupName']} ({group_id}):"]
+    # By port number (all traffic first), then source.
     sources = [
-        (ports(perm), source)
+        (perm.get("FromPort", -1), ports(perm), source)
         for perm in group.get("IpPermissions", [])
         for source in [r["CidrIp"] for r in perm.get("IpRanges", [])]
         + [r["CidrIpv6"] for r in perm.get("Ipv6Ranges", [])]
@@ -638,46 +570,75 @@ def report_group(ec2, group_id: str, runs: list[dict]) -> list[str]:
     ]
     if not sources:
         lines.append("    no ingress rules")
-    for port_text, source in sorted(sources):
+    for _, port_text, source in sorted(sources):
         exposure = "open to the world" if source in WORLD_OPEN else "not open to the world"
         lines.append(f"    {port_text:<12} from {source:<14} {exposure}")
     return lines
 
 
-def parameter_value(ssm, name: str) -> str | None:
-    try:
-        return ssm.get_parameter(Name=name)["Parameter"]["Value"]
-    except ClientError as err:
-        if error_code(err) == "ParameterNotFound":
-            return None
-        raise
+def parameters_under(ssm, path: str) -> dict[str, dict]:
+    """Every parameter under `path`, by name (decrypted, to compare; never printed)."""
+    found: dict[str, dict] = {}
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(
+        Path=path, Recursive=True, WithDecryption=True
+    ):
+        for p in page["Parameters"]:
+            found[p["Name"]] = p
+    return found
+
+
+def shown(p: dict | None) -> str:
+    """A parameter as the report shows it: its type and value, never a SecureString's."""
+    if p is None:
+        return "(none)"
+    if p["Type"] == "SecureString":
+        return "SecureString (value not shown)"
+    return f"{p['Type']} {p['Value']}"
+
+
+def report_parameters(ssm) -> list[str]:
+    current, approved = parameters_under(ssm, CURRENT), parameters_under(ssm, APPROVED)
+    names = sorted({n[len(CURRENT):] for n in current} | {n[len(APPROVED):] for n in approved})
+    rows = []
+    for name in names:
+        live, base = current.get(CURRENT + name), approved.get(APPROVED + name)
+        if live is None:
+            state = "missing"
+        elif base is None:
+            state = "unauthorized"
+        elif (live["Value"], live["Type"]) != (base["Value"], base["Type"]):
+            state = "drifted"
+        else:
+            state = "as approved"
+        rows.append((name, shown(live), shown(base), state))
+    header = ("NAME", "CURRENT", "APPROVED", "STATE")
+    width = [max(len(r[i]) for r in rows + [header]) for i in range(3)]
+    lines = [f"Parameters of the {APP} app ({CURRENT} against the approved {APPROVED}):"]
+    lines += [
+        f"    {a:<{width[0]}}  {b:<{width[1]}}  {c:<{width[2]}}  {d}"
+        for a, b, c, d in [header] + rows
+    ]
+    kept = parameters_under(ssm, QUARANTINE)
+    if kept:
+        lines.append(f"Quarantine copies ({QUARANTINE}: deleted parameters, restorable):")
+        lines += [f"    {name}  {shown(p)}" for name, p in sorted(kept.items())]
+    else:
+        lines.append(f"Quarantine copies ({QUARANTINE}): none")
+    return lines
 
 
 def report(world: dict) -> list[str]:
     ec2, ssm, s3 = client("ec2"), client("ssm"), client("s3")
+    lines = report_group(ec2, world["group"])
+    lines += report_parameters(ssm)
+
     # Only executions that targeted this world (others may share the stack).
-    mine = {world["ssh_group"], world["ftp_group"], world["bucket"]}
+    bucket = world["bucket"]
     runs = [
         r
         for r in executions()
-        if any(v and v[0] in mine for v in r.get("Parameters", {}).values())
+        if any(v and v[0] == bucket for v in r.get("Parameters", {}).values())
     ]
-    lines = []
-    for key in ("ssh_group", "ftp_group"):
-        lines += report_group(ec2, world[key], runs)
-
-    current = parameter_value(ssm, world["parameter"])
-    baseline = parameter_value(ssm, world["baseline_parameter"])
-    if current is None or baseline is None:
-        verdict = "cannot compare: a parameter is missing"
-    else:
-        verdict = "matches the baseline" if current == baseline else "differs from the baseline"
-    lines.append(
-        f"Parameter {world['parameter']} = {current or '(not set)'} "
-        f"(baseline {world['baseline_parameter']} = {baseline or '(not set)'}: {verdict})"
-    )
-
-    bucket = world["bucket"]
     try:
         encryption = bucket_encryption(s3, bucket)
         state = f"default encryption {encryption}" if encryption else "no default encryption"
@@ -689,19 +650,7 @@ def report(world: dict) -> list[str]:
         f"Bucket {bucket}: {state} "
         f"({describe_runs(runs_on(runs, ENCRYPTION_RUNBOOK, 'BucketName', bucket))})"
     )
-
-    lines.append("Automation executions:" if runs else "Automation executions: none")
-    for r in runs:
-        targets = ", ".join(
-            f"{name}={values[0]}"
-            for name, values in sorted(r.get("Parameters", {}).items())
-            if values and values[0] and name != "AutomationAssumeRole"
-        )
-        line = f"    {r['DocumentName']} {r['AutomationExecutionStatus']}"
-        line += f" (id {r['AutomationExecutionId']}" + (f"; {targets})" if targets else ")")
-        if r.get("FailureMessage"):
-            line += f": {r['FailureMessage']}"
-        lines.append(line)
+    lines.append(f"Approver: {world['approver']} (the one approver the demo's policy names)")
     return lines
 
 
@@ -712,8 +661,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in [
         ("report", "describe the demo world as it is now"),
         ("findings", "the findings about the world, one JSON object per line"),
-        ("evaluate", "put the findings into Config as evaluations (after config-rules)"),
-        ("reevaluate", "answer Config re-evaluation requests by evaluating the world again"),
+        ("evaluate", "put the played rules' findings into Config (after config-rules)"),
+        ("reevaluate", "answer Config re-evaluation requests for the played rules"),
+        ("verdict", "Config's results for redress's rules' findings; exit 1 if any is open"),
         ("outcome", "each finding, what redress did and how it ended"),
     ]:
         sub = commands.add_parser(name, help=text)
@@ -725,10 +675,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "outcome":
             sub.add_argument("--audit", required=True, help="audit records (JSON lines)")
     rules_parser = commands.add_parser(
-        "config-rules", help="put the Config rules the findings name"
+        "config-rules", help="put the played managed rules; list every rule of the demo"
     )
     rules_parser.add_argument(
-        "--fresh", action="store_true", help="delete them first (drops earlier results)"
+        "--fresh", action="store_true", help="delete the played rules first (drops their results)"
     )
     args = parser.parse_args(argv)
 
@@ -749,6 +699,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(evaluate(world)))
     elif args.command == "reevaluate":
         print("\n".join(reevaluate(world, args.since)))
+    elif args.command == "verdict":
+        closed, lines = verdict(world)
+        print("\n".join(lines))
+        return 0 if closed else 1
     else:
         with open(args.audit) as f:
             records = [json.loads(line) for line in f if line.strip()]

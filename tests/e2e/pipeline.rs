@@ -338,3 +338,206 @@ async fn dry_run_decides_and_changes_nothing() {
     assert_eq!(w.ingress(&ftp).await, vec![(21, "0.0.0.0/0".into())]);
     assert_eq!(w.parameter(&current).await, "2");
 }
+
+/// `make run`'s demo runs in this account of its own: redress's Config rules evaluate
+/// every resource of their account.
+const DEMO_ACCOUNT: &str = "666677778888";
+/// The Config rules the demo's findings name: redress's own, then the managed rules the
+/// demo plays.
+const DEMO_RULES: &[&str] = &[
+    "redress-sg-admin-ports",
+    "redress-sg-privileged-ports",
+    "redress-parameter-drift",
+    "s3-bucket-server-side-encryption-enabled",
+    "ec2-imdsv2-check",
+    "cloudtrail-enabled",
+];
+
+/// `make run` (infra/local/demo.sh) closes the loop: Config's evaluations of the broken
+/// world reach redress, which fixes 21, the drift and the bucket at once and asks for
+/// 22, the missing and the unauthorized parameter; approved by the policy's approver,
+/// those are fixed too, every fix is verified by Config, and redress's three rules then
+/// hold nothing NON_COMPLIANT in the account: the demo's resources COMPLIANT, the deleted
+/// parameter NOT_APPLICABLE. The deleted parameter's value is kept in quarantine and
+/// appears in nothing the demo prints or writes.
+#[tokio::test]
+async fn make_run_closes_the_loop() {
+    use crate::support::{config_client, demo_findings, demo_run, root, text};
+    use aws_sdk_config::types::ComplianceType;
+    use aws_sdk_ssm::types::ParameterType;
+
+    let policy = std::fs::read_to_string(root().join("infra/policies/default.toml")).unwrap();
+    let w = World::in_account("make-run", &policy, DEMO_ACCOUNT).await;
+    w.listen_to_default_bus(DEMO_RULES).await;
+    let out = demo_run(&w);
+    let printed = format!("{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "demo.sh failed:\n{printed}");
+    assert!(
+        printed
+            .contains("Closed: none of the demo's findings under redress's rules is NON_COMPLIANT"),
+        "{printed}"
+    );
+
+    let world_file = w.dir.join("world.json");
+    let world: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&world_file).unwrap()).unwrap();
+    let id = |key: &str| world[key].as_str().unwrap().to_string();
+    let findings = demo_findings(&w, &world_file);
+    for f in &findings {
+        assert!(
+            DEMO_RULES.contains(&f.rule.as_str()),
+            "{f:?}: no event would reach redress"
+        );
+    }
+
+    // Config: each finding under redress's rules is closed, and nothing else is open.
+    let config = config_client(DEMO_ACCOUNT, REGION).await;
+    for f in findings
+        .iter()
+        .filter(|f| DEMO_RULES[..3].contains(&f.rule.as_str()))
+    {
+        let held = config
+            .get_compliance_details_by_resource()
+            .resource_type(&f.resource_type)
+            .resource_id(&f.resource)
+            .send()
+            .await
+            .unwrap();
+        let now = held
+            .evaluation_results()
+            .iter()
+            .find(|r| {
+                r.evaluation_result_identifier()
+                    .and_then(|i| i.evaluation_result_qualifier())
+                    .and_then(|q| q.config_rule_name())
+                    == Some(f.rule.as_str())
+            })
+            .and_then(|r| r.compliance_type().cloned());
+        let wanted = if f.resource == id("unauthorized") {
+            ComplianceType::NotApplicable
+        } else {
+            ComplianceType::Compliant
+        };
+        assert_eq!(now, Some(wanted), "{f:?}");
+    }
+    for rule in &DEMO_RULES[..3] {
+        let open = config
+            .get_compliance_details_by_config_rule()
+            .config_rule_name(*rule)
+            .compliance_types(ComplianceType::NonCompliant)
+            .send()
+            .await
+            .unwrap();
+        assert!(open.evaluation_results().is_empty(), "{rule}: {open:?}");
+    }
+
+    // The world: 21 and 22 closed to the world (443 is left alone), the parameters as
+    // approved (the created one with its baseline's type), the unauthorized one gone.
+    let group = id("group");
+    assert_eq!(
+        w.ingress(&group).await,
+        vec![(21, "10.0.0.0/8".into()), (443, "0.0.0.0/0".into())]
+    );
+    for (name, value, kind) in [
+        ("drifted", "20", ParameterType::String),
+        ("missing", "USD,EUR,GBP", ParameterType::StringList),
+    ] {
+        let p = w
+            .clients
+            .ssm
+            .get_parameter()
+            .name(id(name))
+            .send()
+            .await
+            .unwrap()
+            .parameter
+            .unwrap();
+        assert_eq!(
+            (p.value(), p.r#type()),
+            (Some(value), Some(&kind)),
+            "{name}"
+        );
+    }
+    let gone = w
+        .clients
+        .ssm
+        .get_parameter()
+        .name(id("unauthorized"))
+        .send()
+        .await;
+    assert!(
+        gone.as_ref()
+            .err()
+            .and_then(|e| e.as_service_error())
+            .is_some_and(|e| e.is_parameter_not_found()),
+        "{gone:?}"
+    );
+    let kept = w
+        .clients
+        .ssm
+        .get_parameters_by_path()
+        .path(format!("/redress/quarantine{}", id("unauthorized")))
+        .recursive(true)
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap();
+    let [copy] = kept.parameters() else {
+        panic!("one quarantine copy: {kept:?}");
+    };
+    assert_eq!(copy.r#type(), Some(&ParameterType::SecureString));
+    let secret = copy.value().unwrap();
+    assert!(!secret.is_empty());
+    assert!(!printed.contains(secret), "the secret was printed");
+    for file in std::fs::read_dir(&w.dir).unwrap() {
+        let path = file.unwrap().path();
+        let content = std::fs::read(&path).unwrap();
+        assert!(
+            !text(&content).contains(secret),
+            "the secret is in {}",
+            path.display()
+        );
+    }
+
+    // Every fix verified by Config; the three that needed a person approved by the
+    // approver the demo's policy names; nothing left waiting.
+    let audit: Vec<serde_json::Value> = std::fs::read_to_string(w.dir.join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |f: &crate::support::DemoFinding, decision: &str| {
+        audit.iter().any(|r| {
+            r["config_rule"] == f.rule.as_str()
+                && r["resource_id"] == f.resource.as_str()
+                && r["decision"] == decision
+        })
+    };
+    let fixable = findings
+        .iter()
+        .filter(|f| f.rule.starts_with("redress-") || f.rule.starts_with("s3-"));
+    for f in fixable {
+        assert!(has(f, "verified"), "{f:?} not verified: {audit:#?}");
+    }
+    let approved: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|r| r["decision"] == "approved")
+        .map(|r| {
+            (
+                r["resource_id"].as_str().unwrap(),
+                r["actor"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let approver = id("approver");
+    let mut approved_resources: Vec<&str> = approved.iter().map(|(r, _)| *r).collect();
+    approved_resources.sort_unstable();
+    let mut wanted = vec![id("group"), id("missing"), id("unauthorized")];
+    wanted.sort_unstable();
+    assert_eq!(approved_resources, wanted);
+    assert!(
+        approved.iter().all(|(_, actor)| *actor == approver),
+        "{approved:?}"
+    );
+    assert!(w.approval_ids().is_empty(), "nothing left waiting");
+}

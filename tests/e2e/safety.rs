@@ -248,11 +248,16 @@ async fn dry_run_over_the_demo_world_changes_nothing() {
             .unwrap();
     let w = World::new("dryrun", &policy).await;
     let world = crate::support::demo_world(&w);
-    let before = crate::support::demo_report(&world);
-    let findings: Vec<EventBuilder> = crate::support::demo_findings(&world)
+    let before = crate::support::demo_report(&w, &world);
+    let findings: Vec<EventBuilder> = crate::support::demo_findings(&w, &world)
         .into_iter()
-        .map(|(rule, resource, kind, compliance)| {
-            EventBuilder::new(&rule, &kind, &resource).compliance(&compliance)
+        .map(|f| {
+            let e =
+                EventBuilder::new(&f.rule, &f.resource_type, &f.resource).compliance(&f.compliance);
+            match &f.annotation {
+                Some(a) => e.annotation(a),
+                None => e,
+            }
         })
         .collect();
     w.send_events(&findings).await;
@@ -267,15 +272,16 @@ async fn dry_run_over_the_demo_world_changes_nothing() {
         crate::support::text(&out.stderr)
     );
     let records = crate::support::audit(&out);
-    let after = crate::support::demo_report(&world);
+    let after = crate::support::demo_report(&w, &world);
     assert_eq!(before, after, "the world changed in a dry run");
 
     let dry: Vec<_> = records
         .iter()
         .filter(|r| r["outcome"] == "dry_run")
         .collect();
-    // Three automatic fixes and one approval request, each only described.
-    assert_eq!(dry.len(), 4, "{records:#?}");
+    // Three automatic fixes (21, the drift, the bucket) and three approval requests (22,
+    // the missing and the unauthorized parameter), each only described.
+    assert_eq!(dry.len(), 6, "{records:#?}");
     assert!(records
         .iter()
         .filter(|r| r["outcome"].is_string())
