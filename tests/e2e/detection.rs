@@ -349,3 +349,25 @@ async fn a_parameter_finding_outside_the_rule_s_apps_is_refused() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attributes["redress.error_class"], "refused");
 }
+
+/// `--dry-run` never puts: answering an invocation is putting its evaluations, so the
+/// two together are refused, and Config holds nothing of the invocation's resource.
+#[tokio::test]
+async fn a_dry_run_does_not_answer_an_invocation() {
+    let w = World::new("detect-dry", &default_policy()).await;
+    let fixture = root().join("tests/fixtures/config-invocations/sg-admin-port-open.json");
+    let out = w.redress(&[
+        "--dry-run",
+        "evaluate",
+        "--invocation",
+        fixture.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("redress --dry-run evaluate RULE"),
+        "{}",
+        text(&out.stderr)
+    );
+    let held = crate::support::stack_get("/_redress/config-results").to_string();
+    assert!(!held.contains("sg-0a1b2c3d4e5f60718"), "{held}");
+}

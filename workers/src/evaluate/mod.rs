@@ -58,6 +58,12 @@ pub async fn evaluate(global: &Global, args: &EvaluateArgs) -> CliResult {
     let config = crate::aws::load().await;
     let clients = Clients::new(&config);
     if let Some(path) = &args.invocation {
+        if global.dry_run {
+            // Answering an invocation is putting its evaluations: nothing to leave out.
+            return Err(CliError::input(
+                "--invocation answers Config, so it puts evaluations even with --dry-run; to evaluate without putting, run `redress --dry-run evaluate RULE`",
+            ));
+        }
         return invocation(&clients, path).await;
     }
     let Some(rule) = &args.rule else {
