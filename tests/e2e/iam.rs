@@ -56,6 +56,7 @@ const EXECUTOR_SOURCES: &[&str] = &[
     "workers/src/aws/config.rs",
     "workers/src/aws/compliance.rs",
     "workers/src/aws/targets.rs",
+    "workers/src/aws/ledger.rs",
 ];
 
 /// Operations named in [`EXECUTOR_SOURCES`] that only other commands make: the executor
@@ -63,8 +64,10 @@ const EXECUTOR_SOURCES: &[&str] = &[
 /// (GetComplianceDetailsByResource, DescribeConfigRules), which `redress sweep` (a rule's
 /// results, an aggregator's), `redress emit` (PutEvaluations, for the local stack), the
 /// evaluator (PutEvaluations, an oversized item's history, a path's parameters) and
-/// `redress evaluate` (the rule's evaluation status) share.
+/// `redress evaluate` (the rule's evaluation status) share; and the ledger's index queries
+/// are `redress history`'s (approvers and operators).
 const NOT_THE_EXECUTORS: &[&str] = &[
+    "dynamodb:Query",
     "config:GetComplianceDetailsByConfigRule",
     "config:DescribeAggregateComplianceByConfigRules",
     "config:GetAggregateComplianceDetailsByConfigRule",
@@ -381,6 +384,7 @@ impl<'t> Stack<'t> {
                     ),
                     "AWS::IAM::Role" => self.arn(name).rsplit('/').next().unwrap().to_string(),
                     "AWS::Logs::LogGroup" => self.string(&r["Properties"]["LogGroupName"]),
+                    "AWS::DynamoDB::Table" => self.string(&r["Properties"]["TableName"]),
                     _ => name.to_string(),
                 }
             }
@@ -427,6 +431,10 @@ impl<'t> Stack<'t> {
                     Some(bus) => format!("arn:aws:events:{REGION}:{a}:rule/{bus}/{name}"),
                 }
             }
+            "AWS::DynamoDB::Table" => format!(
+                "arn:aws:dynamodb:{REGION}:{a}:table/{}",
+                self.string(&props["TableName"])
+            ),
             // Generated names: the logical id stands for them.
             "AWS::S3::Bucket" => format!("arn:aws:s3:::{}", logical.to_lowercase()),
             "AWS::KMS::Key" => format!("arn:aws:kms:{REGION}:{a}:key/{logical}"),
@@ -844,6 +852,11 @@ fn queue(name: &str) -> String {
     format!("arn:aws:sqs:{REGION}:{ACCOUNT}:redress-{name}")
 }
 
+/// The ledger table redress.yaml creates.
+fn ledger_table() -> String {
+    format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/redress-ledger")
+}
+
 const SOURCES: [&str; 3] = ["events", "tasks", "approvals"];
 
 /// One deployment: redress.yaml in `mode` (and lambda.yaml in Lambda mode), config.yaml,
@@ -876,6 +889,7 @@ fn world(templates: &BTreeMap<String, Value>, mode: Mode) -> World {
             ("ApprovalsQueueArn", json!(queue("approvals"))),
             ("EventsDlqArn", json!(queue("events-dlq"))),
             ("TasksDlqArn", json!(queue("tasks-dlq"))),
+            ("LedgerTableArn", json!(ledger_table())),
         ],
     );
     let config = Stack::new(
@@ -997,7 +1011,7 @@ fn world(templates: &BTreeMap<String, Value>, mode: Mode) -> World {
 /// infra/policies/*.toml: {kill-switch}, {baseline} and {current} (parameters under the
 /// prefixes), {quarantine} (copies of current ones), {runbook} (runbooks the policies
 /// run), {notify-runbook} (those of notify-only rules, never run), {automation-role}
-/// (assume_role); {member-role}.
+/// (assume_role); {member-role}; {ledger} the ledger table.
 const DUTIES: &str = r#"
 router   may     sqs:ReceiveMessage sqs:DeleteMessage sqs:ChangeMessageVisibility sqs:GetQueueUrl sqs:GetQueueAttributes @ q:events
 router   may     sqs:SendMessage @ q:tasks q:approvals q:events-dlq
@@ -1026,6 +1040,18 @@ executor may-not iam:GetUser @ arn:aws:iam::{other}:user/alice
 executor may-not iam:GetRole @ arn:aws:iam::{other}:role/SecOps
 executor may     sts:AssumeRole @ role:member
 executor may-not sts:AssumeRole @ arn:aws:iam::{member}:role/OrganizationAccountAccessRole
+executor may     dynamodb:DescribeTable dynamodb:GetItem dynamodb:PutItem @ {ledger}
+executor may-not dynamodb:DescribeTable dynamodb:GetItem dynamodb:PutItem @ arn:aws:dynamodb:{home-region}:{home}:table/other
+executor may-not dynamodb:DeleteItem dynamodb:UpdateItem dynamodb:Scan dynamodb:Query dynamodb:DeleteTable @ {ledger}
+member   may-not dynamodb:GetItem dynamodb:PutItem @ {ledger}
+router   may-not dynamodb:GetItem dynamodb:PutItem dynamodb:Query @ {ledger} {ledger}/index/by-resource
+approver may     dynamodb:Query @ {ledger}/index/by-resource {ledger}/index/by-day
+approver may-not dynamodb:Query dynamodb:GetItem dynamodb:PutItem dynamodb:Scan @ {ledger}
+approver may-not dynamodb:Query @ arn:aws:dynamodb:{home-region}:{home}:table/other/index/by-resource
+approver may-not dynamodb:PutItem dynamodb:DeleteItem @ {ledger}/index/by-resource
+operator may     dynamodb:Query @ {ledger}/index/by-rule {ledger}/index/by-account
+operator may-not dynamodb:Query dynamodb:GetItem dynamodb:PutItem dynamodb:Scan @ {ledger}
+operator may-not dynamodb:Query @ arn:aws:dynamodb:{home-region}:{home}:table/other/index/by-rule
 
 remediator may     ec2:DescribeSecurityGroups ec2:DescribeTags ssm:DescribeParameters @ *
 remediator may     ec2:RevokeSecurityGroupIngress @ arn:aws:ec2:{region}:{home}:security-group/sg-0123456789abcdef0
@@ -1197,6 +1223,7 @@ fn duties(w: &World) -> Vec<Duty> {
     set("bus", vec![w.bus.clone()]);
     set("org", vec![ORG.into()]);
     set("member-role", vec![MEMBER_ROLE_NAME.into()]);
+    set("ledger", vec![ledger_table()]);
     let values = |key: &str| -> Vec<String> {
         let mut v: Vec<String> = policy_values(key, false)
             .into_iter()

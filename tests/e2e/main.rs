@@ -12,6 +12,7 @@ mod config;
 mod detection;
 mod dlq;
 mod iam;
+mod ledger;
 mod lifecycle;
 mod pipeline;
 mod runbooks;

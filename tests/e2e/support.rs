@@ -211,6 +211,9 @@ impl World {
             .env("REDRESS_EVENT_BUS", format!("{}-bus", self.prefix))
             .env("REDRESS_LOG_FORMAT", "json")
             .env("REDRESS_POLL_INTERVAL_MS", "100")
+            // No ledger unless a test asks for its own table (tests/e2e/ledger.rs): the
+            // stack is shared, and a killed executor's lease would hold its finding.
+            .env("REDRESS_LEDGER_TABLE", "")
             .env_remove("REDRESS_DRY_RUN")
             .stdin(Stdio::null());
         cmd

@@ -62,6 +62,18 @@ pub struct Global {
     /// Log format on stderr [default: pretty on a terminal, json otherwise].
     #[arg(long, env = "REDRESS_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
+    /// Ledger table (DynamoDB): the executor records each change there (intent before,
+    /// outcome after, with the state before and after) and leases each finding to one
+    /// executor; `history` reads it; `provision` creates it. A table named here must
+    /// exist; empty: no ledger [default: redress-ledger if that table exists, else no
+    /// ledger].
+    #[arg(
+        long,
+        env = "REDRESS_LEDGER_TABLE",
+        value_name = "TABLE",
+        global = true
+    )]
+    pub ledger_table: Option<String>,
     /// EventBridge bus that `provision` wires to the events queue (AWS Config puts its
     /// events on the default bus).
     #[arg(
@@ -71,6 +83,31 @@ pub struct Global {
         global = true
     )]
     pub event_bus: String,
+}
+
+/// The ledger table's name when none is given.
+pub const DEFAULT_LEDGER_TABLE: &str = "redress-ledger";
+
+/// Which ledger table a command uses, and whether it must exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerChoice<'a> {
+    /// None (`--ledger-table ''`).
+    Off,
+    /// The default table, if it exists.
+    IfExists(&'a str),
+    /// The table named; it must exist.
+    Required(&'a str),
+}
+
+impl Global {
+    /// The ledger `--ledger-table` (or its default) chooses.
+    pub fn ledger(&self) -> LedgerChoice<'_> {
+        match self.ledger_table.as_deref() {
+            None => LedgerChoice::IfExists(DEFAULT_LEDGER_TABLE),
+            Some(t) if t.trim().is_empty() => LedgerChoice::Off,
+            Some(t) => LedgerChoice::Required(t),
+        }
+    }
 }
 
 /// Log output style.
@@ -159,14 +196,49 @@ pub enum Command {
     /// redress-parameter-drift --parameter apps=payments,orders` (evaluates here and
     /// prints, putting nothing into Config).
     Evaluate(EvaluateArgs),
-    /// Create the queues, dead-letter queues, EventBridge rule and target, and redress's
-    /// three Config rules (idempotent).
+    /// What redress changed, by whom, and where each change stands now (the ledger).
+    ///
+    /// One row per ledger entry, oldest first: entry id, when it was decided, policy rule,
+    /// resource, action, actor (`automatic` or the approver), status, and the state before
+    /// → after. Filters combine; without --resource, --rule or --account it reads the
+    /// last --since (default 30 days) day by day.
+    ///
+    /// Examples: `redress history --resource sg-0123456789abcdef0`; `redress history
+    /// --rule 'sg-*' --since 7d --json`
+    History(HistoryArgs),
+    /// Create the queues, dead-letter queues, EventBridge rule and target, the ledger
+    /// table, and redress's three Config rules (idempotent).
+    ///
+    /// The ledger table (--ledger-table, default redress-ledger; skipped when empty) is
+    /// on-demand, with its indexes, TTL on `ttl` and point-in-time recovery.
     ///
     /// Meant for the local stack (AWS_ENDPOINT_URL); on AWS, deploy infra/ instead. Each
     /// Config rule needs a Lambda function behind it: locally, provision creates one per
     /// rule (with its role) whose environment names this binary, which the local Config
     /// stand-in runs as `redress evaluate --invocation -` when the rule is invoked.
     Provision(ProvisionArgs),
+}
+
+/// Options of `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only entries about this resource id.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Only entries of policy rules matching this glob (e.g. `sg-*`).
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Only entries in this account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Only entries decided within this long before now, e.g. `30d`, `12h`
+    /// [default: all; 30d without --resource, --rule or --account].
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// One JSON document on stdout (`{"entries": [...]}`, the entries in full) instead
+    /// of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `evaluate`.

@@ -4,8 +4,8 @@
 //! the only code that names AWS SDK types. `main.rs` is a thin entry point.
 //!
 //! Layers (a module may import the ones below it, never above): commands
-//! (`approvals`, `dlq`, `emit`, `policy_cmd`, `provision`, `run`, `runbooks_cmd`, `sweep`,
-//! `lambda`) → workers
+//! (`approvals`, `dlq`, `emit`, `history`, `policy_cmd`, `provision`, `run`, `runbooks_cmd`,
+//! `sweep`, `lambda`) → workers
 //! (`router`, `executor`, `worker`, `report`) → `aws` → the domain crate.
 
 pub mod approvals;
@@ -16,6 +16,7 @@ pub mod emit;
 pub mod error;
 pub mod evaluate;
 pub mod executor;
+pub mod history;
 pub mod lambda;
 pub mod logging;
 pub mod output;

@@ -9,8 +9,8 @@ use redress_workers::cli::{Cli, Command, PolicyCommand};
 use redress_workers::error::CliResult;
 use redress_workers::run::Workers;
 use redress_workers::{
-    approvals, dlq, emit, evaluate, lambda, logging, policy_cmd, provision, run, runbooks_cmd,
-    sweep,
+    approvals, dlq, emit, evaluate, history, lambda, logging, policy_cmd, provision, run,
+    runbooks_cmd, sweep,
 };
 
 async fn dispatch(cli: &Cli) -> CliResult {
@@ -33,6 +33,7 @@ async fn dispatch(cli: &Cli) -> CliResult {
         Command::Provision(a) => provision::provision(g, a).await,
         Command::Evaluate(a) => evaluate::evaluate(g, a).await,
         Command::Sweep(a) => sweep::sweep(g, a).await,
+        Command::History(a) => history::history(g, a).await,
     }
 }
 

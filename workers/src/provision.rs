@@ -1,13 +1,15 @@
 //! `redress provision`: queues with dead-letter queues, the EventBridge rule feeding the
-//! events queue, and redress's three Config custom rules (each with the function Config
-//! requires behind it). Idempotent: running it again changes nothing.
+//! events queue, the ledger table, and redress's three Config custom rules (each with the
+//! function Config requires behind it). Idempotent: running it again changes nothing.
 
 use crate::aws::retry::AwsError;
 use crate::aws::sqs::Queue;
 use crate::aws::Clients;
 
 use crate::aws::custom_rules::CustomRules;
-use crate::cli::{Global, ProvisionArgs};
+use crate::aws::ledger::LedgerTable;
+use crate::aws::ledger_table::Ensured;
+use crate::cli::{Global, LedgerChoice, ProvisionArgs};
 use crate::error::CliResult;
 
 /// Fourteen days, the SQS maximum: dead letters wait for an operator.
@@ -173,5 +175,23 @@ pub async fn provision(global: &Global, args: &ProvisionArgs) -> CliResult {
         global.event_bus,
         plain(&global.events_queue)
     );
+    ledger_table(global, &clients).await?;
     config_rules(&config, args).await
+}
+
+/// The ledger's table, unless `--ledger-table` is empty.
+async fn ledger_table(global: &Global, clients: &Clients) -> CliResult {
+    let name = match global.ledger() {
+        LedgerChoice::Off => return Ok(()),
+        LedgerChoice::IfExists(n) | LedgerChoice::Required(n) => n,
+    };
+    let ensured = LedgerTable::new(clients.dynamodb.clone(), name)
+        .ensure()
+        .await?;
+    let how = match ensured {
+        Ensured::Created => "created",
+        Ensured::Existed => "exists",
+    };
+    println!("table     {name}  (ledger, {how}: on demand, TTL on ttl, point-in-time recovery)");
+    Ok(())
 }

@@ -10,10 +10,12 @@ use redress::policy::Policy;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cli::{ExecutorArgs, Global, WorkerArgs};
+use crate::aws::ledger::LedgerTable;
+use crate::cli::{ExecutorArgs, Global, LedgerChoice, WorkerArgs};
 use crate::error::{CliError, CliResult};
 use crate::executor::{
-    Executor, FinishedTasks, Guards, KeyedLocks, Polling, Reevaluator, SecurityGroups, Targets,
+    Executor, FinishedTasks, Guards, KeyedLocks, Ledger, Polling, Reevaluator, SecurityGroups,
+    Targets,
 };
 use crate::report::Tally;
 use crate::router::Router;
@@ -116,6 +118,7 @@ pub async fn executor(
         interval: Duration::from_millis(args.poll_interval_ms),
         timeout: Duration::from_secs(args.runbook_timeout),
     };
+    let ledger = ledger(global, clients, polling).await?;
     Ok(Executor {
         targets: Targets::new(
             config.clone(),
@@ -139,7 +142,53 @@ pub async fn executor(
         max_attempts: args.max_attempts,
         locks: KeyedLocks::default(),
         shutdown,
+        ledger,
     })
+}
+
+/// A lease outlasts the longest fix (a runbook polled to its timeout) with a margin,
+/// since it is not renewed while the fix runs.
+const LEASE_MARGIN: Duration = Duration::from_secs(120);
+/// How long finished ledger entries are kept (their TTL).
+const LEDGER_RETENTION: Duration = Duration::from_secs(400 * 86_400);
+
+/// The executor's ledger, as `--ledger-table` chooses: the default table if it exists,
+/// a named one (which must exist), or none.
+async fn ledger(global: &Global, clients: &Clients, polling: Polling) -> CliResult<Ledger> {
+    let (name, required) = match global.ledger() {
+        LedgerChoice::Off => return Ok(Ledger::off()),
+        LedgerChoice::IfExists(n) => (n, false),
+        LedgerChoice::Required(n) => (n, true),
+    };
+    let table = LedgerTable::new(clients.dynamodb.clone(), name);
+    let exists = with_backoff(STARTUP_PATIENCE, || table.exists())
+        .await
+        .map_err(|e| CliError::failed(format!("cannot reach the ledger table {name}: {e}")))?;
+    match (exists, required) {
+        (true, _) => {}
+        (false, false) => {
+            tracing::info!(table = name, "no ledger table: changes are not recorded in a ledger, and findings are not leased across executors (`redress provision` creates it)");
+            return Ok(Ledger::off());
+        }
+        (false, true) => {
+            return Err(CliError::failed(format!(
+                "the ledger table {name} does not exist (`redress provision` creates it on the local stack; --ledger-table '' runs without a ledger)"
+            )))
+        }
+    }
+    // Unique per process: a restarted executor does not inherit its old leases.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let holder = format!("executor-{}-{started:x}", std::process::id());
+    tracing::info!(table = name, %holder, "recording changes in the ledger");
+    Ok(Ledger::new(
+        table,
+        &holder,
+        polling.timeout + LEASE_MARGIN,
+        Some(LEDGER_RETENTION),
+    ))
 }
 
 /// Runs the chosen workers until shutdown, or until drained with `--once`.

@@ -9,6 +9,8 @@ pub mod custom_rules;
 pub mod ec2;
 pub mod eventbridge;
 pub mod iam;
+pub mod ledger;
+pub mod ledger_table;
 pub mod redrive;
 pub mod retry;
 pub mod sqs;
@@ -42,6 +44,8 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     /// AWS Config (re-evaluating a rule after a fix).
     pub config: aws_sdk_config::Client,
+    /// DynamoDB (the remediation ledger).
+    pub dynamodb: aws_sdk_dynamodb::Client,
 }
 
 impl Clients {
@@ -54,6 +58,7 @@ impl Clients {
             ec2: aws_sdk_ec2::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
             config: aws_sdk_config::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
         }
     }
 }

@@ -7,6 +7,7 @@ mod blast_radius;
 mod closure;
 mod config_check;
 mod dedup;
+pub mod ledger;
 mod locks;
 mod outcome;
 mod parameters;
@@ -23,6 +24,7 @@ use crate::aws::sqs::{Queue, Received};
 use redress::approver::{Approvers, Verified};
 use redress::audit::{AuditDecision, AuditRecord, Outcome};
 use redress::ingress::Permission;
+use redress::ledger::{Actor, Change, Principal};
 use redress::message::{Approval, ApprovalRequest, ApprovalsMessage, Returned, Task};
 use redress::policy::{Fix, Mode, Policy, RenderedAction, Rule};
 use tokio::sync::watch;
@@ -31,13 +33,14 @@ pub use crate::aws::ec2::SecurityGroups;
 pub use crate::aws::targets::{Polling, TargetClients, Targets};
 pub use blast_radius::Guards;
 pub use dedup::{Finished, FinishedTasks};
+pub use ledger::Ledger;
 pub use locks::KeyedLocks;
 pub use reevaluator::Reevaluator;
 
 use crate::report::Disposition;
 use crate::settle::{Ack, DeadLetterClass, Verdict};
 use crate::worker::Handler;
-use outcome::{Done, FixError, FixResult};
+pub use outcome::{Done, FixError, FixResult};
 use redress::verify::BeforeFix;
 
 const WORKER: &str = "executor";
@@ -71,6 +74,9 @@ pub struct Executor {
     /// Turns true on SIGTERM/SIGINT: tasks still waiting for their resource's lock are
     /// handed back instead of started.
     pub shutdown: watch::Receiver<bool>,
+    /// The remediation ledger: each change's intent and outcome, and the lease that keeps
+    /// other executors off a finding meanwhile ([`Ledger::off`]: none).
+    pub ledger: Ledger,
 }
 
 /// A task the executor refuses, with the reason. `put_back`: the task carried an
@@ -469,6 +475,35 @@ impl Executor {
         )
     }
 
+    /// The verdict when the ledger stops a fix: another executor holds the finding
+    /// (handed back, to be tried once its lease lapses), it was dealt with already (a
+    /// duplicate), or the ledger cannot be asked (as a failure of the fix).
+    fn not_now(
+        &self,
+        not_now: ledger::NotNow,
+        attempt: u32,
+        r: AuditRecord,
+        subject: String,
+    ) -> Verdict {
+        match not_now {
+            ledger::NotNow::Held { why, retry_after } => {
+                tracing::info!(%why, "another executor holds the finding; handing it back");
+                let after_secs = i32::try_from(retry_after.as_secs()).unwrap_or(i32::MAX);
+                Verdict::ack(Ack::Retry { after_secs }).report(
+                    Disposition::Retrying,
+                    subject,
+                    format!("held by another executor ({why}); handed back"),
+                )
+            }
+            ledger::NotNow::Finished { id, status } => self.skip(
+                r,
+                subject,
+                format!("duplicate: ledger entry {id} is already {status}"),
+            ),
+            ledger::NotNow::Unavailable(e) => self.failed(e, attempt, r, subject),
+        }
+    }
+
     /// Audits a skip (`skipped`, or `exempt_by_tag`) and reports it.
     fn skip(&self, mut r: AuditRecord, subject: String, reason: String) -> Verdict {
         r.decision = if reason.starts_with("exempt: tagged") {
@@ -651,11 +686,7 @@ impl Executor {
         match said {
             Ok(BeforeFix::Act) => None,
             Ok(BeforeFix::AlreadyCompliant(why)) => {
-                let done = Done {
-                    outcome: Outcome::AlreadyCompliant,
-                    execution_id: None,
-                    detail: why,
-                };
+                let done = Done::already_compliant(why);
                 Some(self.finished(task, seams, done, r, subject))
             }
             Ok(BeforeFix::NotApplicable(why)) => Some(self.skip(r, subject, why)),
@@ -741,7 +772,25 @@ impl Executor {
             }
             Authority::NeedsApproval => unreachable!("diverted before the lock"),
         }
-        match self.execute(seams, task, &allowed.action, ingress).await {
+        // Last before the change, so only changes leave entries (duplicates, exempt
+        // resources, Config's word and the guards change nothing): the intent and the
+        // finding's lease; another executor holding it takes the task back to the queue.
+        let intent = match self
+            .ledger
+            .begin(
+                task,
+                &allowed.action,
+                actor(task, &allowed.authority),
+                before(task, &allowed.action, ingress.as_deref()),
+            )
+            .await
+        {
+            Ok(intent) => intent,
+            Err(not_now) => return self.not_now(not_now, attempt, r, subject),
+        };
+        let result = self.execute(seams, task, &allowed.action, ingress).await;
+        self.ledger.finish(intent, &result).await;
+        match result {
             Ok(done) => self.finished(task, seams, done, r, subject),
             Err(e) => {
                 if e.class != ErrorClass::Transient || attempt >= self.max_attempts {
@@ -752,6 +801,41 @@ impl Executor {
                 self.failed(e, attempt, r, subject)
             }
         }
+    }
+}
+
+/// Who the ledger records as acting: the pipeline, or the approver AWS verified.
+fn actor(task: &Task, authority: &Authority) -> Actor {
+    match authority {
+        Authority::Approved(v) => Actor::Approved {
+            approver: Principal {
+                arn: v.actor(),
+                user_id: v.unique_id.clone(),
+            },
+            approved_at: task
+                .approval
+                .as_ref()
+                .and_then(|a| redress::time::parse_rfc3339(&a.approved_at))
+                .unwrap_or_else(SystemTime::now),
+        },
+        Authority::Automatic | Authority::NeedsApproval => Actor::Automatic,
+    }
+}
+
+/// What is known of a change before it is made, for the ledger's intent: a revoke's
+/// ingress and the permissions it will revoke, a runbook's document and inputs. A
+/// parameter fix reads its state itself; its outcome carries it.
+fn before(task: &Task, action: &RenderedAction, ingress: Option<&[Permission]>) -> Option<Change> {
+    match (action, ingress) {
+        (RenderedAction::Fix(Fix::RevokePublicIngress { ports }), Some(ingress)) => {
+            Some(Change::RevokeIngress {
+                group_id: task.finding.resource_id.clone(),
+                before: ingress.to_vec(),
+                revoked: redress::ingress::world_open(ingress, ports.as_deref()),
+            })
+        }
+        (RenderedAction::Runbook(runbook), _) => Some(runbook::change(runbook)),
+        _ => None,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::aws::retry::{AwsError, ErrorClass};
 use redress::audit::Outcome;
+use redress::ledger::Change;
 
 /// A fix that finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +13,31 @@ pub struct Done {
     pub execution_id: Option<String>,
     /// What changed, for people.
     pub detail: String,
+    /// What changed, for the ledger: exactly what an undo needs and what the resource
+    /// looked like after. `None` when nothing changed.
+    pub change: Option<Change>,
+}
+
+impl Done {
+    /// Nothing needed changing.
+    pub fn already_compliant(detail: impl Into<String>) -> Done {
+        Done {
+            outcome: Outcome::AlreadyCompliant,
+            execution_id: None,
+            detail: detail.into(),
+            change: None,
+        }
+    }
+
+    /// The change was made.
+    pub fn succeeded(detail: impl Into<String>, change: Change) -> Done {
+        Done {
+            outcome: Outcome::Succeeded,
+            execution_id: None,
+            detail: detail.into(),
+            change: Some(change),
+        }
+    }
 }
 
 /// A fix that did not finish.

@@ -5,6 +5,7 @@
 
 use crate::aws::ssm::{Created, Parameters, Read};
 use redress::audit::Outcome;
+use redress::ledger::{Change, ParameterVersion};
 use redress::parameter_path::counterpart;
 use redress::policy::QUARANTINE_PREFIX;
 
@@ -51,12 +52,24 @@ async fn key_of(params: &Parameters, name: &str, read: &Read) -> Result<Option<S
     }
 }
 
+/// A fix's result without a change to record.
 fn done(outcome: Outcome, detail: String) -> FixResult {
     Ok(Done {
         outcome,
         execution_id: None,
         detail,
+        change: None,
     })
+}
+
+/// The ledger's description of the version `read` (with its KMS key, for a
+/// SecureString), never its value.
+fn version_of(read: &Read, key_id: Option<String>) -> ParameterVersion {
+    ParameterVersion {
+        version: u64::try_from(read.version).unwrap_or_default(),
+        value_type: read.kind.clone(),
+        key_id,
+    }
 }
 
 /// Sets `current_prefix/NAME` to the value of `baseline_prefix/NAME`, with the
@@ -82,15 +95,17 @@ pub async fn restore_baseline(
         )));
     }
     if current.value == baseline.value {
-        return Ok(Done {
-            outcome: Outcome::AlreadyCompliant,
-            execution_id: None,
-            detail: format!("{name} already equals {baseline_name}"),
-        });
+        return done(
+            Outcome::AlreadyCompliant,
+            format!("{name} already equals {baseline_name}"),
+        );
     }
+    // What an undo needs of the version replaced: its number, type and key (never its
+    // value: Parameter Store keeps it, readable as NAME:VERSION).
+    let before = version_of(&current, key_of(params, name, &current).await?);
     let key_id = key_of(params, &baseline_name, &baseline).await?;
     let version = params
-        .put(name, &baseline.value, &baseline.kind, key_id)
+        .put(name, &baseline.value, &baseline.kind, key_id.clone())
         .await?;
     // Another executor (a duplicate task elsewhere) may have restored it between our read
     // and our write: then the version we replaced already held the baseline, our write
@@ -101,20 +116,26 @@ pub async fn restore_baseline(
         _ => None,
     };
     if replaced.is_some_and(|before| before.value == baseline.value) {
-        return Ok(Done {
-            outcome: Outcome::AlreadyCompliant,
-            execution_id: None,
-            detail: format!(
+        return done(
+            Outcome::AlreadyCompliant,
+            format!(
                 "{name} was restored by someone else first (our write, version {version}, repeated the baseline value)"
             ),
-        });
+        );
     }
     match params.get(name).await? {
-        Some(now) if now.value == baseline.value => Ok(Done {
-            outcome: Outcome::Succeeded,
-            execution_id: None,
-            detail: format!("{name} restored from {baseline_name}"),
-        }),
+        Some(now) if now.value == baseline.value => Ok(Done::succeeded(
+            format!("{name} restored from {baseline_name}"),
+            Change::RestoreParameter {
+                name: name.to_string(),
+                before,
+                after: Some(ParameterVersion {
+                    version: u64::try_from(version).unwrap_or_default(),
+                    value_type: baseline.kind.clone(),
+                    key_id,
+                }),
+            },
+        )),
         _ => Err(FixError::permanent(format!(
             "{name} does not hold the baseline value after writing it"
         ))),
@@ -133,14 +154,18 @@ pub async fn create_from_baseline(
     let (baseline_name, baseline) = baseline(params, name, baseline_prefix, current_prefix).await?;
     let key_id = key_of(params, &baseline_name, &baseline).await?;
     let created = params
-        .create(name, &baseline.value, &baseline.kind, key_id)
+        .create(name, &baseline.value, &baseline.kind, key_id.clone())
         .await?;
     let now = params.get(name).await?;
     match (created, now) {
-        (Created::Created, Some(now)) if same(&now, &baseline) => done(
-            Outcome::Succeeded,
+        (Created::Created, Some(now)) if same(&now, &baseline) => Ok(Done::succeeded(
             format!("{name} created from {baseline_name} ({})", baseline.kind),
-        ),
+            Change::CreateParameter {
+                name: name.to_string(),
+                source: baseline_name.clone(),
+                after: Some(version_of(&now, key_id)),
+            },
+        )),
         (Created::Exists, Some(now)) if same(&now, &baseline) => done(
             Outcome::AlreadyCompliant,
             format!("{name} exists already and equals {baseline_name}"),
@@ -206,7 +231,7 @@ pub async fn delete_unauthorized(
     let key_id = key_of(params, name, &current).await?;
     // A copy made by an earlier attempt has the same name; it must hold the same state.
     params
-        .create(&copy, &current.value, &current.kind, key_id)
+        .create(&copy, &current.value, &current.kind, key_id.clone())
         .await?;
     match params.get(&copy).await? {
         Some(kept) if same(&kept, &current) => {}
@@ -234,10 +259,14 @@ pub async fn delete_unauthorized(
         }
     }
     if params.delete(name).await? {
-        done(
-            Outcome::Succeeded,
+        Ok(Done::succeeded(
             format!("{name} deleted; its value, type and key are kept at {copy}"),
-        )
+            Change::DeleteParameter {
+                name: name.to_string(),
+                before: version_of(&current, key_id),
+                quarantine_copy: copy,
+            },
+        ))
     } else {
         done(
             Outcome::AlreadyCompliant,

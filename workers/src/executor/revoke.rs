@@ -2,14 +2,15 @@
 //! permissions to revoke is decided by the pure [`redress::ingress::world_open`].
 
 use crate::aws::ec2::SecurityGroups;
-use redress::audit::Outcome;
 use redress::ingress::{world_open, Permission};
+use redress::ledger::Change;
 
 use super::outcome::{Done, FixError, FixResult};
 
 /// Revokes world-open ingress covering `ports`; checks before (nothing to do →
 /// `already_compliant`) and after (still open → failure). `before` is the group's ingress
-/// if the caller has just read it (under the resource's lock), saving a second read.
+/// if the caller has just read it (under the resource's lock), saving a second read. A
+/// revoke reports the ingress before and exactly the permissions revoked.
 pub async fn revoke_public_ingress(
     groups: &SecurityGroups,
     group_id: &str,
@@ -22,11 +23,9 @@ pub async fn revoke_public_ingress(
     };
     let open = world_open(&before, ports);
     if open.is_empty() {
-        return Ok(Done {
-            outcome: Outcome::AlreadyCompliant,
-            execution_id: None,
-            detail: "no world-open ingress on those ports".into(),
-        });
+        return Ok(Done::already_compliant(
+            "no world-open ingress on those ports",
+        ));
     }
     let revoked = groups.revoke(group_id, &open).await;
     if !matches!(revoked, Ok(true)) {
@@ -38,15 +37,11 @@ pub async fn revoke_public_ingress(
                 Err(e) => e.code.clone(),
                 Ok(_) => "UnknownIpPermissions".into(),
             };
-            return Ok(Done {
-                outcome: Outcome::AlreadyCompliant,
-                execution_id: None,
-                // Not necessarily someone else: when the SDK retried our own revoke after
-                // losing its answer, the retry finds it gone too.
-                detail: format!(
-                    "no longer open when revoking ({why}): revoked by someone else, or by an earlier attempt of this call whose answer was lost"
-                ),
-            });
+            // Not necessarily someone else: when the SDK retried our own revoke after
+            // losing its answer, the retry finds it gone too.
+            return Ok(Done::already_compliant(format!(
+                "no longer open when revoking ({why}): revoked by someone else, or by an earlier attempt of this call whose answer was lost"
+            )));
         }
         if let Err(e) = revoked {
             return Err(e.into());
@@ -60,11 +55,15 @@ pub async fn revoke_public_ingress(
             describe(&still)
         )));
     }
-    Ok(Done {
-        outcome: Outcome::Succeeded,
-        execution_id: None,
-        detail: format!("revoked {}", describe(&open)),
-    })
+    let detail = format!("revoked {}", describe(&open));
+    Ok(Done::succeeded(
+        detail,
+        Change::RevokeIngress {
+            group_id: group_id.to_string(),
+            before,
+            revoked: open,
+        },
+    ))
 }
 
 /// `tcp 22 from 0.0.0.0/0; ...`

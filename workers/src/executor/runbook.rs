@@ -1,8 +1,8 @@
 //! Runbook fixes: start the SSM Automation document with an idempotency token, poll it
 //! to a terminal status, and report the real outcome.
 
-use redress::audit::Outcome;
 use redress::automation::{classify, StatusClass};
+use redress::ledger::Change;
 use redress::policy::RenderedRunbook;
 
 use crate::aws::retry::{poll, ErrorClass, PollError};
@@ -39,9 +39,11 @@ pub async fn run(
         })?;
     match classify(&finished.status) {
         StatusClass::Succeeded => Ok(Done {
-            outcome: Outcome::Succeeded,
             execution_id: Some(id),
-            detail: format!("runbook {} ended {}", runbook.document, finished.status),
+            ..Done::succeeded(
+                format!("runbook {} ended {}", runbook.document, finished.status),
+                change(runbook),
+            )
         }),
         _ => Err(with_id(FixError::permanent(format!(
             "runbook {} ended {}: {}",
@@ -49,6 +51,17 @@ pub async fn run(
             finished.status,
             finished.failure.as_deref().unwrap_or("no failure message")
         )))),
+    }
+}
+
+/// What a runbook changes, for the ledger: the document and the inputs it was started
+/// with. (The settings an inverse would need are not read yet, so it cannot be undone.)
+pub fn change(runbook: &RenderedRunbook) -> Change {
+    Change::Runbook {
+        document: runbook.document.clone(),
+        inputs: runbook.parameters.clone(),
+        before: None,
+        after: None,
     }
 }
 
@@ -62,6 +75,7 @@ mod tests {
     use aws_sdk_ssm::types::{AutomationExecution, AutomationExecutionStatus};
     use aws_sdk_ssm::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use redress::audit::Outcome;
     use std::collections::BTreeMap;
     use std::time::Duration;
 

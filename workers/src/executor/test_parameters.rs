@@ -13,6 +13,7 @@ use aws_sdk_ssm::types::{Parameter, ParameterMetadata, ParameterType};
 use aws_sdk_ssm::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_types::DateTime;
+use redress::ledger::{Change, ParameterVersion};
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -254,6 +255,18 @@ async fn a_parameter_is_copied_with_its_type_and_key_then_deleted() {
         "/redress/quarantine/payments/current/db/password/1764578400-v3"
     );
     assert!(done.detail.contains(&copy), "{}", done.detail);
+    assert_eq!(
+        done.change,
+        Some(Change::DeleteParameter {
+            name: NAME.into(),
+            before: ParameterVersion {
+                version: 3,
+                value_type: "SecureString".into(),
+                key_id: Some(KEY.into()),
+            },
+            quarantine_copy: copy.clone(),
+        })
+    );
     // The copy was written once without overwriting, with the value, type and key
     // (the rule matches nothing else), and the original deleted after it.
     assert_eq!((world.copy.num_calls(), world.delete.num_calls()), (1, 1));
@@ -352,6 +365,14 @@ async fn a_secure_baseline_is_created_as_a_secure_string_with_its_key_and_no_ove
     assert_eq!(done.outcome, Outcome::Succeeded);
     assert!(done.detail.contains("SecureString"), "{}", done.detail);
     assert_eq!(put.num_calls(), 1);
+    let Some(Change::CreateParameter { source, after, .. }) = &done.change else {
+        panic!("{:?}", done.change)
+    };
+    assert_eq!(source, BASELINE);
+    assert_eq!(
+        after.as_ref().map(|v| (v.version, v.key_id.as_deref())),
+        Some((1, Some(KEY)))
+    );
 }
 
 #[tokio::test]
@@ -391,6 +412,7 @@ async fn a_drifted_secure_string_is_overwritten_with_its_baseline_value_type_and
         holds(BASELINE, secure(BASELINE, SECRET, 2)),
         keyed(BASELINE),
         reads(NAME, vec![secure(NAME, OTHER, 3), secure(NAME, SECRET, 4)]),
+        keyed(NAME),
         put.clone(),
     ];
     let params = client(&rules.iter().collect::<Vec<_>>());
@@ -399,6 +421,20 @@ async fn a_drifted_secure_string_is_overwritten_with_its_baseline_value_type_and
         .unwrap();
     assert_eq!(done.outcome, Outcome::Succeeded);
     assert_eq!(put.num_calls(), 1);
+    // The ledger learns the version replaced and the one written, never a value.
+    let version = |version| ParameterVersion {
+        version,
+        value_type: "SecureString".into(),
+        key_id: Some(KEY.into()),
+    };
+    assert_eq!(
+        done.change,
+        Some(Change::RestoreParameter {
+            name: NAME.into(),
+            before: version(3),
+            after: Some(version(4)),
+        })
+    );
 }
 
 #[tokio::test]

@@ -503,6 +503,7 @@ fn executor(sqs: &Client, automation: &Automation, poll_interval: Duration) -> E
         max_attempts: 5,
         locks: KeyedLocks::default(),
         shutdown: tokio::sync::watch::channel(false).1,
+        ledger: crate::executor::Ledger::off(),
     }
 }
 
