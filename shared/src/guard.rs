@@ -202,11 +202,10 @@ impl Breaker {
         if self.open_until.is_some() {
             return None;
         }
-        let total = self.outcomes.len();
-        let failed = self.outcomes.iter().filter(|(_, ok)| !ok).count();
-        let tripped = total >= self.settings.min_fixes as usize
-            && failed as f64 >= self.settings.error_rate * total as f64;
-        if !tripped {
+        let total = u32::try_from(self.outcomes.len()).unwrap_or(u32::MAX);
+        let failed =
+            u32::try_from(self.outcomes.iter().filter(|(_, ok)| !ok).count()).unwrap_or(u32::MAX);
+        if !self.settings.trips(failed, total) {
             return None;
         }
         // A cooldown too long to represent means "until restarted".
@@ -215,8 +214,8 @@ impl Breaker {
                 .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400)),
         );
         Some(Transition::Opened {
-            failed,
-            total,
+            failed: failed as usize,
+            total: total as usize,
             threshold: self.settings.error_rate,
             window,
             cooldown: self.settings.cooldown,

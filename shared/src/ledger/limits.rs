@@ -164,7 +164,7 @@ pub fn tally(minutes: &[(u64, Outcomes)], window: Duration, now: SystemTime) -> 
 /// `min_fixes`, and a failed share at or above `error_rate` (the per-process breaker's
 /// rule, over the fleet's window).
 pub fn trips(settings: &BreakerSettings, failed: u32, total: u32) -> bool {
-    total >= settings.min_fixes && f64::from(failed) >= settings.error_rate * f64::from(total)
+    settings.trips(failed, total)
 }
 
 #[cfg(test)]

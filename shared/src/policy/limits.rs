@@ -41,6 +41,15 @@ pub struct BreakerSettings {
     pub cooldown: Duration,
 }
 
+impl BreakerSettings {
+    /// Whether `failed` of `total` finished fixes open the breaker: at least
+    /// `min_fixes` of them, and a failed share at or above `error_rate`. One rule for the
+    /// per-process breaker and the fleet's (counted in the ledger).
+    pub fn trips(&self, failed: u32, total: u32) -> bool {
+        total >= self.min_fixes && f64::from(failed) >= self.error_rate * f64::from(total)
+    }
+}
+
 impl Default for BreakerSettings {
     fn default() -> Self {
         BreakerSettings {
