@@ -219,7 +219,7 @@ mod tests {
     use super::*;
     use redress::ingress::Permission;
     use redress::ledger::{Actor, Status};
-    use redress::message::{Finding, Task};
+    use redress::message::Task;
     use redress::policy::{Fix, RenderedAction, Severity};
 
     const NOW: &str = "2026-05-10T09:30:00Z";
@@ -282,18 +282,7 @@ mod tests {
 
     #[test]
     fn each_row_shows_who_changed_what_from_before_to_after() {
-        let finding = Finding {
-            event_id: "e-1".into(),
-            config_rule_name: "restricted-ssh".into(),
-            config_rule_arn: None,
-            resource_id: "sg-0123456789abcdef0".into(),
-            resource_type: "AWS::EC2::SecurityGroup".into(),
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
-            compliance: "NON_COMPLIANT".into(),
-            annotation: None,
-            evaluation_time: Some(NOW.into()),
-        };
+        let finding = crate::test_support::ssh_finding(NOW);
         let action = RenderedAction::Fix(Fix::RevokePublicIngress {
             ports: Some(vec![22]),
         });

@@ -28,4 +28,6 @@ pub mod run;
 pub mod runbooks_cmd;
 pub mod settle;
 pub mod sweep;
+#[cfg(test)]
+mod test_support;
 pub mod worker;

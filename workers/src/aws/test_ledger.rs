@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
 use aws_sdk_dynamodb::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use redress::ledger::{lease, Actor, Change, Lease, Status};
-use redress::message::{Finding, Task};
+use redress::message::Task;
 use redress::policy::{Fix, RenderedAction, Severity};
 use std::time::UNIX_EPOCH;
 
@@ -26,18 +26,7 @@ fn task() -> Task {
     Task::new(
         "sg-admin",
         Severity::Medium,
-        Finding {
-            event_id: "e-1".into(),
-            config_rule_name: "restricted-ssh".into(),
-            config_rule_arn: None,
-            resource_id: "sg-0123456789abcdef0".into(),
-            resource_type: "AWS::EC2::SecurityGroup".into(),
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
-            compliance: "NON_COMPLIANT".into(),
-            annotation: None,
-            evaluation_time: Some(redress::time::format_rfc3339(at(0))),
-        },
+        crate::test_support::ssh_finding(&redress::time::format_rfc3339(at(0))),
     )
 }
 

@@ -11,7 +11,6 @@ use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
-use redress::message::Finding;
 use redress::policy::Fix;
 use std::collections::HashMap;
 
@@ -21,18 +20,7 @@ fn task() -> Task {
     Task::new(
         "sg-admin",
         redress::policy::Severity::Medium,
-        Finding {
-            event_id: "e-1".into(),
-            config_rule_name: "restricted-ssh".into(),
-            config_rule_arn: None,
-            resource_id: "sg-0123456789abcdef0".into(),
-            resource_type: "AWS::EC2::SecurityGroup".into(),
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
-            compliance: "NON_COMPLIANT".into(),
-            annotation: None,
-            evaluation_time: Some("2026-05-01T10:00:00Z".into()),
-        },
+        crate::test_support::ssh_finding("2026-05-01T10:00:00Z"),
     )
 }
 
