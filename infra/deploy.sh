@@ -130,7 +130,8 @@ $cfn --stack-name redress-lambda --template-file infra/cloudformation/lambda.yam
   --parameter-overrides CodeS3Bucket=$(q CODE_BUCKET) CodeS3Key=$key \\
   EventsQueueArn="\$(output redress EventsQueueArn)" TasksQueueArn="\$(output redress TasksQueueArn)" \\
   ApprovalsQueueArn="\$(output redress ApprovalsQueueArn)" EventsDlqArn="\$(output redress EventsDlqArn)" \\
-  TasksDlqArn="\$(output redress TasksDlqArn)" LedgerTableArn="\$(output redress LedgerTableArn)"
+  TasksDlqArn="\$(output redress TasksDlqArn)" LedgerTableArn="\$(output redress LedgerTableArn)" \\
+  NotificationTopicArn="\$(output redress NotificationTopicArn)"
 EOF
   else
     cat <<EOF

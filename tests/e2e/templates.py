@@ -136,7 +136,7 @@ def main() -> None:
         CENTRAL, "us-west-2", "redress", "redress",
         {**network, **people, "WorkerMode": "Lambda"},
     )
-    queues = {k: lam.outputs[k] for k in ("EventsQueueArn", "TasksQueueArn", "ApprovalsQueueArn", "EventsDlqArn", "TasksDlqArn", "LedgerTableArn")}
+    queues = {k: lam.outputs[k] for k in ("EventsQueueArn", "TasksQueueArn", "ApprovalsQueueArn", "EventsDlqArn", "TasksDlqArn", "LedgerTableArn", "NotificationTopicArn")}
     deploy(CENTRAL, "us-west-2", "redress-lambda", "lambda", {**code(CENTRAL), **queues})
     member_params = {
         "CentralAccountId": CENTRAL,

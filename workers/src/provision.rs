@@ -1,6 +1,7 @@
 //! `redress provision`: queues with dead-letter queues, the EventBridge rule feeding the
-//! events queue, the ledger table, and redress's three Config custom rules (each with the
-//! function Config requires behind it). Idempotent: running it again changes nothing.
+//! events queue, the ledger table, the notification topic (when `--notify-topic` names
+//! one), and redress's three Config custom rules (each with the function Config requires
+//! behind it). Idempotent: running it again changes nothing.
 
 use crate::aws::retry::AwsError;
 use crate::aws::sqs::Queue;
@@ -9,8 +10,10 @@ use crate::aws::Clients;
 use crate::aws::custom_rules::CustomRules;
 use crate::aws::ledger::LedgerTable;
 use crate::aws::ledger_table::Ensured;
+use crate::aws::sns::Topic;
 use crate::cli::{Global, LedgerChoice, ProvisionArgs};
 use crate::error::CliResult;
+use crate::notify::TopicChoice;
 
 /// Fourteen days, the SQS maximum: dead letters wait for an operator.
 const RETENTION_14_DAYS: &str = "1209600";
@@ -176,7 +179,20 @@ pub async fn provision(global: &Global, args: &ProvisionArgs) -> CliResult {
         plain(&global.events_queue)
     );
     ledger_table(global, &clients).await?;
+    notify_topic(global, &clients).await?;
     config_rules(&config, args).await
+}
+
+/// The notification topic, when `--notify-topic` names one (given as an ARN, the
+/// topic of that name here).
+async fn notify_topic(global: &Global, clients: &Clients) -> CliResult {
+    let TopicChoice::Required(topic) = global.notify() else {
+        return Ok(());
+    };
+    let name = topic.rsplit(':').next().unwrap_or(topic);
+    let created = Topic::ensure(clients.sns.clone(), name).await?;
+    println!("topic     {name}  (notifications: {})", created.arn);
+    Ok(())
 }
 
 /// The ledger's table, unless `--ledger-table` is empty.

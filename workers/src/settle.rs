@@ -6,11 +6,19 @@
 //! executor's audit records. The SQS poller ([`crate::worker`]) and the Lambda adapter
 //! ([`crate::lambda`]) both settle through it; what they do with a settled message
 //! differs only in how it leaves the queue (a delete, or Lambda's batch response).
+//!
+//! It is also the one place that tells people ([`crate::notify`]): once a batch is
+//! settled and recorded, what each verdict gives rise to (an approval request sent, a
+//! fix failed or dead-lettered, a guard tripped or reset, a finding still non-compliant)
+//! is published to the notification topic, if one is configured. A publish never
+//! changes what became of a message.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use redress::audit::AuditRecord;
+use redress::message::ApprovalsMessage;
+use redress::notify::{notifications, Notification, Settlement};
 
 use crate::aws::retry::with_backoff;
 use crate::aws::sqs::{DeadLetter, Outbound, Queue, Received};
@@ -199,6 +207,7 @@ impl Settler<'_> {
     pub async fn settle(&self, batch: Vec<(&Received, Verdict)>) -> Vec<Settled> {
         let sent = self.send_all(&batch).await;
         let mut out = Vec::with_capacity(batch.len());
+        let mut tell = Vec::new();
         for ((m, verdict), sent) in batch.into_iter().zip(sent) {
             let settled = if sent {
                 self.acknowledge(m, &verdict.ack).await
@@ -207,9 +216,13 @@ impl Settler<'_> {
                     after_secs: SEND_RETRY_SECONDS,
                 }
             };
+            if crate::notify::enabled() {
+                tell.extend(told(self.worker, &verdict, settled));
+            }
             self.record(verdict, settled);
             out.push(settled);
         }
+        crate::notify::tell(tell).await;
         out
     }
 
@@ -308,5 +321,70 @@ impl Settler<'_> {
                 self.tally.add(fate, subject, detail);
             }
         }
+    }
+}
+
+/// What a settled verdict tells people: guard notes always; once durable, its approval
+/// requests (the bodies it sent that are requests), a fix that failed, a dead letter,
+/// a finding still non-compliant.
+fn told(worker: &str, v: &Verdict, settled: Settled) -> Vec<Notification> {
+    let requests: Vec<_> = v
+        .send
+        .iter()
+        .filter_map(|o| match serde_json::from_str(&o.body) {
+            Ok(ApprovalsMessage::Request(r)) => Some(*r),
+            _ => None,
+        })
+        .collect();
+    let dead_lettered = match &v.ack {
+        Ack::DeadLetter { class, error } => Some((class.as_str(), error.as_str())),
+        _ => None,
+    };
+    notifications(&Settlement {
+        worker,
+        durable: settled == Settled::Durable,
+        records: &v.records,
+        notes: &v.notes,
+        requests: &requests,
+        dead_lettered,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redress::audit::{AuditDecision, Outcome};
+    use redress::notify::Kind;
+
+    fn failed() -> AuditRecord {
+        let mut r = AuditRecord::bare("executor", AuditDecision::Remediate);
+        r.resource_id = Some("sg-1".into());
+        r.outcome = Some(Outcome::Failed);
+        r
+    }
+
+    #[test]
+    fn a_dead_lettered_failure_is_told_once_it_is_durable() {
+        let v = Verdict::dead_letter(DeadLetterClass::Permanent, "gone").record(failed());
+        let out = told("executor", &v, Settled::Durable);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, Kind::FixFailed);
+        assert!(out[0]
+            .body
+            .content
+            .description
+            .contains("dead-lettered (permanent)"));
+        assert!(told("executor", &v, Settled::Again { after_secs: 0 }).is_empty());
+    }
+
+    #[test]
+    fn only_request_bodies_count_as_approval_requests() {
+        let sqs = aws_smithy_mocks::mock_client!(aws_sdk_sqs, []);
+        let q = Queue::at(&sqs, "http://localhost/q");
+        // A moot notice or a task is not a request: nothing to tell.
+        let v = Verdict::done()
+            .send(&q, r#"{"kind":"moot"}"#.into())
+            .send(&q, "{}".into());
+        assert!(told("router", &v, Settled::Durable).is_empty());
     }
 }
