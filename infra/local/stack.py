@@ -390,6 +390,24 @@ class StandInMiddleware:
         return [body]
 
 
+class SerialDynamoDB:
+    """DynamoDB applies a single-item write and its condition atomically; moto's threaded
+    server checks the condition and writes in two steps, so two racing conditional
+    updates (the fleet's rate-cap counters) could both pass. DynamoDB calls are answered
+    one at a time, which restores the guarantee; other services stay concurrent."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return self.app(environ, start_response)
+        with self.lock:
+            # Drain the answer under the lock: moto may compute it lazily.
+            return list(self.app(environ, start_response))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -451,7 +469,7 @@ def main(argv: list[str] | None = None) -> None:
             CONFIG_RESULTS_PATH: config.current_results,
         },
     )
-    app = stats.StatsMiddleware(identity.IdentityMiddleware(stand_ins))
+    app = stats.StatsMiddleware(identity.IdentityMiddleware(SerialDynamoDB(stand_ins)))
 
     # Threaded: runbook effects call back into this same server while it is
     # still answering the caller's polls.

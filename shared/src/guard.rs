@@ -85,6 +85,20 @@ impl RateLimiter {
         Ok(())
     }
 
+    /// Gives back a fix taken at `at` under `rule` that did not run after all (another
+    /// executor held the finding, or it was done already). Nothing taken then: nothing.
+    pub fn give_back(&mut self, rule: &str, at: Instant) {
+        fn forget(times: &mut VecDeque<Instant>, at: Instant) {
+            if let Some(i) = times.iter().rposition(|t| *t == at) {
+                times.remove(i);
+            }
+        }
+        forget(&mut self.all, at);
+        if let Some(mine) = self.by_rule.get_mut(rule) {
+            forget(mine, at);
+        }
+    }
+
     /// Whether [`try_acquire`](Self::try_acquire) would succeed, taking nothing.
     pub fn check(
         &mut self,
@@ -297,6 +311,23 @@ mod tests {
         assert!(r.try_acquire("a", Some(2), t0 + secs(60)).is_ok());
         assert!(r.try_acquire("c", None, t0 + secs(60)).is_err());
         assert!(RateLimiter::new(None).try_acquire("x", None, t0).is_ok());
+    }
+
+    #[test]
+    fn a_fix_given_back_leaves_room_for_another() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(Some(2));
+        r.try_acquire("a", Some(1), t0).unwrap();
+        assert!(r.check("a", Some(1), t0).is_err());
+        r.give_back("a", t0);
+        r.try_acquire("a", Some(1), t0 + secs(1)).unwrap();
+        r.try_acquire("b", None, t0 + secs(1)).unwrap();
+        // Giving back what was never taken takes nothing more away.
+        r.give_back("b", t0 + secs(30));
+        assert_eq!(
+            r.check("c", None, t0 + secs(2)),
+            Err(Limited::Global { limit: 2 })
+        );
     }
 
     fn settings() -> BreakerSettings {

@@ -9,7 +9,14 @@
 //! 60 seconds (the sliding-window estimate). Within any calendar minute the cap holds
 //! exactly; across a boundary it holds up to rounding. Executors' clocks must agree to
 //! well within a minute.
+//!
+//! The breaker's window is one item ([`BREAKER_KEY`]) with a count per minute and kind
+//! of outcome: recording an outcome (`ADD`, returning the item) gives the whole window
+//! without another read, and opening it is a conditional write (not open already), so
+//! one executor opens it and audits the trip. Counter and breaker items carry a TTL and
+//! none of the ledger's index attributes, so history and reports never see them.
 
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::time::{Duration, SystemTime};
 
@@ -123,21 +130,37 @@ pub fn plan_take(
     })
 }
 
-/// The item id of a minute's fix outcomes for the fleet breaker (counters `ok` and
-/// `failed`).
-pub fn outcome_key(bucket: u64) -> String {
-    format!("breaker#{bucket}")
+/// The counter attribute of a cap's item (its `ADD`ed count).
+pub const COUNT: &str = "n";
+
+/// The item id of the fleet breaker: one item holding every recent minute's outcomes (an
+/// attribute per minute and kind, see [`outcome_attribute`]) and until when the breaker
+/// is open ([`OPEN_UNTIL`]). One item, so recording an outcome returns the whole window
+/// in the same write.
+pub const BREAKER_KEY: &str = "breaker#fleet";
+
+/// The breaker item's attribute holding until when (epoch seconds) it is open.
+pub const OPEN_UNTIL: &str = "open_until";
+
+/// The breaker item's attribute counting one minute's succeeded (`ok_MINUTE`) or failed
+/// (`failed_MINUTE`) fixes.
+pub fn outcome_attribute(ok: bool, bucket: u64) -> String {
+    if ok {
+        format!("ok_{bucket}")
+    } else {
+        format!("failed_{bucket}")
+    }
 }
 
-/// The item id holding until when the fleet breaker is open (`open_until`).
-pub const BREAKER_STATE_KEY: &str = "breaker#state";
-
-/// The minutes whose outcomes count for a breaker window ending at `now`: every minute
-/// that overlaps it (whole minutes, so the window is at most one minute longer).
-pub fn window_buckets(window: Duration, now: SystemTime) -> RangeInclusive<u64> {
-    let last = bucket(now);
-    let minutes = window.as_secs().div_ceil(BUCKET.as_secs()).max(1);
-    last.saturating_sub(minutes - 1)..=last
+/// Reads an attribute name of [`outcome_attribute`]: (ok, minute).
+fn parse_outcome_attribute(name: &str) -> Option<(bool, u64)> {
+    let (kind, bucket) = name.split_once('_')?;
+    let ok = match kind {
+        "ok" => true,
+        "failed" => false,
+        _ => return None,
+    };
+    Some((ok, bucket.parse().ok()?))
 }
 
 /// One minute's finished fixes.
@@ -149,22 +172,119 @@ pub struct Outcomes {
     pub failed: u32,
 }
 
-/// (failed, total) over the window, from the minutes read (others count as none).
-pub fn tally(minutes: &[(u64, Outcomes)], window: Duration, now: SystemTime) -> (u32, u32) {
-    let inside = window_buckets(window, now);
-    minutes
-        .iter()
-        .filter(|(b, _)| inside.contains(b))
-        .fold((0, 0), |(failed, total), (_, o)| {
-            (failed + o.failed, total + o.ok + o.failed)
-        })
+/// The fleet breaker's item, as read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BreakerItem {
+    /// Each minute's outcomes, by minute.
+    pub minutes: BTreeMap<u64, Outcomes>,
+    /// Until when (epoch seconds) the breaker is, or last was, open.
+    pub open_until: Option<u64>,
 }
 
-/// Whether the fleet's outcomes open the breaker: as many finished fixes as
-/// `min_fixes`, and a failed share at or above `error_rate` (the per-process breaker's
-/// rule, over the fleet's window).
-pub fn trips(settings: &BreakerSettings, failed: u32, total: u32) -> bool {
-    settings.trips(failed, total)
+impl BreakerItem {
+    /// The item from its numeric attributes (name, value); other attributes are ignored.
+    pub fn from_numbers<'a>(attributes: impl IntoIterator<Item = (&'a str, u64)>) -> Self {
+        let mut item = BreakerItem::default();
+        for (name, value) in attributes {
+            if name == OPEN_UNTIL {
+                item.open_until = Some(value);
+            } else if let Some((ok, bucket)) = parse_outcome_attribute(name) {
+                let count = u32::try_from(value).unwrap_or(u32::MAX);
+                let minute = item.minutes.entry(bucket).or_default();
+                if ok {
+                    minute.ok = count;
+                } else {
+                    minute.failed = count;
+                }
+            }
+        }
+        item
+    }
+
+    /// Whether the breaker is open at `now`.
+    pub fn is_open(&self, now: SystemTime) -> bool {
+        self.open_until.is_some_and(|until| epoch(now) < until)
+    }
+
+    /// (failed, total) over the window ending at `now`. Minutes before the breaker last
+    /// closed do not count: after its cooldown it counts afresh, as the per-process
+    /// breaker does, so the failures that opened it do not open it again.
+    pub fn tally(&self, window: Duration, now: SystemTime) -> (u32, u32) {
+        let inside = window_buckets(window, now);
+        let fresh = self.open_until.map_or(0, |until| until / BUCKET.as_secs());
+        self.minutes
+            .iter()
+            .filter(|(b, _)| inside.contains(b) && **b >= fresh)
+            .fold((0, 0), |(failed, total), (_, o)| {
+                (
+                    failed.saturating_add(o.failed),
+                    total.saturating_add(o.ok).saturating_add(o.failed),
+                )
+            })
+    }
+
+    /// Attributes of minutes no window ending at or after `now` reads any more, to remove.
+    pub fn stale(&self, window: Duration, now: SystemTime) -> Vec<String> {
+        let first = *window_buckets(window, now).start();
+        self.minutes
+            .iter()
+            .filter(|(b, _)| **b < first)
+            .flat_map(|(b, o)| {
+                [(true, o.ok), (false, o.failed)]
+                    .into_iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(ok, _)| outcome_attribute(ok, *b))
+            })
+            .collect()
+    }
+
+    /// After an outcome was recorded: the trip, if the window's outcomes open the breaker
+    /// and it is not open already.
+    pub fn trip(&self, settings: &BreakerSettings, now: SystemTime) -> Option<Trip> {
+        if self.is_open(now) {
+            return None;
+        }
+        let (failed, total) = self.tally(settings.window, now);
+        if !settings.trips(failed, total) {
+            return None;
+        }
+        // A cooldown too long to represent means "until the item is reset by hand".
+        let open_until = epoch(now).saturating_add(settings.cooldown.as_secs());
+        Some(Trip {
+            failed,
+            total,
+            open_until,
+        })
+    }
+}
+
+/// The fleet breaker opening: written on the condition that it is not open already, so
+/// one executor opens it (and audits the trip).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trip {
+    /// Failed fixes in the window.
+    pub failed: u32,
+    /// Finished fixes in the window.
+    pub total: u32,
+    /// Until when (epoch seconds) it stays open.
+    pub open_until: u64,
+}
+
+/// TTL of the breaker item after an outcome at `now`: kept while any window or
+/// cooldown may still read it.
+pub fn breaker_expires_at(settings: &BreakerSettings, now: SystemTime) -> u64 {
+    epoch(now)
+        .saturating_add(settings.window.as_secs())
+        .saturating_add(settings.cooldown.as_secs())
+        .saturating_add(KEEP.as_secs())
+}
+
+/// The minutes whose outcomes count for a breaker window ending at `now`: every minute
+/// that overlaps it (whole minutes, so the window is at most one minute longer).
+pub fn window_buckets(window: Duration, now: SystemTime) -> RangeInclusive<u64> {
+    let last = bucket(now);
+    let minutes = window.as_secs().div_ceil(BUCKET.as_secs()).max(1);
+    last.saturating_sub(minutes - 1)..=last
 }
 
 #[cfg(test)]
@@ -243,17 +363,53 @@ mod tests {
         let ten = Duration::from_secs(600);
         assert_eq!(window_buckets(ten, at(5)), 991..=1000);
         assert_eq!(window_buckets(Duration::from_secs(1), at(5)), 1000..=1000);
-        let o = |ok, failed| Outcomes { ok, failed };
-        let minutes = [(990, o(0, 9)), (995, o(1, 2)), (1000, o(1, 1))];
-        assert_eq!(tally(&minutes, ten, at(5)), (3, 5), "minute 990 is outside");
+        let item = BreakerItem::from_numbers([
+            ("failed_990", 9),
+            ("ok_995", 1),
+            ("failed_995", 2),
+            ("ok_1000", 1),
+            ("failed_1000", 1),
+            ("id", 7),
+            ("ttl", 99),
+        ]);
+        assert_eq!(item.minutes.len(), 3);
+        assert_eq!(item.open_until, None);
+        assert_eq!(item.tally(ten, at(5)), (3, 5), "minute 990 is outside");
+        assert_eq!(item.stale(ten, at(5)), vec!["failed_990".to_string()]);
+        assert_eq!(outcome_attribute(true, 7), "ok_7");
+        assert_eq!(outcome_attribute(false, 7), "failed_7");
+    }
+
+    #[test]
+    fn the_fleet_breaker_trips_once_and_counts_afresh_after_its_cooldown() {
+        let ten = Duration::from_secs(600);
         let s = BreakerSettings {
             error_rate: 0.5,
             window: ten,
             min_fixes: 5,
-            cooldown: ten,
+            cooldown: Duration::from_secs(120),
         };
-        assert!(trips(&s, 3, 5));
-        assert!(!trips(&s, 2, 5));
-        assert!(!trips(&s, 4, 4), "too few fixes to be a rate");
+        let mut item = BreakerItem::from_numbers([("ok_999", 2), ("failed_1000", 3)]);
+        let trip = item.trip(&s, at(5)).expect("3 of 5 failed");
+        assert_eq!(
+            trip,
+            Trip {
+                failed: 3,
+                total: 5,
+                open_until: 60_125
+            }
+        );
+        assert!(
+            !s.trips(2, 5) && !s.trips(4, 4),
+            "the process breaker's rule"
+        );
+        item.open_until = Some(trip.open_until);
+        assert!(item.is_open(at(5)) && item.is_open(at(124)));
+        assert_eq!(item.trip(&s, at(6)), None, "open already: no second trip");
+        // After the cooldown the failures that opened it no longer count.
+        assert!(!item.is_open(at(125)));
+        assert_eq!(item.tally(ten, at(125)), (0, 0));
+        assert_eq!(item.trip(&s, at(125)), None);
+        assert_eq!(breaker_expires_at(&s, at(0)), 60_000 + 600 + 120 + 3600);
     }
 }

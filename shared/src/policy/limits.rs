@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 /// The `[limits]` table: how much automatic remediation is allowed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Automatic fixes per minute across all rules, per executor process. `None`: no cap.
+    /// Automatic fixes per minute across all rules: for the whole fleet when the executor
+    /// has a ledger table, else per executor process. `None`: no cap.
     pub max_fixes_per_minute: Option<u32>,
     /// The error-rate circuit breaker.
     pub breaker: BreakerSettings,
