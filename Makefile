@@ -49,9 +49,10 @@ test: venv ## Unit, SDK-level (aws-smithy-mocks) and end-to-end tests on a priva
 # Fault tests are slow and load the emulator, so they run one at a time, apart from
 # `make test`; the fuzz target runs many more cases than its quick run in `make test`.
 # `--workspace` keeps the feature set of `make test`: building one package alone would
-# resolve other features and compile the AWS SDK a second time.
+# resolve other features and compile the AWS SDK a second time. The filter `chaos::` also
+# selects `ledger_chaos::` (crash recovery through the ledger).
 FUZZ_CASES ?= 100000
-chaos: venv ## Fault tests (kill -9 x10, fault-injecting proxy, duplicate delivery) and a long fuzz run
+chaos: venv ## Fault tests (kill -9 x10, fault-injecting proxy, duplicate delivery, kill -9 between ledger intent and outcome) and a long fuzz run
 	$(TEST_ENV) infra/local/stack.sh with cargo test --workspace --test e2e -- --ignored --nocapture --test-threads 1 chaos::
 	REDRESS_FUZZ_CASES=$(FUZZ_CASES) cargo test --workspace --test fuzz -- --nocapture
 

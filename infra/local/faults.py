@@ -36,6 +36,14 @@ in full and relayed with a Content-Length. Hop-by-hop headers are dropped; every
 header (Host, Authorization, X-Amz-*, Content-Type, ...) is forwarded unchanged, so
 SigV4 signatures still match.
 
+Stalls (`--stall ACTION:before` or `--stall ACTION:after`, repeatable; ACTION as in
+`faults_by_action`, e.g. `RevokeSecurityGroupIngress`) hold the first call of ACTION, so
+a test can kill its caller at a known point: `before` holds the request without
+forwarding it, `after` forwards it (it takes effect) and holds the answer. Either holds
+until the caller's connection closes (the caller was killed) or `--stall-for` seconds
+pass, then resets the connection: a held request never reaches the stack. Later calls
+of ACTION pass (and draw faults) as usual. A stalled call draws no fault.
+
 Never faulted, forwarded untouched: paths under `/_redress/` (the stack's own endpoints).
 Answered here, never forwarded:
 
@@ -43,8 +51,12 @@ Answered here, never forwarded:
                                  "faults": {"reset_before": n, ...},
                                  "fault_rate_observed": x,
                                  "faults_by_action": {"AmazonSQS.SendMessage": {"throttle": n}},
+                                 "forwarded_by_action": {"AmazonSQS.SendMessage": n},
+                                 "stalls": [{"action": A, "when": "before", "state":
+                                             "holding" | "caller_gone" | "timed_out"}],
                                  "upstream_errors": n}
-    POST /_faults/stats/reset   zero everything
+                                (forwarded_by_action: calls the stack answered)
+    POST /_faults/stats/reset   zero everything (stalls already used stay used)
 
 Not emulated:
   - no truncation mid-body, no slow drip of bytes, no corrupted or malformed responses;
@@ -59,7 +71,7 @@ Not emulated:
     which request gets which draw depends on arrival order.
 
 Usage: faults.py --port P --upstream http://127.0.0.1:U [--rate 0.08] [--seed N]
-                 [--exit-with-stdin]
+                 [--stall ACTION:before|after ...] [--stall-for SECONDS] [--exit-with-stdin]
 """
 
 from __future__ import annotations
@@ -69,6 +81,7 @@ import http.client
 import json
 import random
 import re
+import select
 import socket
 import struct
 import sys
@@ -128,6 +141,8 @@ class Stats:
             self.upstream_errors = 0
             self.faults = {kind: 0 for kind in KINDS}
             self.by_action: dict[str, dict[str, int]] = {}
+            self.forwarded: dict[str, int] = {}
+            self.stalls: list[dict[str, str]] = []
 
     def request(self) -> None:
         with self._lock:
@@ -140,6 +155,21 @@ class Stats:
     def upstream_error(self) -> None:
         with self._lock:
             self.upstream_errors += 1
+
+    def forwarded_call(self, action: str) -> None:
+        with self._lock:
+            self.forwarded[action] = self.forwarded.get(action, 0) + 1
+
+    def stall(self, action: str, when: str) -> dict[str, str]:
+        """Records a stall starting; the caller updates its `state` under `update_stall`."""
+        with self._lock:
+            record = {"action": action, "when": when, "state": "holding"}
+            self.stalls.append(record)
+            return record
+
+    def update_stall(self, record: dict[str, str], state: str) -> None:
+        with self._lock:
+            record["state"] = state
 
     def fault(self, kind: str, action: str) -> None:
         with self._lock:
@@ -156,17 +186,33 @@ class Stats:
                 "faults": dict(self.faults),
                 "fault_rate_observed": round(total / self.requests, 4) if self.requests else 0.0,
                 "faults_by_action": {a: dict(k) for a, k in sorted(self.by_action.items())},
+                "forwarded_by_action": dict(sorted(self.forwarded.items())),
+                "stalls": [dict(r) for r in self.stalls],
                 "upstream_errors": self.upstream_errors,
             }
 
 
 class Injector:
-    """Draws faults from one seeded generator (under a lock: handlers run in threads)."""
+    """Draws faults from one seeded generator (under a lock: handlers run in threads),
+    and hands out the stalls, each once."""
 
-    def __init__(self, rate: float, seed: int | None) -> None:
+    def __init__(
+        self,
+        rate: float,
+        seed: int | None,
+        stalls: dict[str, str] | None = None,
+        stall_for: float = 60.0,
+    ) -> None:
         self.rate = rate
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._stalls = dict(stalls or {})
+        self.stall_for = stall_for
+
+    def take_stall(self, action: str) -> str | None:
+        """`before` or `after` if the call of `action` is to be stalled (once each)."""
+        with self._lock:
+            return self._stalls.pop(action, None)
 
     def draw(self) -> tuple[str | None, float]:
         """(fault kind or None, latency in seconds for `latency`)."""
@@ -361,11 +407,14 @@ class ProxyHandler(BaseHTTPRequestHandler):
             return self._forward_and_relay(body)
 
         self.stats.request()
+        action = action_name(self.command, path, self.headers, body)
+        stall = self.injector.take_stall(action)
+        if stall is not None:
+            return self._stall(stall, action, body)
         kind, delay = self.injector.draw()
         if kind is None:
             return self._forward_and_relay(body)
 
-        action = action_name(self.command, path, self.headers, body)
         self.stats.fault(kind, action)
         self.log_fault(kind, action)
         if kind == "reset_before":
@@ -381,6 +430,29 @@ class ProxyHandler(BaseHTTPRequestHandler):
         else:  # latency
             time.sleep(delay)
             self._forward_and_relay(body)
+
+    def _stall(self, when: str, action: str, body: bytes) -> None:
+        """Holds the call (`after`: once the stack has answered it) until the caller goes
+        away or the stall times out, then resets the connection."""
+        sys.stderr.write(f"stall {when:<6} {action}\n")
+        if when == "after" and self._forward(body) is None:
+            return self._send_bad_gateway()
+        record = self.stats.stall(action, when)
+        gone = self._wait_for_caller_to_go(self.injector.stall_for)
+        self.stats.update_stall(record, "caller_gone" if gone else "timed_out")
+        self._reset_client()
+
+    def _wait_for_caller_to_go(self, timeout: float) -> bool:
+        """Whether the client closed its connection within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                readable, _, _ = select.select([self.connection], [], [], min(left, 0.2))
+                if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    return True
+            except OSError:
+                return True
+        return False
 
     # -- upstream ------------------------------------------------------------------------
 
@@ -407,6 +479,10 @@ class ProxyHandler(BaseHTTPRequestHandler):
                 resp = conn.getresponse()
                 payload = resp.read()
                 self._upstream_used = True
+                if not self.path.startswith(EXEMPT_PREFIXES):
+                    self.stats.forwarded_call(
+                        action_name(self.command, self.path, self.headers, body)
+                    )
                 if resp.will_close:
                     conn.close()
                     self._upstream = None
@@ -517,6 +593,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for the fault draws")
     parser.add_argument(
+        "--stall",
+        action="append",
+        default=[],
+        metavar="ACTION:before|after",
+        help="hold the first call of ACTION before forwarding it, or after (see above)",
+    )
+    parser.add_argument(
+        "--stall-for",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="longest a stall holds a call whose caller stays (default 60)",
+    )
+    parser.add_argument(
         "--exit-with-stdin",
         action="store_true",
         help="exit when standard input closes (lets a test harness tie the proxy's "
@@ -525,13 +615,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 0.0 <= args.rate <= 1.0:
         parser.error("--rate must be between 0 and 1")
+    stalls: dict[str, str] = {}
+    for spec in args.stall:
+        action, _, when = spec.rpartition(":")
+        if not action or when not in ("before", "after"):
+            parser.error(f"--stall {spec!r}: expected ACTION:before or ACTION:after")
+        stalls[action] = when
     upstream = urlsplit(args.upstream)
     if upstream.scheme != "http" or not upstream.hostname:
         parser.error("--upstream must be http://HOST:PORT")
 
     ProxyHandler.upstream_host = upstream.hostname
     ProxyHandler.upstream_port = upstream.port or 80
-    ProxyHandler.injector = Injector(args.rate, args.seed)
+    ProxyHandler.injector = Injector(args.rate, args.seed, stalls, args.stall_for)
     ProxyHandler.stats = Stats()
 
     server = Server((args.host, args.port), ProxyHandler)

@@ -3,15 +3,23 @@
 //! (so no other executor acts on it meanwhile); [`Ledger::finish`] completes the entry
 //! with the outcome and the state before and after, as the fix reported them.
 //!
+//! An intent whose holder died before its outcome (its lease lapsed) is taken over and
+//! recovered: [`Ledger::begin`] re-checks the resource against the change the intent
+//! recorded ([`redress::ledger::recovery`]), and a change found made is completed
+//! without being made again ([`Intent::made`]).
+//!
 //! The ledger is optional: [`Ledger::off`] records nothing and holds nothing, and the
 //! executor then works as it did without one. With one, every write is conditional on
 //! what was read ([`redress::ledger::Expect`]), so of two executors given the same
 //! finding exactly one acts; the other hands the task back to the queue.
 
+use std::ops::Deref;
 use std::time::{Duration, SystemTime};
 
 use redress::audit::Outcome;
-use redress::ledger::lease::{self, Busy};
+use redress::ingress::Permission;
+use redress::ledger::lease::{self, Busy, Take};
+use redress::ledger::recovery::{self, Recovery};
 use redress::ledger::{Actor, Change, EntryAction, EntryId, LedgerEntry, Status};
 use redress::message::Task;
 use redress::policy::RenderedAction;
@@ -19,7 +27,7 @@ use redress::policy::RenderedAction;
 use crate::aws::ledger::{LedgerError, LedgerTable};
 use crate::aws::retry::{with_backoff, ErrorClass};
 
-use super::outcome::{FixError, FixResult};
+use super::outcome::{Done, FixError, FixResult};
 
 /// How long an outcome write rides out transient errors: the change is made, and its
 /// record should not be lost to a short outage.
@@ -45,6 +53,46 @@ pub enum NotNow {
     },
     /// The ledger could not be read or written: not knowing, do not act.
     Unavailable(FixError),
+}
+
+/// An intent as [`Ledger::begin`] wrote it, for [`Ledger::finish`]: the entry (which it
+/// derefs to), and, when it took over a crashed attempt's intent, what the re-check found.
+#[derive(Debug, Clone)]
+pub struct Intent {
+    entry: LedgerEntry,
+    recovered: Option<Recovered>,
+}
+
+/// A take-over's re-check of the resource.
+#[derive(Debug, Clone)]
+struct Recovered {
+    decision: Recovery,
+    /// The entry's reason: who crashed, what was found, what is done about it.
+    note: String,
+}
+
+impl Deref for Intent {
+    type Target = LedgerEntry;
+    fn deref(&self) -> &LedgerEntry {
+        &self.entry
+    }
+}
+
+impl Intent {
+    /// When the crashed attempt this intent took over was found to have made its change:
+    /// the outcome to report and record instead of making it again.
+    pub fn made(&self) -> Option<Done> {
+        match &self.recovered {
+            Some(Recovered {
+                decision: Recovery::Made(change),
+                note,
+            }) => Some(Done {
+                execution_id: self.entry.execution_id.clone(),
+                ..Done::succeeded(note.clone(), change.clone())
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// The remediation ledger as the executor uses it.
@@ -89,16 +137,32 @@ impl Ledger {
         self.table.as_ref()
     }
 
+    /// Who this executor is in leases, and how long it holds one.
+    pub fn holder(&self) -> (&str, Duration) {
+        (&self.holder, self.lease)
+    }
+
+    /// How long finished entries are kept.
+    pub fn retention(&self) -> Option<Duration> {
+        self.retention
+    }
+
     /// Before a change: takes the finding's lease and records the intent (the action,
-    /// who acts, and `before`, what is known of the change before it is made). Returns
-    /// the entry as written, for [`finish`](Self::finish); `None` without a ledger.
+    /// who acts, and `before`, what is known of the change before it is made, read just
+    /// now). Returns the intent as written, for [`finish`](Self::finish); `None` without
+    /// a ledger.
+    ///
+    /// Taking over a crashed attempt's intent, it first decides from `before` (for a
+    /// revoke, the group's ingress now) whether that attempt's recorded change was made
+    /// ([`recovery::decide`]); the intent then says so, and [`Intent::made`] tells the
+    /// caller not to make a change found made.
     pub async fn begin(
         &self,
         task: &Task,
         action: &RenderedAction,
         actor: Actor,
         before: Option<Change>,
-    ) -> Result<Option<LedgerEntry>, NotNow> {
+    ) -> Result<Option<Intent>, NotNow> {
         let Some(table) = &self.table else {
             return Ok(None);
         };
@@ -112,20 +176,32 @@ impl Ledger {
             None => LedgerEntry::for_task(task, action.clone(), Status::Intent, now)
                 .expect("an entry may start as an intent"),
         };
+        let recovered = match &how {
+            Take::TakeOver { from } => {
+                let decision = recovery::decide(entry.change.as_ref(), ingress_now(&before));
+                let note = decision.note(from.as_ref());
+                tracing::warn!(entry = %id, %note, "taking over a crashed attempt's intent");
+                Some(Recovered { decision, note })
+            }
+            _ => None,
+        };
         // What this attempt will do, as decided now (an earlier attempt's result and
-        // reason no longer stand).
+        // reason no longer stand), except that a change found made stays as recorded.
         entry.action = EntryAction::Remediate(action.clone());
         entry.actor = Some(actor);
-        entry.change = before;
-        entry.execution_id = None;
-        entry.reason = None;
+        let made = matches!(&recovered, Some(r) if matches!(r.decision, Recovery::Made(_)));
+        if !made {
+            entry.change = before;
+            entry.execution_id = None;
+        }
+        entry.reason = recovered.as_ref().map(|r| r.note.clone());
         lease::take(&mut entry, &self.holder, now, self.lease)
             .expect("may_take allows only takes whose status may move to intent");
         match table
             .write(&entry, &how.expect(&self.holder), self.retention)
             .await
         {
-            Ok(()) => Ok(Some(entry)),
+            Ok(()) => Ok(Some(Intent { entry, recovered })),
             // Someone wrote between the read and the write: say who, if the entry says.
             Err(LedgerError::HeldByAnother) => {
                 let seen = table.get(&id).await.ok().flatten();
@@ -148,8 +224,18 @@ impl Ledger {
     /// execution and the reason, releasing the lease. A write that fails is logged: the
     /// change is made and its message must still settle; the entry stays open, and its
     /// lapsed lease shows the crash-like gap.
-    pub async fn finish(&self, intent: Option<LedgerEntry>, result: &FixResult) {
-        let (Some(table), Some(mut entry)) = (&self.table, intent) else {
+    ///
+    /// A recovered intent's reason says so, and a partly made change is recorded whole
+    /// (what the crashed attempt made and what this one did).
+    pub async fn finish(&self, intent: Option<Intent>, result: &FixResult) {
+        let (
+            Some(table),
+            Some(Intent {
+                mut entry,
+                recovered,
+            }),
+        ) = (&self.table, intent)
+        else {
             return;
         };
         let expect = match lease::may_complete(&entry, &self.holder) {
@@ -161,8 +247,12 @@ impl Ledger {
         };
         let (to, reason) = match result {
             Ok(done) if done.outcome == Outcome::Succeeded => {
-                if done.change.is_some() {
-                    entry.change = done.change.clone();
+                let change = match &recovered {
+                    Some(r) => r.decision.merge(done.change.clone()),
+                    None => done.change.clone(),
+                };
+                if change.is_some() {
+                    entry.change = change;
                 }
                 entry.execution_id = done.execution_id.clone();
                 (Status::Succeeded, done.detail.clone())
@@ -178,7 +268,12 @@ impl Ledger {
                 (Status::Failed, e.message.clone())
             }
         };
-        entry.reason = Some(reason);
+        entry.reason = Some(match recovered {
+            // The outcome of a change found made is the note itself.
+            Some(r) if matches!(r.decision, Recovery::Made(_)) => r.note,
+            Some(r) => format!("{}; {reason}", r.note),
+            None => reason,
+        });
         entry
             .advance(to, SystemTime::now())
             .expect("an intent may end in any outcome");
@@ -219,6 +314,15 @@ fn not_now(id: &EntryId, busy: Busy) -> NotNow {
             id: id.clone(),
             status,
         },
+    }
+}
+
+/// The group's ingress as just read, when the change about to be made is a revoke: what
+/// a take-over re-checks a crashed revoke against.
+fn ingress_now(before: &Option<Change>) -> Option<&[Permission]> {
+    match before {
+        Some(Change::RevokeIngress { before, .. }) => Some(before),
+        _ => None,
     }
 }
 

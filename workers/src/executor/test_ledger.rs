@@ -184,3 +184,140 @@ async fn without_a_ledger_nothing_is_held_or_recorded() {
     off.finish(begun, &Ok(Done::already_compliant("nothing")))
         .await;
 }
+
+mod recovery {
+    //! An intent whose executor died (its lease lapsed) is taken over, and the resource
+    //! re-checked against the change the intent recorded before anything is done.
+
+    use super::*;
+    use redress::ingress::Permission;
+
+    fn ssh_open() -> Vec<Permission> {
+        vec![Permission {
+            protocol: "tcp".into(),
+            from_port: Some(22),
+            to_port: Some(22),
+            ipv4: vec!["0.0.0.0/0".into()],
+            ipv6: vec![],
+        }]
+    }
+
+    fn revoke(before: Vec<Permission>, revoked: Vec<Permission>) -> Change {
+        Change::RevokeIngress {
+            group_id: "sg-0123456789abcdef0".into(),
+            before,
+            revoked,
+        }
+    }
+
+    /// Executor `dead`'s intent to revoke SSH, its lease lapsed an hour ago.
+    fn crashed() -> LedgerEntry {
+        let then = SystemTime::now() - Duration::from_secs(3600);
+        let mut e = LedgerEntry::for_task(&task(), action(), Status::Intent, then).unwrap();
+        e.change = Some(revoke(ssh_open(), ssh_open()));
+        lease::take(&mut e, "dead", then, Duration::from_secs(5)).unwrap();
+        e
+    }
+
+    fn reason_of(r: &aws_sdk_dynamodb::operation::put_item::PutItemInput) -> String {
+        match r.item().and_then(|i| i.get("reason")) {
+            Some(AttributeValue::S(s)) => s.clone(),
+            _ => String::new(),
+        }
+    }
+
+    /// Takes `crashed()` over as `b` with `ingress` read now (the outcome written through
+    /// `outcome`); checks the take-over was written on the lapsed lease's condition.
+    async fn take_over(ingress: Vec<Permission>, outcome: &Rule) -> (Ledger, Intent) {
+        let get = reads(vec![Some(crashed())]);
+        let take = mock!(Client::put_item)
+            .match_requests(|r| {
+                let v = r.expression_attribute_values().unwrap();
+                status_of(r) == Some("intent")
+                    && v.get(":holder") == Some(&AttributeValue::S("dead".into()))
+                    && reason_of(r).starts_with("recovered after a crash: executor dead")
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let b = ledger("b", &[&get, &take, outcome]);
+        let open = redress::ingress::world_open(&ingress, Some(&[22]));
+        let intent = b
+            .begin(
+                &task(),
+                &action(),
+                Actor::Automatic,
+                Some(revoke(ingress, open)),
+            )
+            .await
+            .unwrap()
+            .expect("a ledger is on");
+        assert_eq!(take.num_calls(), 1, "taken over on the lapsed lease");
+        (b, intent)
+    }
+
+    /// An outcome write with this status, whose reason contains `says`.
+    fn outcome(status: &'static str, says: &'static str) -> Rule {
+        mock!(Client::put_item)
+            .match_requests(move |r| status_of(r) == Some(status) && reason_of(r).contains(says))
+            .then_output(|| PutItemOutput::builder().build())
+    }
+
+    #[tokio::test]
+    async fn a_revoke_the_dead_executor_made_is_completed_not_made_again() {
+        let completed = outcome("succeeded", "completed (rolled forward)");
+        let (b, intent) = take_over(vec![], &completed).await;
+        let done = intent
+            .made()
+            .expect("found made: the caller must not revoke");
+        assert_eq!(done.outcome, Outcome::Succeeded);
+        assert_eq!(
+            done.change,
+            Some(revoke(ssh_open(), ssh_open())),
+            "the recorded change, not the empty one read now"
+        );
+        assert_eq!(intent.change, done.change, "kept in the take-over's intent");
+        assert_eq!(intent.lease.as_ref().unwrap().holder, "b");
+        b.finish(Some(intent), &Ok(done)).await;
+        assert_eq!(completed.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_revoke_the_dead_executor_did_not_make_is_made_and_says_so() {
+        let completed = outcome(
+            "succeeded",
+            "none of its change was found made, so it was made now; revoked tcp 22",
+        );
+        let (b, intent) = take_over(ssh_open(), &completed).await;
+        assert!(intent.made().is_none(), "still open: it must be revoked");
+        assert!(
+            intent
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("none of its change was found made")),
+            "{:?}",
+            intent.reason
+        );
+        assert_eq!(intent.change, Some(revoke(ssh_open(), ssh_open())));
+        let done = Done::succeeded("revoked tcp 22", revoke(ssh_open(), ssh_open()));
+        b.finish(Some(intent), &Ok(done)).await;
+        assert_eq!(completed.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_take_is_no_recovery() {
+        let (get, put) = (
+            reads(vec![None]),
+            mock!(Client::put_item).then_output(|| PutItemOutput::builder().build()),
+        );
+        let intent = ledger("a", &[&get, &put])
+            .begin(
+                &task(),
+                &action(),
+                Actor::Automatic,
+                Some(revoke(vec![], vec![])),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(intent.made().is_none() && intent.reason.is_none());
+    }
+}
