@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::model::{Actor, LedgerEntry};
 use super::status::Status;
 use super::undo::{exceptions_in_force, UndoException};
+use crate::policy::Policy;
 use crate::time::format_rfc3339;
 
 /// What rows a report groups by (`--by`).
@@ -139,6 +140,46 @@ pub struct Report {
     pub exceptions: Vec<UndoException>,
 }
 
+/// A policy `[[exception]]` still in force: the other kind of exemption a report lists
+/// beside the undo exceptions the ledger holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyException {
+    /// Globs over policy rule ids it covers; empty: every rule.
+    pub rules: Vec<String>,
+    /// The account it covers; `None`: any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The resource it covers; `None`: every resource of the account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    /// When it stops applying (RFC 3339).
+    pub until: String,
+    /// Why, as the policy says.
+    pub reason: String,
+    /// Its line in the policy file.
+    pub line: usize,
+}
+
+/// The policy's exceptions that still apply at `now`, soonest to end first.
+pub fn policy_exceptions_in_force(policy: &Policy, now: SystemTime) -> Vec<PolicyException> {
+    let mut live: Vec<_> = policy
+        .exceptions
+        .iter()
+        .filter(|x| now < x.expires)
+        .collect();
+    live.sort_by_key(|x| (x.expires, x.line));
+    live.into_iter()
+        .map(|x| PolicyException {
+            rules: x.rules.clone(),
+            account: x.account.clone(),
+            resource_id: x.resource_id.clone(),
+            until: format_rfc3339(x.expires),
+            reason: x.reason.clone(),
+            line: x.line,
+        })
+        .collect()
+}
+
 /// The `pct`th percentile (0–100) of `values` by the nearest-rank method: the smallest
 /// value with at least `pct`% of the values at or below it, always one of the values
 /// (a reported time was really seen). `None` for no values.
@@ -198,7 +239,7 @@ pub fn report(
 
 /// The evidence export's columns: one row per entry, each an action taken, proposed
 /// or not taken, with everything an auditor asks (who, when, what, before and after).
-pub const CSV_COLUMNS: [&str; 31] = [
+pub const CSV_COLUMNS: [&str; 33] = [
     "entry_id",
     "kind",
     "undoes",
@@ -217,6 +258,7 @@ pub const CSV_COLUMNS: [&str; 31] = [
     "approved_at",
     "fixed_at",
     "verified_at",
+    "updated_at",
     "time_to_remediate_secs",
     "action",
     "actor",
@@ -230,6 +272,7 @@ pub const CSV_COLUMNS: [&str; 31] = [
     "reason",
     "execution_id",
     "exception_until",
+    "policy_version",
 ];
 
 /// One entry's row, in [`CSV_COLUMNS`] order.
@@ -268,6 +311,7 @@ pub fn csv_row(e: &LedgerEntry) -> Vec<String> {
         time(approved_at),
         time(e.times.fixed_at),
         time(e.times.verified_at),
+        format_rfc3339(e.times.updated_at),
         e.time_to_remediate()
             .map(|d| d.as_secs().to_string())
             .unwrap_or_default(),
@@ -289,6 +333,7 @@ pub fn csv_row(e: &LedgerEntry) -> Vec<String> {
         text(e.reason.as_deref()),
         text(e.execution_id.as_deref()),
         time(undo.map(|u| u.until)),
+        text(e.policy_version.as_deref()),
     ]
 }
 
@@ -464,6 +509,8 @@ mod tests {
         assert_eq!(col("actor_id"), "AIDABOB");
         assert_eq!(col("approved_at"), format_rfc3339(t(5)));
         assert_eq!(col("fixed_at"), format_rfc3339(t(60)));
+        assert_eq!(col("updated_at"), format_rfc3339(t(60)));
+        assert_eq!(col("verified_at"), "");
         assert_eq!(
             col("before"),
             "tcp 22 from 0.0.0.0/0; tcp 443 from 10.0.0.0/8"
@@ -477,6 +524,48 @@ mod tests {
         // The reason is quoted (comma, quote, newline) and cannot run as a formula.
         assert!(csv.contains(",\"'=cmd, \"\"quoted\"\"\nline\","), "{csv}");
         assert!(csv.ends_with("\r\n"));
+    }
+
+    #[test]
+    fn policy_exceptions_in_force_are_the_unexpired_ones_soonest_first() {
+        let policy = Policy::from_toml(
+            r#"
+[[rule]]
+id = "ssh"
+config_rule = "restricted-ssh"
+severity = "LOW"
+action = { fix = "revoke_public_ingress" }
+
+[[exception]]
+resource_id = "sg-0bastion"
+expires = "2099-01-01"
+reason = "bastion, SEC-42"
+
+[[exception]]
+account = "111122223333"
+rules = ["ssh"]
+expires = "2098-06-30"
+reason = "lab account"
+
+[[exception]]
+resource_id = "sg-0gone"
+expires = "2020-01-01"
+reason = "over"
+"#,
+            "p",
+        )
+        .unwrap();
+        let live = policy_exceptions_in_force(&policy, t(0));
+        assert_eq!(
+            live.iter().map(|x| x.reason.as_str()).collect::<Vec<_>>(),
+            ["lab account", "bastion, SEC-42"]
+        );
+        assert_eq!(live[0].until, "2098-06-30T00:00:00Z");
+        assert_eq!(live[0].rules, ["ssh"]);
+        assert_eq!(live[0].account.as_deref(), Some("111122223333"));
+        assert_eq!(live[1].resource_id.as_deref(), Some("sg-0bastion"));
+        let json = serde_json::to_value(&live[1]).unwrap();
+        assert!(json.get("account").is_none(), "{json}");
     }
 
     mod properties {

@@ -5,12 +5,16 @@
 //! sends itself again for later, or, past the policy's deadline, hands the finding to a
 //! person (`still_non_compliant` and an approval request).
 //!
+//! Either conclusion is also recorded in the fix's ledger entry
+//! ([`Executor::record_closure`]), best effort.
+//!
 //! A closure check never changes anything. A forged one can only make the executor ask
 //! Config, and at worst (Config disagreeing with a fix that never happened) ask a person.
 
 use std::time::{Duration, SystemTime};
 
 use redress::audit::{AuditDecision, AuditRecord};
+use redress::ledger::{EntryId, Status};
 use redress::message::{Closure, Task};
 use redress::policy::Mode;
 use redress::verify::AfterFix;
@@ -52,6 +56,8 @@ impl Executor {
     /// Handles a closure check: asks Config, then closes, waits again, or escalates.
     pub(super) async fn close(&self, mut task: Task, m: &Received) -> Verdict {
         let closure = task.closure.take().expect("a closure check");
+        // The fix's entry: the check carries the task's rule, finding and generation.
+        let entry = EntryId::for_task(&task);
         let f = &task.finding;
         let subject = format!("{} {}", f.resource_type, f.resource_id);
         let rule = self.policy.rule(&task.rule_id);
@@ -139,6 +145,8 @@ impl Executor {
                     "{why}; time to remediate {}",
                     humantime::format_duration(Duration::from_secs(secs))
                 );
+                self.record_closure(&entry, Status::Verified, &why, now)
+                    .await;
                 Verdict::done()
                     .record(verified)
                     .report(Disposition::Verified, subject, line)
@@ -165,6 +173,8 @@ impl Executor {
             AfterFix::StillNonCompliant(why) => {
                 let mut still = r.clone().reason(&why);
                 still.decision = AuditDecision::StillNonCompliant;
+                self.record_closure(&entry, Status::StillNonCompliant, &why, now)
+                    .await;
                 let mut request = r;
                 request.action = Some(rule.action.label());
                 // A new generation: approving it runs the fix again (a fresh SSM
