@@ -5,6 +5,12 @@
 //! would have gone: dedup, exemptions, severity, guards and approvals apply unchanged.
 //! A result keeps its identity across sweeps (its rule, resource and recording time), so
 //! sweeping twice queues the same task twice and the executor fixes it once.
+//!
+//! With a ledger, the sweep (run on a schedule) also compares the approvals queue with
+//! the ledger's waiting requests first ([`crate::approvals::ledger::repair`]): a request
+//! someone deleted from the queue by hand goes back on it, one past its ttl is marked
+//! expired, and a queued request without an entry is recorded when the sweep holds the
+//! executor's rights (reported otherwise).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use redress::message::ApprovalsMessage;
 use redress::policy::Policy;
 use serde::Serialize;
 
+use crate::approvals::ledger::{self, Repaired};
 use crate::aws::compliance::{Compliance, Evaluation};
 use crate::aws::sqs::{Queue, Received};
 use crate::aws::Clients;
@@ -53,6 +60,9 @@ struct Summary {
     /// With --dry-run: what the router would decide, per finding.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     decisions: Vec<DryDecision>,
+    /// The approvals queue against the ledger; absent without a ledger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ledger: Option<Repaired>,
 }
 
 /// One dry-run decision.
@@ -82,9 +92,13 @@ pub async fn sweep(global: &Global, args: &SweepArgs) -> CliResult {
     };
     let config = crate::aws::load().await;
     let clients = Clients::new(&config);
+    // First, so requests put back count as pending for the findings fed below.
+    let repaired = reconcile(global, &policy, &clients).await?;
     let found = read(&policy, &config, &clients, &covers).await?;
     let mut summary = Summary {
         found: found.len(),
+        failed: repaired.as_ref().map_or(0, |r| r.failed),
+        ledger: repaired,
         ..Summary::default()
     };
     let now = redress::time::now_rfc3339();
@@ -114,7 +128,7 @@ pub async fn sweep(global: &Global, args: &SweepArgs) -> CliResult {
     } else {
         feed(global, policy.clone(), &clients, &events, &mut summary).await?;
     }
-    print(&summary, args.json)?;
+    print(&summary, args.json, global.dry_run)?;
     if summary.failed > 0 {
         return Err(CliError::failed(format!(
             "{} finding(s) could not be handed on; the next sweep tries again",
@@ -122,6 +136,33 @@ pub async fn sweep(global: &Global, args: &SweepArgs) -> CliResult {
         )));
     }
     Ok(())
+}
+
+/// The approvals queue against the ledger's waiting requests, repaired (in a dry run,
+/// only compared); `None` without a ledger to compare with.
+async fn reconcile(
+    global: &Global,
+    policy: &Policy,
+    clients: &Clients,
+) -> CliResult<Option<Repaired>> {
+    let table = ledger::table(global, clients);
+    let Some(awaiting) = ledger::awaiting(table.as_ref()).await else {
+        return Ok(None);
+    };
+    let table = table.expect("entries were read from it");
+    let approvals = Queue::resolve(&clients.sqs, &global.approvals_queue).await?;
+    let groups = crate::executor::SecurityGroups::new(clients.ec2.clone());
+    let repaired = ledger::repair(
+        policy,
+        &table,
+        &awaiting,
+        &approvals,
+        &groups,
+        SCAN_VISIBILITY_SECONDS,
+        global.dry_run,
+    )
+    .await?;
+    Ok(Some(repaired))
 }
 
 /// Config's NON_COMPLIANT results for the rules `covers` accepts: from the aggregator
@@ -362,7 +403,7 @@ async fn feed(
     Ok(())
 }
 
-fn print(summary: &Summary, json: bool) -> CliResult {
+fn print(summary: &Summary, json: bool, dry_run: bool) -> CliResult {
     if json {
         println!("{}", output::json(summary)?);
         return Ok(());
@@ -372,6 +413,32 @@ fn print(summary: &Summary, json: bool) -> CliResult {
             "{} {} in {}/{}: {}",
             d.config_rule, d.resource_id, d.account, d.region, d.decision
         );
+    }
+    if let Some(l) = &summary.ledger {
+        let ids: Vec<&str> = l.put_back.iter().map(|m| m.request.as_str()).collect();
+        let mut line = format!(
+            "Ledger: {} request(s) missing from the approvals queue {}{}",
+            ids.len(),
+            match (ids.is_empty(), dry_run) {
+                (true, _) => "(none)",
+                (false, false) => "put back",
+                (false, true) => "would be put back",
+            },
+            if ids.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", ids.join(", "))
+            }
+        );
+        line.push_str(&format!(", {} expired, {} recorded", l.expired, l.recorded));
+        if !l.unrecorded.is_empty() {
+            line.push_str(&format!(
+                ", {} queued without an entry that only the executor may record ({})",
+                l.unrecorded.len(),
+                l.unrecorded.join(", ")
+            ));
+        }
+        println!("{line}");
     }
     println!(
         "Sweep: {} found, {} queued, {} already pending, {} skipped{}",

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
 use super::model::LedgerEntry;
+use super::status::Status;
 
 /// One attribute value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,9 +172,20 @@ impl LedgerEntry {
         item
     }
 
-    /// An entry from an item (index attributes are ignored).
+    /// An entry from an item (index attributes are ignored). A decision recorded beside
+    /// the status counts only while the entry waits for approval, and only as a final
+    /// move from there (rejected, expired, moot): whoever may record decisions can end a
+    /// waiting request, never make a fix read as made, failed or undone.
     pub fn from_item(item: &Item) -> Result<LedgerEntry, ItemError> {
-        from_item(item)
+        let mut e: LedgerEntry = from_item(item)?;
+        if let Some(d) = e.decision.filter(|d| {
+            e.status == Status::AwaitingApproval
+                && matches!(d, Status::Rejected | Status::Expired | Status::Skipped)
+        }) {
+            e.status = d;
+            e.reason = e.decision_reason.clone();
+        }
+        Ok(e)
     }
 }
 
@@ -182,6 +194,34 @@ mod tests {
     use super::*;
     use crate::ledger::model::tests::{revoke_entry, t};
     use crate::ledger::Status;
+
+    #[test]
+    fn a_recorded_decision_only_ends_a_waiting_request() {
+        let read = |status: Status, decision: Status| {
+            let mut e = revoke_entry();
+            e.status = status;
+            e.decision = Some(decision);
+            e.decision_reason = Some("rejected by bob".into());
+            LedgerEntry::from_item(&e.to_item(None)).unwrap()
+        };
+        // A waiting request ends as decided, with the decision's reason.
+        let r = read(Status::AwaitingApproval, Status::Rejected);
+        assert_eq!(r.status, Status::Rejected);
+        assert_eq!(r.reason.as_deref(), Some("rejected by bob"));
+        // No decision makes a fix read as made, and none touches a fix that ran.
+        assert_eq!(
+            read(Status::AwaitingApproval, Status::Succeeded).status,
+            Status::AwaitingApproval
+        );
+        assert_eq!(
+            read(Status::Failed, Status::Rejected).status,
+            Status::Failed
+        );
+        assert_eq!(
+            read(Status::Succeeded, Status::Expired).status,
+            Status::Succeeded
+        );
+    }
 
     #[test]
     fn an_entry_round_trips_through_an_item() {

@@ -569,6 +569,27 @@ pub struct LedgerEntry {
     /// Version of the policy the action was rendered under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
+    /// Who approved the request (the ARN STS verified), written by `approvals approve`
+    /// while the entry waits for an executor to claim it (see
+    /// [`super::reconcile::APPROVER_ATTRIBUTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// When the request was approved.
+    #[serde(
+        default,
+        with = "rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub approved_at: Option<SystemTime>,
+    /// A decision on a waiting request (`rejected`, `expired`, `skipped` for moot) as
+    /// approvers and the sweep record it: beside the status, which they may not write
+    /// (IAM limits attribute names, not values), and read as the status only while the
+    /// entry waits ([`LedgerEntry::from_item`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Status>,
+    /// Why, with the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_reason: Option<String>,
 }
 
 impl LedgerEntry {
@@ -606,6 +627,10 @@ impl LedgerEntry {
             lease: None,
             approval_request: None,
             policy_version: None,
+            approved_by: None,
+            approved_at: None,
+            decision: None,
+            decision_reason: None,
         })
     }
 

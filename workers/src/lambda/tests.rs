@@ -247,6 +247,7 @@ fn router(sqs: &Client) -> Router {
         approvals: Queue::at(sqs, &format!("{QUEUES}/redress-approvals")),
         security_groups: SecurityGroups::new(ec2),
         dry_run: false,
+        requests_via_executor: false,
     }
 }
 

@@ -1,6 +1,12 @@
 //! The router: events queue → a task (fix now), an approval request, or a skip; invalid
 //! messages go to the events dead-letter queue. It holds no remediation rights (it reads
 //! security groups, to show approvers what a fix would change).
+//!
+//! With a ledger, findings that need approval go to the executor as tasks instead of
+//! becoming requests here: only the executor writes ledger entries, and it records each
+//! request as `awaiting_approval` before sending it
+//! ([`crate::executor::ledger_requests`]), so a request deleted from the queue by hand
+//! is noticed.
 
 mod preview;
 mod request;
@@ -15,6 +21,7 @@ use redress::message::{ApprovalsMessage, Finding, MootNotice, Task};
 use redress::policy::{Mode, Policy};
 
 use crate::aws::ec2::SecurityGroups;
+use crate::aws::ledger::LedgerTable;
 use crate::report::Disposition;
 use crate::settle::{DeadLetterClass, Verdict};
 use crate::worker::Handler;
@@ -36,6 +43,22 @@ pub struct Router {
     /// Decide and audit only: tasks are marked dry-run, approval requests and moot
     /// notices are not sent.
     pub dry_run: bool,
+    /// A ledger is in use: findings that need approval go to the executor, which records
+    /// each request before making it ([`ledger_in_use`]).
+    pub requests_via_executor: bool,
+}
+
+/// Whether `table` is there to record approval requests in: the executor records them
+/// when it is. A table that cannot be asked about counts as absent (the router then
+/// makes requests itself, and `redress sweep` records them), with a warning.
+pub async fn ledger_in_use(table: &LedgerTable) -> bool {
+    match table.exists().await {
+        Ok(exists) => exists,
+        Err(e) => {
+            tracing::warn!(table = table.name(), error = %e, "cannot tell whether the ledger table exists; approval requests are made by the router, unrecorded");
+            false
+        }
+    }
 }
 
 impl Handler for Router {
@@ -138,6 +161,15 @@ impl Router {
         severity: redress::policy::Severity,
     ) -> Verdict {
         let task = Task::new(rule_id, severity, finding.clone());
+        if self.requests_via_executor && !self.dry_run {
+            // The executor diverts it into a request (the rule needs approval) and records
+            // that request in the ledger; it audits the request.
+            return forward(&self.tasks, &task).report(
+                Disposition::Forwarded,
+                subject(finding),
+                format!("{rule_id}: needs approval; the executor makes and records the request"),
+            );
+        }
         let request = match approval_request(&self.policy, task, &self.security_groups, None).await
         {
             Ok(r) => r,
