@@ -35,8 +35,19 @@ pub struct Entry<H> {
     pub conflicting: bool,
 }
 
-/// What a copy asks for: everything but its timestamps, preview and `returned` note.
-fn asks(r: &ApprovalRequest) -> (String, String, &crate::policy::RenderedAction, bool, u32) {
+/// What a copy asks for: everything but its timestamps, preview and `returned` note
+/// (an undo's plan, reason, expiry and requester included).
+#[allow(clippy::type_complexity)]
+fn asks(
+    r: &ApprovalRequest,
+) -> (
+    String,
+    String,
+    &crate::policy::RenderedAction,
+    bool,
+    u32,
+    Option<&crate::message::UndoTask>,
+) {
     let f = &r.task.finding;
     (
         r.task.rule_id.clone(),
@@ -52,6 +63,7 @@ fn asks(r: &ApprovalRequest) -> (String, String, &crate::policy::RenderedAction,
         &r.proposed_action,
         r.task.dry_run,
         r.task.generation,
+        r.task.undo.as_ref(),
     )
 }
 
@@ -123,13 +135,15 @@ pub fn board<H>(messages: Vec<(ApprovalsMessage, H)>, now: SystemTime) -> Board<
     for e in &mut entries {
         let expired = parse_rfc3339(&e.request.expires_at).is_some_and(|t| now > t);
         let requested = parse_rfc3339(&e.request.requested_at);
-        let moot = notices.iter().any(|(n, _)| {
-            same_resource(n, &e.request)
-                && match (parse_rfc3339(&n.seen_at), requested) {
-                    (Some(seen), Some(req)) => seen >= req,
-                    _ => true,
-                }
-        });
+        // An undo is asked of a compliant resource on purpose: nothing moots it.
+        let moot = e.request.task.undo.is_none()
+            && notices.iter().any(|(n, _)| {
+                same_resource(n, &e.request)
+                    && match (parse_rfc3339(&n.seen_at), requested) {
+                        (Some(seen), Some(req)) => seen >= req,
+                        _ => true,
+                    }
+            });
         e.status = if expired {
             Status::Expired
         } else if moot {

@@ -263,6 +263,11 @@ impl Approvers {
         }
     }
 
+    /// Whether the policy lists no approvers (anyone the queue admits may approve).
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
     /// Who sent an approved task, if the policy lets that sender approve. `sender_id` is
     /// SQS's SenderId attribute: the only identity here that AWS vouches for.
     pub fn verify(&self, sender_id: Option<&str>) -> Result<Verified, String> {

@@ -20,6 +20,7 @@ pub mod guard;
 pub mod ingress;
 pub mod ledger;
 pub mod message;
+pub mod notify;
 pub mod parameter_path;
 pub mod policy;
 pub mod text;

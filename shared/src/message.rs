@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::event::ComplianceEvent;
+use crate::ledger::{EntryId, Principal, UndoPlan};
 use crate::policy::{Facts, RenderedAction, Severity};
 
 /// Version of the message formats below. Version 2 added the approval's action digest
@@ -158,6 +159,56 @@ pub struct Task {
     /// whether it agrees; such a task never changes anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closure: Option<Closure>,
+    /// Set on an undo (`redress undo`): put back what a ledger entry's fix changed. Only
+    /// an approved task may carry one, and the executor plans the undo again from the
+    /// ledger and the resource before acting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<UndoTask>,
+}
+
+/// An undo as requested and shown to the approver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UndoTask {
+    /// The ledger entry whose change is put back.
+    pub entry: EntryId,
+    /// What the undo does, as planned when it was requested.
+    pub plan: UndoPlan,
+    /// Why (required).
+    pub reason: String,
+    /// Until when the finding is left alone (RFC 3339).
+    pub until: String,
+    /// Put the recorded state back even if the resource changed since the fix.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// When it was requested (RFC 3339).
+    pub requested_at: String,
+    /// Who asked, as STS told `redress undo`; `approvals approve` checks it against the
+    /// SenderId SQS stamped on the request before anyone can approve it.
+    pub requested_by: Principal,
+}
+
+impl UndoTask {
+    /// SHA-256 (hex) of the undo's canonical JSON: what an approval of it is bound to
+    /// (entry, plan, reason, expiry, force, requester).
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_string(self).expect("an undo serialises");
+        Sha256::digest(json.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The ledger id the undo's own entry gets.
+    pub fn entry_id(&self) -> EntryId {
+        let at = crate::time::parse_rfc3339(&self.requested_at).unwrap_or(std::time::UNIX_EPOCH);
+        EntryId::for_undo(&self.entry, at)
+    }
+
+    /// When the exception ends, if `until` is a time.
+    pub fn until_time(&self) -> Option<std::time::SystemTime> {
+        crate::time::parse_rfc3339(&self.until)
+    }
 }
 
 /// A fix waiting for Config to confirm it (`awaiting_verification`).
@@ -215,6 +266,7 @@ impl Task {
             approval: None,
             dry_run: false,
             closure: None,
+            undo: None,
         }
     }
 
@@ -234,11 +286,25 @@ impl Task {
         )
     }
 
-    /// Short, stable id of the approval request for this task.
+    /// Short, stable id of the approval request for this task; an undo's is its own
+    /// (derived from the undo's ledger id), so it never stands for the fix's request.
     pub fn approval_id(&self) -> String {
+        if let Some(u) = &self.undo {
+            let id = u.entry_id();
+            let hex = id.as_str().trim_start_matches("le-");
+            return format!("ap-{}", &hex[..10]);
+        }
         let h = self.finding.identity(&self.rule_id, self.generation);
         let hex: String = h[..5].iter().map(|b| format!("{b:02x}")).collect();
         format!("ap-{hex}")
+    }
+
+    /// The digest an approval of this task must carry: the undo's, or the action's.
+    pub fn approval_digest(&self, action: &RenderedAction) -> String {
+        match &self.undo {
+            Some(u) => u.digest(),
+            None => action.digest(),
+        }
     }
 }
 
@@ -269,6 +335,35 @@ pub struct ApprovalRequest {
     /// request back (kill switch on, approval refused, action changed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub returned: Option<Returned>,
+}
+
+impl ApprovalRequest {
+    /// What approving it does, in one line: the fix, or for an undo what it puts back.
+    pub fn describe_action(&self) -> String {
+        match &self.task.undo {
+            Some(u) => format!(
+                "UNDO of {} (fix: {}): {}; then leave the finding alone until {}",
+                u.entry,
+                self.proposed_action.describe(),
+                u.plan.describe(),
+                u.until
+            ),
+            None => self.proposed_action.describe(),
+        }
+    }
+
+    /// The label for audit records: `undo` or the action's.
+    pub fn label(&self) -> String {
+        match &self.task.undo {
+            Some(_) => format!("undo {}", self.proposed_action.label()),
+            None => self.proposed_action.label(),
+        }
+    }
+
+    /// The digest an approval of this request carries ([`Task::approval_digest`]).
+    pub fn digest(&self) -> String {
+        self.task.approval_digest(&self.proposed_action)
+    }
 }
 
 /// Why an approved request came back to the approvals queue, and whose approval it was.

@@ -57,6 +57,9 @@ const EXECUTOR_SOURCES: &[&str] = &[
     "workers/src/aws/compliance.rs",
     "workers/src/aws/targets.rs",
     "workers/src/aws/ledger.rs",
+    "workers/src/aws/ledger_counters.rs",
+    "workers/src/aws/ledger_exceptions.rs",
+    "workers/src/aws/sns.rs",
 ];
 
 /// Operations named in [`EXECUTOR_SOURCES`] that only other commands make: the executor
@@ -75,6 +78,7 @@ const NOT_THE_EXECUTORS: &[&str] = &[
     "config:GetResourceConfigHistory",
     "config:DescribeConfigRuleEvaluationStatus",
     "ssm:GetParametersByPath",
+    "sns:CreateTopic",
 ];
 
 /// What the Config evaluator (config.yaml's function) calls: its three rules' reads, and
@@ -385,6 +389,8 @@ impl<'t> Stack<'t> {
                     "AWS::IAM::Role" => self.arn(name).rsplit('/').next().unwrap().to_string(),
                     "AWS::Logs::LogGroup" => self.string(&r["Properties"]["LogGroupName"]),
                     "AWS::DynamoDB::Table" => self.string(&r["Properties"]["TableName"]),
+                    // A topic's Ref is its ARN.
+                    "AWS::SNS::Topic" => self.arn(name),
                     _ => name.to_string(),
                 }
             }
@@ -434,6 +440,10 @@ impl<'t> Stack<'t> {
             "AWS::DynamoDB::Table" => format!(
                 "arn:aws:dynamodb:{REGION}:{a}:table/{}",
                 self.string(&props["TableName"])
+            ),
+            "AWS::SNS::Topic" => format!(
+                "arn:aws:sns:{REGION}:{a}:{}",
+                self.string(&props["TopicName"])
             ),
             // Generated names: the logical id stands for them.
             "AWS::S3::Bucket" => format!("arn:aws:s3:::{}", logical.to_lowercase()),
@@ -739,7 +749,12 @@ fn condition_holds(op: &str, key: &str, want: &Value, ctx: &BTreeMap<String, Str
         let absent = wants[0].as_deref() == Some("true");
         return actual.is_none() == absent;
     }
-    // A request here carries one value per key, so ForAnyValue: is plain matching.
+    // A request here carries one value per key, so ForAnyValue: is plain matching, and
+    // ForAllValues: is too, except that a request without the key passes it (as in IAM:
+    // every one of no values matches; templates pair it with a "Null" check).
+    if let Some(op) = op.strip_prefix("ForAllValues:") {
+        return actual.is_none() || condition_holds(op, key, want, ctx);
+    }
     let op = op.strip_prefix("ForAnyValue:").unwrap_or(op);
     let (base, negated) = match op {
         "StringEquals"
@@ -890,6 +905,12 @@ fn world(templates: &BTreeMap<String, Value>, mode: Mode) -> World {
             ("EventsDlqArn", json!(queue("events-dlq"))),
             ("TasksDlqArn", json!(queue("tasks-dlq"))),
             ("LedgerTableArn", json!(ledger_table())),
+            (
+                "NotificationTopicArn",
+                json!(format!(
+                    "arn:aws:sns:{REGION}:{ACCOUNT}:redress-notifications"
+                )),
+            ),
         ],
     );
     let config = Stack::new(
@@ -1011,7 +1032,7 @@ fn world(templates: &BTreeMap<String, Value>, mode: Mode) -> World {
 /// infra/policies/*.toml: {kill-switch}, {baseline} and {current} (parameters under the
 /// prefixes), {quarantine} (copies of current ones), {runbook} (runbooks the policies
 /// run), {notify-runbook} (those of notify-only rules, never run), {automation-role}
-/// (assume_role); {member-role}; {ledger} the ledger table.
+/// (assume_role); {member-role}; {ledger} the ledger table; {topic} the notification topic.
 const DUTIES: &str = r#"
 router   may     sqs:ReceiveMessage sqs:DeleteMessage sqs:ChangeMessageVisibility sqs:GetQueueUrl sqs:GetQueueAttributes @ q:events
 router   may     sqs:SendMessage @ q:tasks q:approvals q:events-dlq
@@ -1040,13 +1061,39 @@ executor may-not iam:GetUser @ arn:aws:iam::{other}:user/alice
 executor may-not iam:GetRole @ arn:aws:iam::{other}:role/SecOps
 executor may     sts:AssumeRole @ role:member
 executor may-not sts:AssumeRole @ arn:aws:iam::{member}:role/OrganizationAccountAccessRole
-executor may     dynamodb:DescribeTable dynamodb:GetItem dynamodb:PutItem @ {ledger}
-executor may-not dynamodb:DescribeTable dynamodb:GetItem dynamodb:PutItem @ arn:aws:dynamodb:{home-region}:{home}:table/other
-executor may-not dynamodb:DeleteItem dynamodb:UpdateItem dynamodb:Scan dynamodb:Query dynamodb:DeleteTable @ {ledger}
+executor may     dynamodb:DescribeTable dynamodb:GetItem dynamodb:PutItem dynamodb:UpdateItem @ {ledger}
+router   may     sns:GetTopicAttributes sns:Publish @ {topic}
+executor may     sns:GetTopicAttributes sns:Publish @ {topic}
+sweep    may     sns:GetTopicAttributes sns:Publish @ {topic}
+approver may-not sns:Publish @ {topic}
+router   may-not sns:Publish sns:GetTopicAttributes @ arn:aws:sns:{home-region}:{home}:other
+executor may-not sns:Publish sns:GetTopicAttributes @ arn:aws:sns:{home-region}:{home}:other
+sweep    may-not sns:Publish sns:GetTopicAttributes @ arn:aws:sns:{home-region}:{home}:other
+executor may-not dynamodb:DescribeTable dynamodb:GetItem dynamodb:PutItem dynamodb:UpdateItem @ arn:aws:dynamodb:{home-region}:{home}:table/other
+executor may-not dynamodb:DeleteItem dynamodb:Scan dynamodb:Query dynamodb:DeleteTable @ {ledger}
 member   may-not dynamodb:GetItem dynamodb:PutItem @ {ledger}
 router   may-not dynamodb:GetItem dynamodb:PutItem dynamodb:Query @ {ledger} {ledger}/index/by-resource
-approver may     dynamodb:Query @ {ledger}/index/by-resource {ledger}/index/by-day
-approver may-not dynamodb:Query dynamodb:GetItem dynamodb:PutItem dynamodb:Scan @ {ledger}
+approver may     dynamodb:Query @ {ledger}/index/by-resource {ledger}/index/by-day {ledger}/index/open
+approver may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=id
+approver may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=decision
+approver may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=decision_reason
+approver may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=status
+approver may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=reason
+approver may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=open
+approver may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=approved_by
+approver may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=approved_at
+approver may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=change
+approver may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=actor
+approver may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=times
+approver may-not dynamodb:UpdateItem @ {ledger}
+approver may-not dynamodb:UpdateItem @ arn:aws:dynamodb:{home-region}:{home}:table/other if dynamodb:Attributes=decision
+ecs-router may   dynamodb:DescribeTable @ {ledger}
+ecs-router may-not dynamodb:DescribeTable @ arn:aws:dynamodb:{home-region}:{home}:table/other
+approver may-not dynamodb:PutItem dynamodb:DeleteItem @ {ledger}
+approver may     dynamodb:GetItem @ {ledger}
+approver may-not dynamodb:GetItem @ arn:aws:dynamodb:{home-region}:{home}:table/other
+approver may     ec2:DescribeSecurityGroups ssm:DescribeParameters @ *
+approver may-not dynamodb:Query dynamodb:PutItem dynamodb:Scan @ {ledger}
 approver may-not dynamodb:Query @ arn:aws:dynamodb:{home-region}:{home}:table/other/index/by-resource
 approver may-not dynamodb:PutItem dynamodb:DeleteItem @ {ledger}/index/by-resource
 operator may     dynamodb:Query @ {ledger}/index/by-rule {ledger}/index/by-account
@@ -1056,7 +1103,8 @@ operator may-not dynamodb:Query @ arn:aws:dynamodb:{home-region}:{home}:table/ot
 remediator may     ec2:DescribeSecurityGroups ec2:DescribeTags ssm:DescribeParameters @ *
 remediator may     ec2:RevokeSecurityGroupIngress @ arn:aws:ec2:{region}:{home}:security-group/sg-0123456789abcdef0
 remediator may-not ec2:RevokeSecurityGroupIngress @ arn:aws:ec2:{region}:{other}:security-group/sg-0123456789abcdef0
-remediator may-not ec2:AuthorizeSecurityGroupIngress @ arn:aws:ec2:{region}:{home}:security-group/sg-0123456789abcdef0
+remediator may     ec2:AuthorizeSecurityGroupIngress @ arn:aws:ec2:{region}:{home}:security-group/sg-0123456789abcdef0
+remediator may-not ec2:AuthorizeSecurityGroupIngress @ arn:aws:ec2:{region}:{other}:security-group/sg-0123456789abcdef0
 remediator may     ssm:GetParameter @ arn:aws:ssm:{region}:{home}:parameter{baseline}
 remediator may-not ssm:PutParameter ssm:DeleteParameter @ arn:aws:ssm:{region}:{home}:parameter{baseline}
 remediator may     ssm:GetParameter ssm:PutParameter ssm:DeleteParameter @ arn:aws:ssm:{region}:{home}:parameter{current}
@@ -1104,6 +1152,19 @@ sweep    may-not sqs:ReceiveMessage sqs:ChangeMessageVisibility sqs:DeleteMessag
 sweep    may-not sqs:DeleteMessage @ q:approvals
 sweep    may-not sqs:SendMessage @ q:events q:events-dlq q:tasks-dlq q:approvals-dlq
 sweep    may     ec2:DescribeSecurityGroups @ *
+sweep    may     dynamodb:Query @ {ledger}/index/open
+sweep    may-not dynamodb:Query @ {ledger}/index/by-resource {ledger}
+sweep    may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=id
+sweep    may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=decision
+sweep    may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=decision_reason
+sweep    may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=status
+sweep    may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=reason
+sweep    may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=open
+sweep    may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=approved_by
+sweep    may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=change
+sweep    may-not dynamodb:UpdateItem @ {ledger}
+sweep    may-not dynamodb:UpdateItem @ arn:aws:dynamodb:{home-region}:{home}:table/other if dynamodb:Attributes=decision
+sweep    may-not dynamodb:PutItem dynamodb:DeleteItem dynamodb:GetItem @ {ledger}
 sweep    may-not ec2:RevokeSecurityGroupIngress ssm:StartAutomationExecution ssm:PutParameter iam:PassRole config:StartConfigRulesEvaluation config:GetComplianceDetailsByResource config:PutEvaluations @ *
 scheduler may     ecs:RunTask @ arn:aws:ecs:{home-region}:{home}:task-definition/redress-sweep:3 if ecs:cluster=arn:aws:ecs:{home-region}:{home}:cluster/Cluster
 scheduler may-not ecs:RunTask @ arn:aws:ecs:{home-region}:{home}:task-definition/redress-sweep:3 if ecs:cluster=arn:aws:ecs:{home-region}:{home}:cluster/other
@@ -1158,7 +1219,7 @@ approver may     sqs:ReceiveMessage sqs:ChangeMessageVisibility sqs:DeleteMessag
 approver may     sqs:SendMessage sqs:GetQueueUrl @ q:tasks
 approver may-not sqs:ReceiveMessage sqs:DeleteMessage sqs:GetQueueAttributes @ q:tasks q:events
 approver may-not sqs:SendMessage sqs:ReceiveMessage @ q:events q:events-dlq q:tasks-dlq q:approvals-dlq
-approver may-not ssm:PutParameter ssm:StartAutomationExecution ec2:RevokeSecurityGroupIngress iam:PassRole @ *
+approver may-not ssm:PutParameter ssm:GetParameter ssm:StartAutomationExecution ec2:RevokeSecurityGroupIngress ec2:AuthorizeSecurityGroupIngress iam:PassRole @ *
 approver may-not sts:AssumeRole @ role:member
 
 operator may     sqs:ReceiveMessage sqs:DeleteMessage sqs:ChangeMessageVisibility sqs:GetQueueAttributes sqs:GetQueueUrl sqs:StartMessageMoveTask sqs:ListMessageMoveTasks sqs:ListDeadLetterSourceQueues @ q:events-dlq q:tasks-dlq q:approvals-dlq
@@ -1224,6 +1285,12 @@ fn duties(w: &World) -> Vec<Duty> {
     set("org", vec![ORG.into()]);
     set("member-role", vec![MEMBER_ROLE_NAME.into()]);
     set("ledger", vec![ledger_table()]);
+    set(
+        "topic",
+        vec![format!(
+            "arn:aws:sns:{REGION}:{ACCOUNT}:redress-notifications"
+        )],
+    );
     let values = |key: &str| -> Vec<String> {
         let mut v: Vec<String> = policy_values(key, false)
             .into_iter()

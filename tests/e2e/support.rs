@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::types::{IpPermission, IpRange};
+use redress::ledger::{AttrValue, LedgerEntry};
 use redress::message::{Finding, Task};
 use redress::policy::Severity;
+use redress_workers::aws::ledger;
 use redress_workers::aws::sqs::{Outbound, Queue, Received};
 
 pub const REGION: &str = "us-east-1";
@@ -120,6 +122,8 @@ pub struct World {
     pub clients: redress_workers::aws::Clients,
     /// Whom redress runs as: [`ACCOUNT`]'s test user, or a role in the world's own account.
     credentials: aws_sdk_sqs::config::Credentials,
+    /// The world's own ledger table, once [`World::use_ledger`] made it.
+    ledger: OnceLock<String>,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -154,6 +158,7 @@ impl World {
                 &sdk_config_with(credentials.clone(), REGION).await,
             ),
             credentials,
+            ledger: OnceLock::new(),
         };
         let out = world.redress(&["provision"]);
         assert!(
@@ -211,9 +216,12 @@ impl World {
             .env("REDRESS_EVENT_BUS", format!("{}-bus", self.prefix))
             .env("REDRESS_LOG_FORMAT", "json")
             .env("REDRESS_POLL_INTERVAL_MS", "100")
-            // No ledger unless a test asks for its own table (tests/e2e/ledger.rs): the
-            // stack is shared, and a killed executor's lease would hold its finding.
-            .env("REDRESS_LEDGER_TABLE", "")
+            // No ledger unless a test asks for its own table (`use_ledger`): the stack
+            // is shared, and a killed executor's lease would hold its finding.
+            .env(
+                "REDRESS_LEDGER_TABLE",
+                self.ledger.get().map_or("", String::as_str),
+            )
             .env_remove("REDRESS_DRY_RUN")
             .stdin(Stdio::null());
         cmd
@@ -231,6 +239,48 @@ impl World {
             text(&out.stderr)
         );
         audit(&out)
+    }
+
+    /// Gives the world a ledger table of its own, `<prefix>-ledger`, provisioned: every
+    /// command the world runs from then on records there. Returns the table.
+    pub fn use_ledger(&self) -> ledger::LedgerTable {
+        let name = self
+            .ledger
+            .get_or_init(|| format!("{}-ledger", self.prefix));
+        let out = self.redress(&["provision"]);
+        assert!(out.status.success(), "provision: {}", text(&out.stderr));
+        ledger::LedgerTable::new(self.clients.dynamodb.clone(), name)
+    }
+
+    /// Every entry of the world's ledger table, read by a scan (not through the indexes
+    /// redress reads), in decision order.
+    pub async fn ledger_scan(&self) -> Vec<LedgerEntry> {
+        let name = self.ledger.get().expect("use_ledger first");
+        let items: Vec<_> = self
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(name)
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .expect("scan the ledger");
+        let mut entries = Vec::new();
+        for stored in &items {
+            let item: redress::ledger::Item = stored
+                .iter()
+                .map(|(k, v)| (k.clone(), ledger::from_sdk(v).unwrap()))
+                .collect();
+            // Entries only: undo exceptions and fleet counters share the table.
+            if matches!(item.get("id"), Some(AttrValue::S(id)) if id.starts_with("le-")) {
+                entries.push(LedgerEntry::from_item(&item).expect("a ledger entry"));
+            }
+        }
+        entries.sort_by(|a, b| (a.times.decided_at, &a.id).cmp(&(b.times.decided_at, &b.id)));
+        entries
     }
 
     /// Replaces the world's policy file (for policies that name its resources).

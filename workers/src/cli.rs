@@ -74,6 +74,17 @@ pub struct Global {
         global = true
     )]
     pub ledger_table: Option<String>,
+    /// Notification topic (SNS name or ARN, e.g. redress-notifications): people are told
+    /// of new approval requests, failed or dead-lettered fixes, guards tripped or reset,
+    /// and findings still non-compliant after a fix. `provision` creates it. A topic
+    /// named here must exist; unset or empty: no notifications.
+    #[arg(
+        long,
+        env = "REDRESS_NOTIFY_TOPIC",
+        value_name = "TOPIC",
+        global = true
+    )]
+    pub notify_topic: Option<String>,
     /// EventBridge bus that `provision` wires to the events queue (AWS Config puts its
     /// events on the default bus).
     #[arg(
@@ -100,6 +111,17 @@ pub enum LedgerChoice<'a> {
 }
 
 impl Global {
+    /// The ledger table a command that reads it must use: the one named, or the default
+    /// (a command that reads the ledger cannot run without one).
+    pub fn ledger_to_read(&self) -> Result<&str, crate::error::CliError> {
+        match self.ledger() {
+            LedgerChoice::Off => Err(crate::error::CliError::input(
+                "no ledger: --ledger-table (REDRESS_LEDGER_TABLE) is empty",
+            )),
+            LedgerChoice::IfExists(n) | LedgerChoice::Required(n) => Ok(n),
+        }
+    }
+
     /// The ledger `--ledger-table` (or its default) chooses.
     pub fn ledger(&self) -> LedgerChoice<'_> {
         match self.ledger_table.as_deref() {
@@ -107,6 +129,11 @@ impl Global {
             Some(t) if t.trim().is_empty() => LedgerChoice::Off,
             Some(t) => LedgerChoice::Required(t),
         }
+    }
+
+    /// The notification topic `--notify-topic` chooses.
+    pub fn notify(&self) -> crate::notify::TopicChoice<'_> {
+        crate::notify::TopicChoice::of(self.notify_topic.as_deref())
     }
 }
 
@@ -206,6 +233,46 @@ pub enum Command {
     /// Examples: `redress history --resource sg-0123456789abcdef0`; `redress history
     /// --rule 'sg-*' --since 7d --json`
     History(HistoryArgs),
+    /// What the ledger says of the last --since: fixes, failures, approvals, exemptions,
+    /// time to remediate; or the evidence export.
+    ///
+    /// Counts each ledger entry once, by what became of it: fixed (including since
+    /// undone), still non-compliant after its fix, failed, in progress, waiting for
+    /// approval (with the oldest request's age), exempt, skipped, rejected or expired,
+    /// and undos carried out. Time to remediate is from Config's evaluation of the
+    /// finding to Config's confirmation of the fix (median and 90th percentile of the
+    /// verified fixes). Then the exemptions in force: undo exceptions and the policy's
+    /// `[[exception]]`s, with when each ends.
+    ///
+    /// `--format csv` is the evidence export for auditors: one row per ledger entry
+    /// (each action taken, proposed or declined) with the finding (Config rule and ARN,
+    /// account, region, resource, evaluation time), the action, who acted (automatic or
+    /// the approver AWS verified) and when, the state before and after, the execution id
+    /// and the reason. Spreadsheet-safe (RFC 4180, formulas neutralised).
+    ///
+    /// Examples: `redress report`; `redress report --since 7d --by severity`; `redress
+    /// report --since 90d --format csv > evidence.csv`; `redress report --format json |
+    /// jq .total`
+    Report(ReportArgs),
+    /// Ask to put back what a ledger entry's fix changed, and leave the finding alone
+    /// until --until.
+    ///
+    /// Plans the undo from the ledger entry and the resource as it is now: re-authorize
+    /// exactly the permissions a revoke took away; put a parameter back to its previous
+    /// version's value and type (a deleted one from its quarantine copy); delete a
+    /// parameter a fix created (keeping a copy). Runbook fixes are undone only where the
+    /// runbook catalog knows the inverse. If someone changed the resource since the fix,
+    /// the undo is refused with what differs, unless --force.
+    ///
+    /// The undo is a change like any other: this command only puts a request on the
+    /// approvals queue (`redress approvals show ap-…`); once an approver approves it, the
+    /// executor plans it again, runs it if the plan is still the one approved, records it
+    /// in the ledger and records an exception so the next evaluation does not fix the
+    /// finding again before --until. With --dry-run it prints the plan and sends nothing.
+    ///
+    /// Examples: `redress undo le-0123456789abcdef0123 --reason "INC-42: vendor needs ssh"
+    /// --until 2027-01-31`; `redress --dry-run undo le-… --reason test --until 7d`
+    Undo(UndoArgs),
     /// Create the queues, dead-letter queues, EventBridge rule and target, the ledger
     /// table, and redress's three Config rules (idempotent).
     ///
@@ -217,6 +284,23 @@ pub enum Command {
     /// rule (with its role) whose environment names this binary, which the local Config
     /// stand-in runs as `redress evaluate --invocation -` when the rule is invoked.
     Provision(ProvisionArgs),
+}
+
+/// Options of `undo`.
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The ledger entry whose change to put back (`le-…`, from `redress history`).
+    pub entry: String,
+    /// Why (required; recorded in the ledger, the audit and the exception).
+    #[arg(long)]
+    pub reason: String,
+    /// Leave the finding alone until then: a date (`2027-01-31`, midnight UTC), an RFC
+    /// 3339 time, or a duration from now (`7d`, `12h`).
+    #[arg(long)]
+    pub until: String,
+    /// Put the recorded state back even though the resource changed since the fix.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Options of `history`.
@@ -239,6 +323,43 @@ pub struct HistoryArgs {
     /// of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The window: entries decided within this long before now, e.g. `30d`, `12h`, `1w`.
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    pub since: String,
+    /// One row per policy rule, account, or severity.
+    #[arg(long, value_enum, default_value_t = ReportBy::Rule)]
+    pub by: ReportBy,
+    /// `table` for people; `json`: the same as one document on stdout; `csv`: the
+    /// evidence export, one row per ledger entry.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+/// What a report's rows group by.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportBy {
+    /// The policy rule.
+    Rule,
+    /// The finding's account.
+    Account,
+    /// The rule's severity.
+    Severity,
+}
+
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// A table.
+    Table,
+    /// One JSON document.
+    Json,
+    /// The evidence export (CSV, one row per ledger entry).
+    Csv,
 }
 
 /// Options of `evaluate`.
@@ -310,6 +431,11 @@ pub struct ExecutorArgs {
     /// queue's visibility timeout then bounds every task).
     #[arg(long, env = "REDRESS_HEARTBEAT", default_value_t = 30)]
     pub heartbeat: u64,
+    /// How long the executor holds a finding's ledger lease (e.g. `5m`): a crashed
+    /// executor's intent is taken over and recovered once it lapses. It is not renewed,
+    /// so it must outlast the longest fix [default: the runbook timeout plus 2 minutes].
+    #[arg(long, env = "REDRESS_LEDGER_LEASE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub ledger_lease: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::aws::ledger::{Index, LedgerError, LedgerTable};
 use crate::aws::Clients;
-use crate::cli::{Global, HistoryArgs, LedgerChoice};
+use crate::cli::{Global, HistoryArgs};
 use crate::error::{CliError, CliResult};
 use crate::output;
 
@@ -110,14 +110,7 @@ impl Filter {
 pub async fn history(global: &Global, args: &HistoryArgs) -> CliResult {
     let now = SystemTime::now();
     let filter = Filter::parse(args, now)?;
-    let name = match global.ledger() {
-        LedgerChoice::Off => {
-            return Err(CliError::input(
-                "no ledger: --ledger-table (REDRESS_LEDGER_TABLE) is empty",
-            ))
-        }
-        LedgerChoice::IfExists(n) | LedgerChoice::Required(n) => n,
-    };
+    let name = global.ledger_to_read()?;
     let config = crate::aws::load().await;
     let table = LedgerTable::new(Clients::new(&config).dynamodb, name);
     let partitions = filter.partitions(now);
@@ -145,7 +138,7 @@ pub async fn history(global: &Global, args: &HistoryArgs) -> CliResult {
 }
 
 /// A failed read, saying what to do about a missing table.
-fn read_error(table: &str, e: LedgerError) -> CliError {
+pub fn read_error(table: &str, e: LedgerError) -> CliError {
     match e {
         LedgerError::Aws(a) if a.code == "ResourceNotFoundException" => CliError::failed(format!(
             "there is no ledger table {table} (`redress provision` creates it on the local stack, redress.yaml on AWS; --ledger-table names another)"

@@ -4,8 +4,8 @@
 //! the only code that names AWS SDK types. `main.rs` is a thin entry point.
 //!
 //! Layers (a module may import the ones below it, never above): commands
-//! (`approvals`, `dlq`, `emit`, `history`, `policy_cmd`, `provision`, `run`, `runbooks_cmd`,
-//! `sweep`, `lambda`) → workers
+//! (`approvals`, `dlq`, `emit`, `history`, `ledger_report`, `policy_cmd`, `provision`,
+//! `run`, `runbooks_cmd`, `sweep`, `lambda`) → workers
 //! (`router`, `executor`, `worker`, `report`) → `aws` → the domain crate.
 
 pub mod approvals;
@@ -18,7 +18,9 @@ pub mod evaluate;
 pub mod executor;
 pub mod history;
 pub mod lambda;
+pub mod ledger_report;
 pub mod logging;
+pub mod notify;
 pub mod output;
 pub mod policy_cmd;
 pub mod provision;
@@ -30,4 +32,5 @@ pub mod settle;
 pub mod sweep;
 #[cfg(test)]
 mod test_support;
+pub mod undo_cmd;
 pub mod worker;

@@ -9,8 +9,8 @@ use redress_workers::cli::{Cli, Command, PolicyCommand};
 use redress_workers::error::CliResult;
 use redress_workers::run::Workers;
 use redress_workers::{
-    approvals, dlq, emit, evaluate, history, lambda, logging, policy_cmd, provision, run,
-    runbooks_cmd, sweep,
+    approvals, dlq, emit, evaluate, history, lambda, ledger_report, logging, policy_cmd, provision,
+    run, runbooks_cmd, sweep, undo_cmd,
 };
 
 async fn dispatch(cli: &Cli) -> CliResult {
@@ -34,6 +34,8 @@ async fn dispatch(cli: &Cli) -> CliResult {
         Command::Evaluate(a) => evaluate::evaluate(g, a).await,
         Command::Sweep(a) => sweep::sweep(g, a).await,
         Command::History(a) => history::history(g, a).await,
+        Command::Report(a) => ledger_report::report(g, a).await,
+        Command::Undo(a) => undo_cmd::undo(g, a).await,
     }
 }
 

@@ -73,12 +73,20 @@ async fn with_dlq(clients: &Clients, name: &str) -> CliResult<(Queue, Queue)> {
 
 /// Builds the router's handler.
 pub async fn router(global: &Global, policy: Arc<Policy>, clients: &Clients) -> CliResult<Router> {
+    crate::notify::start(global.notify(), clients).await?;
     Ok(Router {
         policy,
         tasks: resolve(clients, &global.tasks_queue).await?,
         approvals: resolve(clients, &global.approvals_queue).await?,
         security_groups: SecurityGroups::new(clients.ec2.clone()),
         dry_run: global.dry_run,
+        requests_via_executor: match global.ledger_to_read() {
+            Ok(name) => {
+                crate::router::ledger_in_use(&LedgerTable::new(clients.dynamodb.clone(), name))
+                    .await
+            }
+            Err(_) => false,
+        },
     })
 }
 
@@ -118,7 +126,18 @@ pub async fn executor(
         interval: Duration::from_millis(args.poll_interval_ms),
         timeout: Duration::from_secs(args.runbook_timeout),
     };
-    let ledger = ledger(global, clients, polling).await?;
+    let lease = args.ledger_lease.unwrap_or(polling.timeout + LEASE_MARGIN);
+    let ledger = ledger(global, clients, lease).await?;
+    let mut guards = Guards::new(
+        &policy.limits,
+        crate::aws::ssm::Parameters::new(clients.ssm.clone()),
+    );
+    // With a ledger the caps and the breaker hold for the fleet; say which is in force.
+    if let Some(table) = ledger.table() {
+        guards = guards.counted_in(crate::aws::ledger_counters::FleetCounters::new(table));
+    }
+    tracing::info!(limits = %guards.in_force(), "blast-radius limits in force");
+    crate::notify::start(global.notify(), clients).await?;
     Ok(Executor {
         targets: Targets::new(
             config.clone(),
@@ -127,10 +146,7 @@ pub async fn executor(
             policy.accounts.role.clone(),
             polling,
         ),
-        guards: Guards::new(
-            &policy.limits,
-            crate::aws::ssm::Parameters::new(clients.ssm.clone()),
-        ),
+        guards,
         approvers,
         recent: FinishedTasks::new(RECENT_TASKS, RECENT_FOR),
         reevaluator: Reevaluator::start(REEVALUATION_WINDOW),
@@ -153,8 +169,8 @@ const LEASE_MARGIN: Duration = Duration::from_secs(120);
 const LEDGER_RETENTION: Duration = Duration::from_secs(400 * 86_400);
 
 /// The executor's ledger, as `--ledger-table` chooses: the default table if it exists,
-/// a named one (which must exist), or none.
-async fn ledger(global: &Global, clients: &Clients, polling: Polling) -> CliResult<Ledger> {
+/// a named one (which must exist), or none; each finding leased for `lease`.
+async fn ledger(global: &Global, clients: &Clients, lease: Duration) -> CliResult<Ledger> {
     let (name, required) = match global.ledger() {
         LedgerChoice::Off => return Ok(Ledger::off()),
         LedgerChoice::IfExists(n) => (n, false),
@@ -183,12 +199,7 @@ async fn ledger(global: &Global, clients: &Clients, polling: Polling) -> CliResu
         .as_nanos();
     let holder = format!("executor-{}-{started:x}", std::process::id());
     tracing::info!(table = name, %holder, "recording changes in the ledger");
-    Ok(Ledger::new(
-        table,
-        &holder,
-        polling.timeout + LEASE_MARGIN,
-        Some(LEDGER_RETENTION),
-    ))
+    Ok(Ledger::new(table, &holder, lease, Some(LEDGER_RETENTION)))
 }
 
 /// Runs the chosen workers until shutdown, or until drained with `--once`.

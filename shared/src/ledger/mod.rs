@@ -11,8 +11,9 @@
 //! state before and a lease), then completes it (`succeeded` or `failed`), and the closure
 //! check moves it to `verified` or `still_non_compliant`. A crash in between leaves an open
 //! `intent` whose lease lapses; the next executor takes it over ([`lease::may_take`]),
-//! re-checks the resource, and completes it. Every write is conditional on what the
-//! decision read ([`lease::Expect`]), so two executors never both act. Approval requests
+//! re-checks the resource, and completes it or makes what remains of the change
+//! ([`recovery`]). Every write is conditional on what the decision read
+//! ([`lease::Expect`]), so two executors never both act. Approval requests
 //! start as `awaiting_approval` under the same id the approved task later claims. See
 //! [`status`] for every allowed move.
 //!
@@ -53,6 +54,8 @@ pub mod item;
 pub mod lease;
 pub mod limits;
 pub mod model;
+pub mod reconcile;
+pub mod recovery;
 pub mod report;
 pub mod status;
 pub mod undo;

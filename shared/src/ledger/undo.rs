@@ -429,6 +429,9 @@ fn observed_kind(o: &Observed) -> &'static str {
     }
 }
 
+/// The longest an undo's exception may last.
+pub const MAX_UNDO_EXCEPTION: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
+
 /// What `redress undo ENTRY --reason TEXT --until DATE [--force]` asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UndoRequest {
@@ -453,6 +456,16 @@ impl UndoRequest {
             return Err(Refusal::Request(format!(
                 "--until {} is not in the future: the next evaluation would fix the finding again at once",
                 crate::time::format_rfc3339(self.until)
+            )));
+        }
+        // An undo is a pause, not an exemption: a finding to leave alone for good belongs
+        // in the policy's [[exception]]s, reviewed like the rest of the policy.
+        if self.until.duration_since(now).unwrap_or_default() > MAX_UNDO_EXCEPTION {
+            return Err(Refusal::Request(format!(
+                "--until {} is more than {} days away: an undo leaves a finding alone for at most {} days (a lasting exemption belongs in the policy's [[exception]]s)",
+                crate::time::format_rfc3339(self.until),
+                MAX_UNDO_EXCEPTION.as_secs() / 86_400,
+                MAX_UNDO_EXCEPTION.as_secs() / 86_400
             )));
         }
         Ok(())
@@ -947,8 +960,16 @@ mod tests {
         let mut blank = request(t(100) + Duration::from_secs(60));
         blank.reason = "  ".into();
         assert_eq!(
-            undo_entry(&original, plan, &blank, t(100)),
+            undo_entry(&original, plan.clone(), &blank, t(100)),
             Err(Refusal::Request("an undo needs a reason".into()))
         );
+        // At most MAX_UNDO_EXCEPTION: a lasting exemption belongs in the policy.
+        let longest = request(t(100) + MAX_UNDO_EXCEPTION);
+        assert!(undo_entry(&original, plan.clone(), &longest, t(100)).is_ok());
+        let forever = request(t(100) + MAX_UNDO_EXCEPTION + Duration::from_secs(1));
+        assert!(matches!(
+            undo_entry(&original, plan, &forever, t(100)),
+            Err(Refusal::Request(w)) if w.contains("at most 90 days")
+        ));
     }
 }

@@ -5,16 +5,24 @@
 //! record, acts, and makes everything it did not consume visible again at once, so other
 //! approvers are not blocked. An approver needs only the approvals queue (receive,
 //! change visibility, delete) and the tasks queue (send): no remediation rights.
+//!
+//! With a ledger, each decision (approve, reject, expiry, prune) is also recorded on the
+//! request's entry by a narrow update ([`ledger`]), and `list` says which requests the
+//! ledger records as waiting that are gone from the queue (`redress sweep` puts them
+//! back).
 
+pub mod ledger;
 mod view;
 
 use std::collections::HashSet;
 use std::time::SystemTime;
 
+use crate::aws::ledger::LedgerTable;
 use crate::aws::sqs::{Queue, Received};
 use redress::approval::{board, Board, Entry, Status};
 use redress::audit::{AuditDecision, AuditRecord};
-use redress::message::{Approval, ApprovalsMessage};
+use redress::ledger::reconcile::RequestDecision;
+use redress::message::{Approval, ApprovalsMessage, UndoTask};
 use redress::text::clean;
 
 use crate::cli::{ApprovalsCommand, Global};
@@ -32,6 +40,8 @@ struct Session {
     unreadable: usize,
     consumed: HashSet<usize>,
     expired: usize,
+    /// The ledger decisions are recorded in, if one is configured.
+    ledger: Option<LedgerTable>,
 }
 
 impl Session {
@@ -56,6 +66,7 @@ impl Session {
             unreadable,
             consumed: HashSet::new(),
             expired: 0,
+            ledger: ledger::table(global, clients),
         };
         session.expire().await?;
         Ok(session)
@@ -81,11 +92,17 @@ impl Session {
             .collect();
         for e in expired {
             self.remove(&e.copies).await?;
+            let reason = format!("expired at {} without a decision", e.request.expires_at);
+            ledger::decide(
+                self.ledger.as_ref(),
+                &e.request,
+                RequestDecision::Expired {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
             audit(&e, AuditDecision::Expired, None)
-                .reason(format!(
-                    "expired at {} without a decision",
-                    e.request.expires_at
-                ))
+                .reason(reason)
                 .emit();
             self.expired += 1;
         }
@@ -126,7 +143,7 @@ fn audit(e: &Entry<usize>, decision: AuditDecision, actor: Option<&str>) -> Audi
         Some(t.severity),
         decision,
     );
-    r.action = Some(e.request.proposed_action.label());
+    r.action = Some(e.request.label());
     r.actor = actor.map(str::to_string);
     r
 }
@@ -149,6 +166,26 @@ async fn approver(global: &Global, clients: &crate::aws::Clients) -> CliResult<C
         arn: me.arn,
         user_id: me.user_id,
     })
+}
+
+/// An undo request names who asked; SQS says who sent each copy. They must agree, so
+/// no one can file an undo in someone else's name (the ledger and the audit record the
+/// requester).
+fn requester_is_sender(e: &Entry<usize>, u: &UndoTask, messages: &[Received]) -> CliResult {
+    for &i in &e.copies {
+        let sender = messages[i].sender_id.as_deref();
+        // Exactly: a role's sessions are different people.
+        if sender != Some(u.requested_by.user_id.as_str()) {
+            return Err(CliError::input(format!(
+                "undo request {} says it was asked by {} ({}) but SQS says it was sent by {}: it was not made by `redress undo` as that person. Nothing was approved; reject it",
+                clean(&e.request.id),
+                clean(&u.requested_by.arn),
+                clean(&u.requested_by.user_id),
+                sender.unwrap_or("no one")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Who is deciding.
@@ -188,10 +225,17 @@ async fn act(
     };
     match command {
         ApprovalsCommand::List { json } => {
+            let missing = missing_from_queue(global, s).await;
             if *json {
-                println!("{}", view::list_json(&s.board, s.expired, s.unreadable)?);
+                println!(
+                    "{}",
+                    view::list_json(&s.board, s.expired, s.unreadable, missing.as_deref())?
+                );
             } else {
                 print!("{}", view::list_table(&s.board, s.expired, s.unreadable));
+                if let Some(m) = &missing {
+                    print!("{}", view::missing_text(m));
+                }
             }
             Ok(())
         }
@@ -213,6 +257,15 @@ async fn act(
                 )));
             }
             let Caller { arn, user_id } = me()?;
+            if let Some(u) = &e.request.task.undo {
+                requester_is_sender(&e, u, &s.messages)?;
+                if *user_id == u.requested_by.user_id {
+                    return Err(CliError::input(format!(
+                        "you asked for undo {} yourself: another approver must approve it (the executor refuses an undo approved by its requester)",
+                        clean(&e.request.id)
+                    )));
+                }
+            }
             let arn = arn.clone();
             let mut task = e.request.task.clone();
             // An approval is for a real fix: a dry-run mark in a request (which only a
@@ -226,7 +279,7 @@ async fn act(
                 approver_user_id: user_id.clone(),
                 approved_at: redress::time::now_rfc3339(),
                 reason: reason.clone(),
-                action_digest: Some(e.request.proposed_action.digest()),
+                action_digest: Some(e.request.digest()),
                 policy_version: e.request.policy_version.clone(),
             });
             if global.dry_run {
@@ -234,7 +287,7 @@ async fn act(
                     "dry run: approving {} would hand this to the executor (nothing was changed):",
                     clean(&e.request.id)
                 );
-                println!("  {}", clean(&e.request.proposed_action.describe()));
+                println!("  {}", clean(&e.request.describe_action()));
                 for line in &e.request.preview {
                     println!("  {}", clean(line));
                 }
@@ -243,6 +296,17 @@ async fn act(
             let tasks = Queue::resolve(&clients.sqs, &global.tasks_queue).await?;
             let body = serde_json::to_string(&task)
                 .map_err(|e| CliError::failed(format!("cannot serialise task: {e}")))?;
+            // Recorded before the task is sent, so a sweep never takes the request, gone
+            // from the queue on its way to the executor, for one deleted by hand.
+            ledger::decide(
+                s.ledger.as_ref(),
+                &e.request,
+                RequestDecision::Approved {
+                    by: arn.clone(),
+                    at: SystemTime::now(),
+                },
+            )
+            .await;
             // Send first, then remove the request: a crash in between leaves a request
             // that can be approved again (the executor's checks make that harmless).
             tasks.send(&body).await?;
@@ -254,7 +318,7 @@ async fn act(
                 "approved {} as {}: {} on {} handed to the executor",
                 clean(&e.request.id),
                 clean(&arn),
-                clean(&e.request.proposed_action.describe()),
+                clean(&e.request.describe_action()),
                 clean(&e.request.task.finding.resource_id)
             );
             Ok(())
@@ -270,6 +334,14 @@ async fn act(
                 return Ok(());
             }
             s.remove(&e.copies).await?;
+            ledger::decide(
+                s.ledger.as_ref(),
+                &e.request,
+                RequestDecision::Rejected {
+                    reason: format!("rejected by {arn}: {reason}"),
+                },
+            )
+            .await;
             audit(&e, AuditDecision::Rejected, Some(&arn))
                 .reason(reason)
                 .emit();
@@ -291,6 +363,14 @@ async fn act(
                 .collect();
             for e in &moot {
                 s.remove(&e.copies).await?;
+                ledger::decide(
+                    s.ledger.as_ref(),
+                    &e.request,
+                    RequestDecision::Moot {
+                        reason: "moot: the resource became compliant while waiting".into(),
+                    },
+                )
+                .await;
                 audit(e, AuditDecision::Skipped, None)
                     .reason("moot: the resource became compliant while waiting")
                     .emit();
@@ -309,6 +389,26 @@ async fn act(
             Ok(())
         }
     }
+}
+
+/// Requests the ledger records as waiting that are not on the queue (deleted by hand);
+/// `None` without a ledger to compare with.
+async fn missing_from_queue(global: &Global, s: &Session) -> Option<Vec<ledger::Missing>> {
+    let awaiting = ledger::awaiting(s.ledger.as_ref()).await?;
+    let ttl = match crate::run::load_policy(global) {
+        Ok(p) => p.approvals.ttl,
+        Err(e) => {
+            tracing::warn!(error = %e.message, "cannot read the policy's approval ttl; the queue is not compared with the ledger");
+            return None;
+        }
+    };
+    let queued: Vec<_> = s
+        .board
+        .entries
+        .iter()
+        .filter_map(|e| ledger::entry_of(&e.request))
+        .collect();
+    Some(ledger::missing(&awaiting, &queued, ttl))
 }
 
 fn plural(n: usize) -> &'static str {

@@ -7,6 +7,7 @@ use redress::message::ApprovalRequest;
 use redress::text::clean;
 use serde::Serialize;
 
+use super::ledger::Missing;
 use crate::error::CliResult;
 use crate::output;
 
@@ -49,7 +50,7 @@ pub fn list_table(board: &Board<usize>, expired: usize, unreadable: usize) -> St
             let t = &e.request.task;
             let f = &t.finding;
             // A request an executor sent back says why under its action, in the same cell.
-            let mut action = clean(&e.request.proposed_action.describe()).into_owned();
+            let mut action = clean(&e.request.describe_action()).into_owned();
             if let Some(ret) = &e.request.returned {
                 action.push_str("\nreturned: ");
                 action.push_str(&clean(&returned(ret)));
@@ -129,10 +130,19 @@ struct ListDoc<'a> {
     expired_removed: usize,
     /// Messages on the queue that are not approvals messages (left in place).
     unreadable: usize,
+    /// Requests the ledger records as waiting that are not on the queue (deleted by
+    /// hand; `redress sweep` puts them back). Absent without a ledger to compare with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missing_from_queue: Option<&'a [Missing]>,
 }
 
 /// `approvals list --json`.
-pub fn list_json(board: &Board<usize>, expired: usize, unreadable: usize) -> CliResult<String> {
+pub fn list_json(
+    board: &Board<usize>,
+    expired: usize,
+    unreadable: usize,
+    missing: Option<&[Missing]>,
+) -> CliResult<String> {
     output::json(&ListDoc {
         requests: board
             .entries
@@ -142,7 +152,34 @@ pub fn list_json(board: &Board<usize>, expired: usize, unreadable: usize) -> Cli
             .collect(),
         expired_removed: expired,
         unreadable,
+        missing_from_queue: missing,
     })
+}
+
+/// The lines `approvals list` adds for requests the ledger records as waiting that are
+/// gone from the queue; nothing when there are none.
+pub fn missing_text(missing: &[Missing]) -> String {
+    if missing.is_empty() {
+        return String::new();
+    }
+    let n = missing.len();
+    let mut out = format!(
+        "{n} request{} recorded in the ledger {} missing from the queue (deleted by hand?); `redress sweep` puts {} back:\n",
+        if n == 1 { "" } else { "s" },
+        if n == 1 { "is" } else { "are" },
+        if n == 1 { "it" } else { "them" },
+    );
+    for m in missing {
+        out.push_str(&format!(
+            "  {} ({}, rule {}, {}, recorded {})\n",
+            clean(&m.request),
+            clean(&m.entry),
+            clean(&m.rule),
+            clean(&m.resource_id),
+            clean(&m.recorded_at)
+        ));
+    }
+    out
 }
 
 /// `approvals show ID --json`.
@@ -192,7 +229,7 @@ pub fn show_text(e: &Entry<usize>) -> String {
         age(&r.requested_at),
         clean(&r.expires_at),
         clean(&f.event_id),
-        clean(&r.proposed_action.describe()),
+        clean(&r.describe_action()),
     );
     if r.preview.is_empty() {
         out.push_str("    (no preview recorded)\n");
@@ -257,7 +294,12 @@ mod tests {
         assert!(shown.contains("ok "), "{shown}");
         assert_eq!(controls(&shown), Vec::<char>::new(), "{shown:?}");
 
-        let doc: serde_json::Value = serde_json::from_str(&list_json(&b, 2, 1).unwrap()).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(&list_json(&b, 2, 1, None).unwrap()).unwrap();
+        assert!(
+            doc.get("missing_from_queue").is_none(),
+            "no ledger, no claim"
+        );
         assert_eq!(doc["expired_removed"], 2);
         assert_eq!(doc["unreadable"], 1);
         let entry = &doc["requests"][0];
@@ -268,5 +310,32 @@ mod tests {
         let one: serde_json::Value =
             serde_json::from_str(&show_json(&b.entries[0]).unwrap()).unwrap();
         assert_eq!(&one, entry);
+    }
+
+    #[test]
+    fn requests_missing_from_the_queue_are_named_cleaned_and_in_the_json() {
+        let m = Missing {
+            entry: "le-0123456789abcdef0123".into(),
+            request: "ap-0123456789".into(),
+            rule: "ssh".into(),
+            resource_id: HOSTILE.into(),
+            recorded_at: "2026-12-07T16:00:00Z".into(),
+        };
+        assert_eq!(missing_text(&[]), "");
+        let text = missing_text(std::slice::from_ref(&m));
+        assert!(
+            text.starts_with("1 request recorded in the ledger is missing from the queue"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ap-0123456789 (le-0123456789abcdef0123"),
+            "{text}"
+        );
+        assert_eq!(controls(&text), Vec::<char>::new(), "{text:?}");
+        let b = hostile_board();
+        let doc: serde_json::Value =
+            serde_json::from_str(&list_json(&b, 0, 0, Some(&[m])).unwrap()).unwrap();
+        assert_eq!(doc["missing_from_queue"][0]["request"], "ap-0123456789");
+        assert_eq!(doc["missing_from_queue"][0]["resource_id"], HOSTILE);
     }
 }

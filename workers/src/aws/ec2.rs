@@ -89,28 +89,7 @@ impl SecurityGroups {
         group_id: &str,
         permissions: &[Permission],
     ) -> Result<bool, AwsError> {
-        let perms: Vec<IpPermission> = permissions
-            .iter()
-            .map(|p| {
-                IpPermission::builder()
-                    .ip_protocol(&p.protocol)
-                    .set_from_port(p.from_port)
-                    .set_to_port(p.to_port)
-                    .set_ip_ranges(Some(
-                        p.ipv4
-                            .iter()
-                            .map(|c| IpRange::builder().cidr_ip(c).build())
-                            .collect(),
-                    ))
-                    .set_ipv6_ranges(Some(
-                        p.ipv6
-                            .iter()
-                            .map(|c| Ipv6Range::builder().cidr_ipv6(c).build())
-                            .collect(),
-                    ))
-                    .build()
-            })
-            .collect();
+        let perms = ip_permissions(permissions);
         let out = self
             .client
             .revoke_security_group_ingress()
@@ -121,6 +100,50 @@ impl SecurityGroups {
             .map_err(|e| AwsError::from_sdk("ec2:RevokeSecurityGroupIngress", e))?;
         Ok(out.unknown_ip_permissions().is_empty())
     }
+
+    /// Authorizes exactly these permissions (an undo of a revoke). Permissions the group
+    /// has already are an error in EC2 (`InvalidPermission.Duplicate`); the undo plans
+    /// only missing ones.
+    pub async fn authorize(
+        &self,
+        group_id: &str,
+        permissions: &[Permission],
+    ) -> Result<(), AwsError> {
+        self.client
+            .authorize_security_group_ingress()
+            .group_id(group_id)
+            .set_ip_permissions(Some(ip_permissions(permissions)))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ec2:AuthorizeSecurityGroupIngress", e))?;
+        Ok(())
+    }
+}
+
+/// The SDK's form of domain permissions (protocol, ports and exact sources).
+fn ip_permissions(permissions: &[Permission]) -> Vec<IpPermission> {
+    permissions
+        .iter()
+        .map(|p| {
+            IpPermission::builder()
+                .ip_protocol(&p.protocol)
+                .set_from_port(p.from_port)
+                .set_to_port(p.to_port)
+                .set_ip_ranges(Some(
+                    p.ipv4
+                        .iter()
+                        .map(|c| IpRange::builder().cidr_ip(c).build())
+                        .collect(),
+                ))
+                .set_ipv6_ranges(Some(
+                    p.ipv6
+                        .iter()
+                        .map(|c| Ipv6Range::builder().cidr_ipv6(c).build())
+                        .collect(),
+                ))
+                .build()
+        })
+        .collect()
 }
 
 /// EC2 resource tags.

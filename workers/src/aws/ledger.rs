@@ -329,7 +329,7 @@ pub fn from_sdk(v: &AttributeValue) -> Result<AttrValue, String> {
     })
 }
 
-fn to_sdk_item(item: &Item) -> HashMap<String, AttributeValue> {
+pub(super) fn to_sdk_item(item: &Item) -> HashMap<String, AttributeValue> {
     item.iter().map(|(k, v)| (k.clone(), to_sdk(v))).collect()
 }
 

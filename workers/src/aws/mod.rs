@@ -10,9 +10,13 @@ pub mod ec2;
 pub mod eventbridge;
 pub mod iam;
 pub mod ledger;
+pub mod ledger_counters;
+mod ledger_decisions;
+mod ledger_exceptions;
 pub mod ledger_table;
 pub mod redrive;
 pub mod retry;
+pub mod sns;
 pub mod sqs;
 pub mod ssm;
 pub mod targets;
@@ -46,6 +50,8 @@ pub struct Clients {
     pub config: aws_sdk_config::Client,
     /// DynamoDB (the remediation ledger).
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// SNS (notifications for people).
+    pub sns: aws_sdk_sns::Client,
 }
 
 impl Clients {
@@ -59,6 +65,7 @@ impl Clients {
             sts: aws_sdk_sts::Client::new(config),
             config: aws_sdk_config::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
         }
     }
 }

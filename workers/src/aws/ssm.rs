@@ -106,6 +106,17 @@ pub struct Read {
     pub modified: i64,
 }
 
+/// A parameter's description: what identifies its value, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    /// Its current version.
+    pub version: i64,
+    /// `String`, `StringList` or `SecureString`.
+    pub kind: String,
+    /// The KMS key of a SecureString.
+    pub key_id: Option<String>,
+}
+
 /// What `create` found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Created {
@@ -157,6 +168,13 @@ impl Parameters {
 
     /// The KMS key of a SecureString parameter (GetParameter does not return it).
     pub async fn key_id(&self, name: &str) -> Result<Option<String>, AwsError> {
+        Ok(self.metadata(name).await?.and_then(|m| m.key_id))
+    }
+
+    /// The parameter's version, type and KMS key without its value (DescribeParameters:
+    /// nothing is decrypted, so reading it needs no right to the secret); `None` when it
+    /// does not exist.
+    pub async fn metadata(&self, name: &str) -> Result<Option<Metadata>, AwsError> {
         let filter = aws_sdk_ssm::types::ParameterStringFilter::builder()
             .key("Name")
             .option("Equals")
@@ -174,7 +192,14 @@ impl Parameters {
             .parameters()
             .iter()
             .find(|p| p.name() == Some(name))
-            .and_then(|p| p.key_id().map(str::to_string)))
+            .map(|p| Metadata {
+                version: p.version(),
+                kind: p
+                    .r#type()
+                    .map_or("String", ParameterType::as_str)
+                    .to_string(),
+                key_id: p.key_id().map(str::to_string),
+            }))
     }
 
     /// Overwrites the parameter's value with this type (and KMS key, for a

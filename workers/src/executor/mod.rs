@@ -8,6 +8,8 @@ mod closure;
 mod config_check;
 mod dedup;
 pub mod ledger;
+mod ledger_closure;
+pub mod ledger_requests;
 mod locks;
 mod outcome;
 mod parameters;
@@ -15,6 +17,7 @@ mod reevaluator;
 mod revoke;
 mod runbook;
 mod tags;
+pub mod undo;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -141,7 +144,8 @@ impl Executor {
         task: &Task,
         a: &Approval,
         sent: Sender<'_>,
-        action: &RenderedAction,
+        expected: &str,
+        shown: impl FnOnce() -> String,
     ) -> Result<Verified, String> {
         // An approval lasts as long as a request does: an old one (a task that sat in a
         // DLQ and came back by a native redrive) is not a decision about the resource now.
@@ -184,12 +188,12 @@ impl Executor {
             ));
         }
         match a.action_digest.as_deref() {
-            Some(d) if d == action.digest() => Ok(verified),
+            Some(d) if d == expected => Ok(verified),
             Some(_) => Err(format!(
                 "the action approved (policy {}) is not the one the policy now renders (policy {}): {}",
                 a.policy_version.as_deref().unwrap_or("unknown"),
                 self.policy.version,
-                action.describe()
+                shown()
             )),
             None => Err("the approval carries no action digest (made by an older redress)".into()),
         }
@@ -233,12 +237,14 @@ impl Executor {
         // checked whatever the rule's mode.
         let authority = match &task.approval {
             Some(a) => {
-                Authority::Approved(self.check_approval(task, a, sent, &action).map_err(|m| {
-                    Refusal {
+                let digest = action.digest();
+                let verified = self
+                    .check_approval(task, a, sent, &digest, || action.describe())
+                    .map_err(|m| Refusal {
                         reason: format!("approval refused: {m}"),
                         put_back: true,
-                    }
-                })?)
+                    })?;
+                Authority::Approved(verified)
             }
             None if mode == Mode::Approve => Authority::NeedsApproval,
             None => Authority::Automatic,
@@ -366,6 +372,9 @@ impl Executor {
             Ok(r) => r,
             Err(e) => return self.failed(e, 1, record, subject),
         };
+        if let Some(decided) = self.record_request(&request).await {
+            return self.skip(record, subject, decided);
+        }
         let mut audit = record;
         audit.decision = AuditDecision::ApprovalRequested;
         audit.action = Some(request.proposed_action.label());
@@ -418,6 +427,7 @@ impl Executor {
             };
             match self.request_for(task.clone(), Some(returned)).await {
                 Ok(request) => {
+                    self.record_request(&request).await;
                     let mut r = record.clone();
                     r.decision = AuditDecision::ApprovalRequested;
                     r.reason = Some(format!(
@@ -526,16 +536,16 @@ impl Executor {
         action: &RenderedAction,
         ingress: Option<&[Permission]>,
         take: bool,
-    ) -> Option<String> {
+    ) -> Result<blast_radius::Taken, String> {
         if let (RenderedAction::Fix(Fix::RevokePublicIngress { ports }), Some(ingress)) =
             (action, ingress)
         {
             let revoking = redress::ingress::world_open(ingress, ports.as_deref());
             if let Some(why) = self.policy.exceeds_severity(rule, &revoking) {
-                return Some(why);
+                return Err(why);
             }
         }
-        self.guards.admit(rule, take).await.err()
+        self.guards.admit(rule, take).await
     }
 
     /// Audits and reports a dry run's decision.
@@ -574,10 +584,10 @@ impl Executor {
             Err(e) => return self.failed(e, attempt, r, subject),
         }
         let stopped = match &allowed.authority {
-            Authority::Automatic => {
-                self.stop_automatic(allowed.rule, &allowed.action, ingress.as_deref(), false)
-                    .await
-            }
+            Authority::Automatic => self
+                .stop_automatic(allowed.rule, &allowed.action, ingress.as_deref(), false)
+                .await
+                .err(),
             Authority::Approved(_) => self.guards.kill_switch().await,
             Authority::NeedsApproval => Some(format!("rule {} needs approval", allowed.rule.id)),
         };
@@ -601,11 +611,6 @@ impl Executor {
         subject: String,
     ) -> Verdict {
         let f = &task.finding;
-        // Only a change made counts for the breaker: findings that needed nothing (some
-        // forged) must not dilute its error rate.
-        if done.outcome == Outcome::Succeeded {
-            self.guards.record(true);
-        }
         self.recent.insert(
             &task.client_token(),
             Finished {
@@ -745,15 +750,17 @@ impl Executor {
         if let Some(stopped) = self.config_stop(said, task, seams, &r, &subject, attempt) {
             return stopped;
         }
+        let mut taken = None;
         match &allowed.authority {
             // Last, so duplicates, exempt resources and findings Config does not back
             // take nothing from the rate caps.
             Authority::Automatic => {
-                let stop = self
+                match self
                     .stop_automatic(allowed.rule, &allowed.action, ingress.as_deref(), true)
-                    .await;
-                if let Some(why) = stop {
-                    return self.divert(task.clone(), why, None, r, subject).await;
+                    .await
+                {
+                    Ok(t) => taken = Some(t),
+                    Err(why) => return self.divert(task.clone(), why, None, r, subject).await,
                 }
             }
             Authority::Approved(v) => {
@@ -786,15 +793,32 @@ impl Executor {
             .await
         {
             Ok(intent) => intent,
-            Err(not_now) => return self.not_now(not_now, attempt, r, subject),
+            Err(not_now) => {
+                // Nothing runs: a held or finished finding gives its rate-cap take back.
+                if let Some(t) = taken {
+                    self.guards.give_back(t).await;
+                }
+                return self.not_now(not_now, attempt, r, subject);
+            }
         };
-        let result = self.execute(seams, task, &allowed.action, ingress).await;
+        // A crashed attempt's change found made is completed, not made again.
+        let result = match intent.as_ref().and_then(ledger::Intent::made) {
+            Some(done) => Ok(done),
+            None => self.execute(seams, task, &allowed.action, ingress).await,
+        };
         self.ledger.finish(intent, &result).await;
         match result {
-            Ok(done) => self.finished(task, seams, done, r, subject),
+            Ok(done) => {
+                // Only a change made counts for the breaker: findings that needed nothing
+                // (some forged) must not dilute its error rate.
+                if done.outcome == Outcome::Succeeded {
+                    self.guards.record(true).await;
+                }
+                self.finished(task, seams, done, r, subject)
+            }
             Err(e) => {
                 if e.class != ErrorClass::Transient || attempt >= self.max_attempts {
-                    self.guards.record(false);
+                    self.guards.record(false).await;
                     // Not remembered as finished: if dead-lettering fails, the message
                     // must come back and fail again, not pass as a duplicate.
                 }
@@ -867,6 +891,9 @@ impl Executor {
         if task.closure.is_some() {
             return self.close(task, m).await;
         }
+        if task.undo.is_some() {
+            return self.undo(task, m).await;
+        }
         let f = &task.finding;
         let subject = format!("{} {}", f.resource_type, f.resource_id);
         let severity = self.policy.rule(&task.rule_id).map(|r| r.severity);
@@ -894,6 +921,12 @@ impl Executor {
         r.dry_run = dry_run;
         if let Some(why) = self.exception(&task) {
             return self.skip(r, subject, why);
+        }
+        match self.undone(&task).await {
+            Ok(Some(why)) => return self.skip(r, subject, why),
+            Ok(None) => {}
+            // Not knowing whether an undo left it alone on purpose, do not fix it.
+            Err(e) => return self.failed(e, m.receive_count, r, subject),
         }
         if matches!(allowed.authority, Authority::NeedsApproval) && !dry_run {
             let why = format!("rule {} needs approval", allowed.rule.id);

@@ -45,7 +45,11 @@ async fn baseline(
 
 /// The KMS key a copy of `read` (the parameter `name`) must be written with: its own,
 /// for a SecureString.
-async fn key_of(params: &Parameters, name: &str, read: &Read) -> Result<Option<String>, FixError> {
+pub(super) async fn key_of(
+    params: &Parameters,
+    name: &str,
+    read: &Read,
+) -> Result<Option<String>, FixError> {
     match read.kind.as_str() {
         "SecureString" => Ok(params.key_id(name).await?),
         _ => Ok(None),
@@ -64,7 +68,7 @@ fn done(outcome: Outcome, detail: String) -> FixResult {
 
 /// The ledger's description of the version `read` (with its KMS key, for a
 /// SecureString), never its value.
-fn version_of(read: &Read, key_id: Option<String>) -> ParameterVersion {
+pub(super) fn version_of(read: &Read, key_id: Option<String>) -> ParameterVersion {
     ParameterVersion {
         version: u64::try_from(read.version).unwrap_or_default(),
         value_type: read.kind.clone(),
@@ -221,6 +225,13 @@ pub async fn delete_unauthorized(
             "{name} has a baseline now ({baseline_name}): it is not unauthorized, and is not deleted"
         )));
     }
+    keep_and_delete(params, name).await
+}
+
+/// Deletes `name` after copying its value, type and KMS key under
+/// [`QUARANTINE_PREFIX`] and reading the copy back equal: the one way redress deletes a
+/// parameter (an unauthorized one, or the undo of a create), so no value is ever lost.
+pub(super) async fn keep_and_delete(params: &Parameters, name: &str) -> FixResult {
     let Some(current) = params.get(name).await? else {
         return done(
             Outcome::AlreadyCompliant,

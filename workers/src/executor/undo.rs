@@ -1,0 +1,610 @@
+//! Undo, as the executor carries it out: an approved task that names a ledger entry and
+//! the plan the approver was shown. The executor trusts neither: it reads the entry from
+//! its own ledger, reads the resource, plans the undo again ([`plan_undo`]), and acts
+//! only if the new plan is the approved one. Before the change it records the undo's own
+//! entry (intent, with a lease) and the exception that keeps the finding from being fixed
+//! again until the requested end; after it, the outcome, and the original entry becomes
+//! `undone`.
+//!
+//! [`observe`] and [`apply`] are the reads and writes an undo needs; `redress undo` plans
+//! with the same [`observe`], so the request and the execution see the resource alike.
+
+use std::time::SystemTime;
+
+use redress::audit::{AuditDecision, AuditRecord, Outcome};
+use redress::catalog::Catalog;
+use redress::ledger::lease::{self, Busy};
+use redress::ledger::undo::undo_entry;
+use redress::ledger::{
+    atoms, plan_undo, Actor, Change, Expect, LedgerEntry, Observed, ParameterVersion, Principal,
+    Status, UndoException, UndoPlan, UndoRequest,
+};
+use redress::message::{Task, UndoTask};
+
+use crate::aws::ledger::{LedgerError, LedgerTable};
+use crate::aws::retry::ErrorClass;
+use crate::aws::sqs::Received;
+use crate::aws::ssm::{Created, Parameters};
+use crate::aws::targets::TargetClients;
+use crate::report::Disposition;
+use crate::settle::{Ack, Verdict};
+
+use super::outcome::{Done, FixError, FixResult};
+use super::{parameters, Executor, Refusal, Sender, WORKER};
+
+/// The resource as it is now, in the shape of `change` (what [`plan_undo`] compares with
+/// the state the fix left). Never reads a parameter's value into the result.
+pub async fn observe(seams: &TargetClients, change: &Change) -> Result<Observed, FixError> {
+    let params = &seams.parameters;
+    match change {
+        Change::RevokeIngress { group_id, .. } | Change::AuthorizeIngress { group_id, .. } => {
+            match seams.security_groups.ingress(group_id).await {
+                Ok(p) => Ok(Observed::Ingress(Some(p))),
+                Err(e) if e.code == "InvalidGroup.NotFound" => Ok(Observed::Ingress(None)),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Change::RestoreParameter { name, .. } | Change::CreateParameter { name, .. } => {
+            Ok(Observed::Parameter {
+                live: version(params, name).await?,
+                copy: None,
+            })
+        }
+        Change::DeleteParameter {
+            name,
+            quarantine_copy,
+            ..
+        } => Ok(Observed::Parameter {
+            live: version(params, name).await?,
+            copy: version(params, quarantine_copy).await?,
+        }),
+        Change::Runbook { document, .. } => {
+            match Catalog::shipped().get(document).map(|d| d.undo.is_some()) {
+                // The plan refuses with the catalog's reason before it looks at settings.
+                None | Some(false) => Ok(Observed::Settings(None)),
+                Some(true) => Err(FixError::refused(format!(
+                    "undoing {document} is not built yet: redress cannot read its settings back to check them; put it back by hand"
+                ))),
+            }
+        }
+        // An undo's own entry: the plan refuses an undo of an undo first.
+        Change::RunbookInverse { .. } => Ok(Observed::Settings(None)),
+    }
+}
+
+/// A parameter's current version, type and key, never its value (nothing is decrypted);
+/// `None` when absent.
+async fn version(params: &Parameters, name: &str) -> Result<Option<ParameterVersion>, FixError> {
+    Ok(params.metadata(name).await?.map(|m| ParameterVersion {
+        version: u64::try_from(m.version).unwrap_or_default(),
+        value_type: m.kind,
+        key_id: m.key_id,
+    }))
+}
+
+/// Carries out `plan`; returns what it changed, for the undo's ledger entry.
+pub async fn apply(seams: &TargetClients, plan: &UndoPlan) -> FixResult {
+    let params = &seams.parameters;
+    match plan {
+        UndoPlan::AuthorizeIngress {
+            group_id,
+            permissions,
+        } => {
+            let before = seams.security_groups.ingress(group_id).await?;
+            seams
+                .security_groups
+                .authorize(group_id, permissions)
+                .await?;
+            Ok(Done::succeeded(
+                format!(
+                    "authorized {} on {group_id} again",
+                    atoms::describe(permissions)
+                ),
+                Change::AuthorizeIngress {
+                    group_id: group_id.clone(),
+                    before,
+                    authorized: permissions.clone(),
+                },
+            ))
+        }
+        UndoPlan::RestoreParameterVersion {
+            name,
+            version,
+            value_type,
+            key_id,
+        } => {
+            let Some(old) = params.get(&format!("{name}:{version}")).await? else {
+                return Err(FixError::permanent(format!(
+                    "version {version} of {name} is no longer in Parameter Store (it keeps the last 100 versions); nothing was changed"
+                )));
+            };
+            let Some(current) = params.get(name).await? else {
+                return Err(FixError::refused(format!(
+                    "{name} no longer exists; nothing was changed"
+                )));
+            };
+            // A value never changes type on its way back (a SecureString's value written
+            // into a String would be readable as plain text).
+            for (what, kind) in [("version", &old.kind), ("current parameter", &current.kind)] {
+                if kind != value_type {
+                    return Err(FixError::refused(format!(
+                        "{name}'s {what} is a {kind}, not the recorded {value_type}: redress does not change a parameter's type; nothing was changed"
+                    )));
+                }
+            }
+            let before =
+                parameters::version_of(&current, parameters::key_of(params, name, &current).await?);
+            let written = params
+                .put(name, &old.value, value_type, key_id.clone())
+                .await?;
+            Ok(Done::succeeded(
+                format!("{name} put back to version {version}'s value ({value_type}), now version {written}"),
+                Change::RestoreParameter {
+                    name: name.clone(),
+                    before,
+                    after: Some(ParameterVersion {
+                        version: u64::try_from(written).unwrap_or_default(),
+                        value_type: value_type.clone(),
+                        key_id: key_id.clone(),
+                    }),
+                },
+            ))
+        }
+        UndoPlan::CreateParameterFromCopy {
+            name,
+            copy,
+            value_type,
+            key_id,
+            overwrite,
+        } => {
+            let Some(kept) = params.get(copy).await? else {
+                return Err(FixError::refused(format!(
+                    "the quarantine copy {copy} no longer exists; nothing was changed"
+                )));
+            };
+            if kept.kind != *value_type {
+                return Err(FixError::refused(format!(
+                    "the copy {copy} is a {}, not the recorded {value_type}; nothing was changed",
+                    kept.kind
+                )));
+            }
+            let written = if *overwrite {
+                params
+                    .put(name, &kept.value, value_type, key_id.clone())
+                    .await?
+            } else {
+                match params
+                    .create(name, &kept.value, value_type, key_id.clone())
+                    .await?
+                {
+                    Created::Created => 1,
+                    Created::Exists => {
+                        return Err(FixError::refused(format!(
+                            "{name} exists again; the undo was approved without --force, so it is not overwritten"
+                        )))
+                    }
+                }
+            };
+            Ok(Done::succeeded(
+                format!("{name} created again from {copy} ({value_type})"),
+                Change::CreateParameter {
+                    name: name.clone(),
+                    source: copy.clone(),
+                    after: Some(ParameterVersion {
+                        version: u64::try_from(written).unwrap_or_default(),
+                        value_type: value_type.clone(),
+                        key_id: key_id.clone(),
+                    }),
+                },
+            ))
+        }
+        // Through the same keep-a-copy path as an unauthorized parameter's deletion, so
+        // even a forced undo loses no value.
+        UndoPlan::DeleteParameter { name } => parameters::keep_and_delete(params, name).await,
+        UndoPlan::RunbookInverse { document, .. } => Err(FixError::refused(format!(
+            "undoing {document} is not built yet; nothing was changed"
+        ))),
+    }
+}
+
+/// What the executor checked of an undo task before acting.
+struct Checked {
+    original: LedgerEntry,
+    approver: Principal,
+}
+
+impl Executor {
+    /// The undo exception covering this finding now, if any: the reason to leave it.
+    pub(super) async fn undone(&self, task: &Task) -> Result<Option<String>, FixError> {
+        let Some(table) = self.ledger.table() else {
+            return Ok(None);
+        };
+        let f = &task.finding;
+        let key = redress::ledger::undo::exception_key(
+            &task.rule_id,
+            &f.account_id,
+            &f.region,
+            &f.resource_id,
+        );
+        let found = table.exception(&key).await.map_err(ledger_error)?;
+        let now = SystemTime::now();
+        let Some(x) = found
+            .filter(|x| x.applies(&task.rule_id, &f.account_id, &f.region, &f.resource_id, now))
+        else {
+            return Ok(None);
+        };
+        // Only an undo that was carried out (or is being carried out now) leaves a
+        // finding alone: an exception left by a crash before the change, or by an undo
+        // that then failed, does not.
+        let holds = match table.get(&x.undo).await.map_err(ledger_error)? {
+            Some(e) if e.status == Status::Succeeded => true,
+            Some(e) if e.status == Status::Intent => e.lease.is_some_and(|l| l.expires_at > now),
+            _ => false,
+        };
+        Ok(holds.then(|| format!("exempt: {}", x.describe())))
+    }
+
+    /// Checks an undo task: approved by an approver AWS verified, bound to this undo, for
+    /// a finding the policy still covers, naming a ledger entry of this finding.
+    async fn check_undo(
+        &self,
+        task: &Task,
+        u: &UndoTask,
+        sent: Sender<'_>,
+        table: &LedgerTable,
+    ) -> Result<Result<Checked, Refusal>, FixError> {
+        let refuse = |why: String| Ok(Err(Refusal::new(why)));
+        let Some(a) = &task.approval else {
+            return refuse("an undo runs only with an approver's approval".into());
+        };
+        // A forged fix can only close something; a forged undo opens it. So an undo
+        // needs a named approver, never "whoever the queue admits".
+        if self.approvers.is_open() {
+            return refuse(
+                "an undo needs the policy's [approvals] approvers list: with none, anyone the tasks queue admits could approve one"
+                    .into(),
+            );
+        }
+        let verified = match self.check_approval(task, a, sent, &u.digest(), || {
+            format!("undo {}: {}", u.entry, u.plan.describe())
+        }) {
+            Ok(v) => v,
+            Err(m) => return refuse(format!("approval refused: {m}")),
+        };
+        // Four eyes: the requester is who SQS said sent the request (checked by
+        // `approvals approve`); the approver is who SQS says sent this task.
+        if verified.unique_id == u.requested_by.user_id {
+            return refuse(format!(
+                "the undo was approved by the person who asked for it ({}); another approver must approve it",
+                verified.actor()
+            ));
+        }
+        if let Err(m) = task.finding.validate() {
+            return refuse(format!("invalid finding: {m}"));
+        }
+        if self.policy.rule(&task.rule_id).is_none() {
+            return refuse(format!(
+                "no_policy: rule {:?} is not in the executor's policy",
+                task.rule_id
+            ));
+        }
+        let Some(original) = table.get(&u.entry).await.map_err(ledger_error)? else {
+            return refuse(format!("no ledger entry {} in {}", u.entry, table.name()));
+        };
+        let (f, g) = (&original.finding, &task.finding);
+        if original.rule_id != task.rule_id
+            || (
+                f.account_id.as_str(),
+                f.region.as_str(),
+                f.resource_id.as_str(),
+            ) != (
+                g.account_id.as_str(),
+                g.region.as_str(),
+                g.resource_id.as_str(),
+            )
+        {
+            return refuse(format!(
+                "the undo names entry {} but a finding that is not the entry's ({} {} in {}/{})",
+                u.entry, original.rule_id, f.resource_id, f.account_id, f.region
+            ));
+        }
+        Ok(Ok(Checked {
+            original,
+            approver: Principal {
+                arn: verified.actor(),
+                user_id: verified.unique_id,
+            },
+        }))
+    }
+
+    /// Runs an approved undo (see the module's notes).
+    pub(super) async fn undo(&self, task: Task, m: &Received) -> Verdict {
+        let u = task.undo.clone().expect("called for undo tasks only");
+        let f = &task.finding;
+        let subject = format!("{} {}", f.resource_type, f.resource_id);
+        let severity = self.policy.rule(&task.rule_id).map(|r| r.severity);
+        let mut r = AuditRecord::for_finding(
+            WORKER,
+            f,
+            Some(&task.rule_id),
+            severity,
+            AuditDecision::Remediate,
+        );
+        r.action = Some(format!("undo {}", u.entry));
+        let Some(table) = self.ledger.table() else {
+            let why = "an undo needs the ledger (--ledger-table), which this executor runs without"
+                .to_string();
+            return self.refuse(&task, Refusal::new(why), r, subject).await;
+        };
+        let sent = Sender {
+            sender_id: m.sender_id.as_deref(),
+            sent_at_ms: m.sent_at_ms,
+        };
+        let checked = match self.check_undo(&task, &u, sent, table).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(refusal)) => return self.refuse(&task, refusal, r, subject).await,
+            Err(e) => return self.failed(e, m.receive_count, r, subject),
+        };
+        r.actor = Some(checked.approver.arn.clone());
+        r.actor_id = Some(checked.approver.user_id.clone());
+        let key = format!("{}/{}/{}", f.account_id, f.region, f.resource_id);
+        let _guard = self.locks.lock(&key).await;
+        let seams = match self.targets.seams(&f.account_id, &f.region).await {
+            Ok(s) => s,
+            Err(e) => return self.failed(e.into(), m.receive_count, r, subject),
+        };
+        let change = checked
+            .original
+            .change
+            .clone()
+            .unwrap_or_else(|| Change::RunbookInverse {
+                document: String::new(),
+                inverse: String::new(),
+                restored: Default::default(),
+            });
+        let observed = match observe(&seams, &change).await {
+            Ok(o) => o,
+            Err(e) => return self.failed(e, m.receive_count, r, subject),
+        };
+        let plan = match plan_undo(&checked.original, &observed, Catalog::shipped(), u.force) {
+            Ok(p) => p,
+            Err(refusal) => {
+                let why = format!("undo refused: {refusal}");
+                return self.refuse(&task, Refusal::new(why), r, subject).await;
+            }
+        };
+        if plan != u.plan {
+            let why = format!(
+                "undo refused: the resource changed since the undo was approved: it would now {}, but the approver approved: {}",
+                plan.describe(),
+                u.plan.describe()
+            );
+            return self.refuse(&task, Refusal::new(why), r, subject).await;
+        }
+        if self.dry_run || task.dry_run {
+            r.outcome = Some(Outcome::DryRun);
+            let why = format!("would {}", plan.describe());
+            r.reason = Some(why.clone());
+            return Verdict::done()
+                .record(r)
+                .report(Disposition::DryRun, subject, why);
+        }
+        if let Some(why) = self.guards.kill_switch().await {
+            let why = format!(
+                "undo held: {why}; replay it from the dead-letter queue once the switch is off"
+            );
+            return self.refuse(&task, Refusal::new(why), r, subject).await;
+        }
+        let entry = match self.begin_undo(table, &checked, &u, plan.clone()).await {
+            Ok(e) => e,
+            Err(verdict) => return verdict(self, r, subject, m.receive_count),
+        };
+        let exception = UndoException::of(&entry).expect("an undo entry has an exception");
+        if let Err(e) = table.put_exception(&exception).await {
+            let e = FixError {
+                message: format!(
+                    "the undo's exception could not be recorded, so nothing was changed: {}",
+                    ledger_error(e).message
+                ),
+                ..FixError::transient("")
+            };
+            let failed: FixResult = Err(e.clone());
+            self.end_undo(table, entry, &failed).await;
+            return self.failed(e, m.receive_count, r, subject);
+        }
+        let result = apply(&seams, &plan).await;
+        self.end_undo(table, entry, &result).await;
+        match result {
+            Ok(done) => {
+                mark_undone(table, &checked.original, self.ledger.retention()).await;
+                r.outcome = Some(Outcome::Succeeded);
+                r.reason = Some(format!(
+                    "{}; undo of {} ({}); {}",
+                    done.detail,
+                    u.entry,
+                    u.reason,
+                    exception.describe()
+                ));
+                Verdict::done().record(r).report(
+                    Disposition::Fixed,
+                    subject,
+                    format!("undone {}: {}", u.entry, done.detail),
+                )
+            }
+            Err(e) => {
+                if let Err(x) = table.end_exception(&exception, SystemTime::now()).await {
+                    tracing::error!(error = %x, "the failed undo's exception could not be ended; it lapses at its end");
+                }
+                self.failed(e, m.receive_count, r, subject)
+            }
+        }
+    }
+}
+
+/// A verdict to give instead of acting, once the audit record is at hand.
+type Instead = Box<dyn FnOnce(&Executor, AuditRecord, String, u32) -> Verdict + Send>;
+
+impl Executor {
+    /// Records the undo's entry as an intent this executor holds, approved by the
+    /// verified approver. A duplicate delivery finds it finished or held.
+    async fn begin_undo(
+        &self,
+        table: &LedgerTable,
+        checked: &Checked,
+        u: &UndoTask,
+        plan: UndoPlan,
+    ) -> Result<LedgerEntry, Instead> {
+        let now = SystemTime::now();
+        let request = UndoRequest {
+            reason: u.reason.clone(),
+            until: u.until_time().unwrap_or(now),
+            force: u.force,
+            requested_by: u.requested_by.clone(),
+        };
+        // The entry's id comes from the request's time, so every delivery of one
+        // approved undo claims the same entry (a duplicate finds it held or finished).
+        let requested_at = redress::time::parse_rfc3339(&u.requested_at).unwrap_or(now);
+        let mut entry = match undo_entry(&checked.original, plan, &request, requested_at) {
+            Ok(e) => e,
+            Err(refusal) => {
+                let why = format!("undo refused: {refusal}");
+                return Err(Box::new(move |x: &Executor, r, subject, _| {
+                    x.skip_refused(r, subject, why)
+                }));
+            }
+        };
+        entry.actor = Some(Actor::Undo {
+            requested_by: u.requested_by.clone(),
+            approver: Some(checked.approver.clone()),
+        });
+        let (holder, ttl) = self.ledger.holder();
+        let existing = match table.get(&entry.id).await {
+            Ok(e) => e,
+            Err(e) => {
+                let e = ledger_error(e);
+                return Err(Box::new(move |x: &Executor, r, s, attempt| {
+                    x.failed(e, attempt, r, s)
+                }));
+            }
+        };
+        let how = match lease::may_take(existing.as_ref(), holder, now) {
+            Ok(how) => how,
+            Err(busy) => return Err(busy_verdict(&entry, busy)),
+        };
+        if let Some(stored) = existing {
+            entry = stored;
+        }
+        lease::take(&mut entry, holder, now, ttl).expect("may_take allows the move to intent");
+        match table
+            .write(&entry, &how.expect(holder), self.ledger.retention())
+            .await
+        {
+            Ok(()) => Ok(entry),
+            Err(LedgerError::HeldByAnother) => Err(Box::new(|_: &Executor, _, subject, _| {
+                Verdict::ack(Ack::Retry { after_secs: 5 }).report(
+                    Disposition::Retrying,
+                    subject,
+                    "another executor took this undo; handed back",
+                )
+            })),
+            Err(e) => {
+                let e = ledger_error(e);
+                Err(Box::new(move |x: &Executor, r, s, attempt| {
+                    x.failed(e, attempt, r, s)
+                }))
+            }
+        }
+    }
+
+    /// Completes the undo's entry with its outcome.
+    async fn end_undo(&self, table: &LedgerTable, mut entry: LedgerEntry, result: &FixResult) {
+        let (holder, _) = self.ledger.holder();
+        let Ok(expect) = lease::may_complete(&entry, holder) else {
+            return;
+        };
+        let to = match result {
+            Ok(done) => {
+                entry.change = done.change.clone();
+                entry.reason = Some(done.detail.clone());
+                Status::Succeeded
+            }
+            Err(e) => {
+                entry.reason = Some(e.message.clone());
+                Status::Failed
+            }
+        };
+        entry
+            .advance(to, SystemTime::now())
+            .expect("an intent may end in any outcome");
+        if let Err(e) = table.write(&entry, &expect, self.ledger.retention()).await {
+            tracing::error!(entry = %entry.id, error = %e, "the undo's outcome was not recorded in the ledger; the entry stays open");
+        }
+    }
+
+    /// A refusal found while recording: audited as a skip of nothing.
+    fn skip_refused(&self, r: AuditRecord, subject: String, why: String) -> Verdict {
+        let mut r = r.reason(&why);
+        r.decision = AuditDecision::DeadLettered;
+        Verdict::dead_letter(crate::settle::DeadLetterClass::Refused, &why)
+            .record(r)
+            .report(Disposition::DeadLettered, subject, why)
+    }
+}
+
+/// The verdict when the undo's entry is finished (a duplicate) or held by another.
+fn busy_verdict(entry: &LedgerEntry, busy: Busy) -> Instead {
+    let id = entry.id.clone();
+    match busy {
+        Busy::Finished(status) => Box::new(move |x: &Executor, r, subject, _| {
+            x.skip(
+                r,
+                subject,
+                format!("duplicate: undo {id} is already {status}"),
+            )
+        }),
+        Busy::Held(_) => {
+            let why = format!("undo {id}: {busy}; handed back");
+            Box::new(move |_: &Executor, _, subject, _| {
+                Verdict::ack(Ack::Retry { after_secs: 5 }).report(
+                    Disposition::Retrying,
+                    subject,
+                    why,
+                )
+            })
+        }
+    }
+}
+
+/// Moves the undone fix's entry to `undone`, conditional on it being as read. A failure
+/// is logged: the undo's own entry records what happened either way.
+async fn mark_undone(
+    table: &LedgerTable,
+    original: &LedgerEntry,
+    retention: Option<std::time::Duration>,
+) {
+    let expect = Expect::Entry {
+        status: original.status,
+        lease: original.lease.clone(),
+    };
+    let mut e = original.clone();
+    if let Err(x) = e.advance(Status::Undone, SystemTime::now()) {
+        tracing::error!(entry = %e.id, error = %x, "the undone entry cannot be marked undone");
+        return;
+    }
+    if let Err(x) = table.write(&e, &expect, retention).await {
+        tracing::error!(entry = %e.id, error = %x, "the undone entry was not marked undone in the ledger");
+    }
+}
+
+/// A ledger failure as a fix failure: throttling and outages are retried.
+fn ledger_error(e: LedgerError) -> FixError {
+    match e {
+        LedgerError::Aws(e) => FixError::from(e),
+        other => FixError {
+            class: ErrorClass::Permanent,
+            message: format!("ledger: {other}"),
+            execution_id: None,
+            refused: false,
+        },
+    }
+}
