@@ -456,6 +456,16 @@ impl World {
     }
 
     pub async fn parameter(&self, name: &str) -> String {
+        self.read_parameter(name).await.value().unwrap().to_string()
+    }
+
+    /// A parameter's type (`String`, `StringList`, `SecureString`).
+    pub async fn parameter_type(&self, name: &str) -> String {
+        let p = self.read_parameter(name).await;
+        p.r#type().unwrap().as_str().to_string()
+    }
+
+    async fn read_parameter(&self, name: &str) -> aws_sdk_ssm::types::Parameter {
         let out = self
             .clients
             .ssm
@@ -464,7 +474,7 @@ impl World {
             .send()
             .await
             .unwrap();
-        out.parameter().unwrap().value().unwrap().to_string()
+        out.parameter.unwrap()
     }
 }
 

@@ -324,18 +324,7 @@ async fn a_secure_string_baseline_is_never_written_into_a_string() {
         "drifted",
         "the value is not written"
     );
-    let kind = w
-        .clients
-        .ssm
-        .get_parameter()
-        .name(&current)
-        .send()
-        .await
-        .unwrap()
-        .parameter
-        .unwrap()
-        .r#type;
-    assert_eq!(kind, Some(aws_sdk_ssm::types::ParameterType::String));
+    assert_eq!(w.parameter_type(&current).await, "String");
     let dead = w.drain("tasks-dlq").await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attributes["redress.error_class"], "refused");

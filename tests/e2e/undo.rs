@@ -41,6 +41,18 @@ async fn entry(w: &World, resource: &str, status: Status) -> LedgerEntry {
         .clone()
 }
 
+/// A group whose world-open SSH the pipeline revoked, and the revoke's ledger entry.
+async fn revoked(w: &World) -> (String, LedgerEntry) {
+    let sg = w
+        .security_group("ssh", &[(22, "0.0.0.0/0"), (443, "10.0.0.0/8")])
+        .await;
+    w.send_event(&EventBuilder::new("restricted-ssh", SG, &sg))
+        .await;
+    w.run_once(&[]);
+    let revoke = entry(w, &sg, Status::Succeeded).await;
+    (sg, revoke)
+}
+
 /// `redress undo` with these arguments (global flags first).
 fn undo(w: &World, global: &[&str], id: &str, extra: &[&str]) -> std::process::Output {
     let mut args: Vec<&str> = global.to_vec();
@@ -127,17 +139,7 @@ async fn an_approved_undo_puts_back_exactly_the_permissions_and_the_value_and_th
         vec![(22, "0.0.0.0/0".into()), (443, "10.0.0.0/8".into())]
     );
     assert_eq!(w.parameter(&current).await, "200");
-    let kind = w
-        .clients
-        .ssm
-        .get_parameter()
-        .name(&current)
-        .send()
-        .await
-        .unwrap()
-        .parameter()
-        .and_then(|p| p.r#type().map(|t| t.as_str().to_string()));
-    assert_eq!(kind.as_deref(), Some("String"));
+    assert_eq!(w.parameter_type(&current).await, "String");
 
     // The ledger: the fixes are undone; each undo is an entry of its own, with the
     // requester and the approver.
@@ -185,13 +187,7 @@ async fn an_approved_undo_puts_back_exactly_the_permissions_and_the_value_and_th
 async fn an_undo_after_someone_changed_the_resource_is_refused_with_the_reason() {
     let pp = format!("/undo-changed-{}/", std::process::id());
     let (w, alice) = world("undo-changed", &pp).await;
-    let sg = w
-        .security_group("ssh", &[(22, "0.0.0.0/0"), (443, "10.0.0.0/8")])
-        .await;
-    w.send_event(&EventBuilder::new("restricted-ssh", SG, &sg))
-        .await;
-    w.run_once(&[]);
-    let revoke = entry(&w, &sg, Status::Succeeded).await;
+    let (sg, revoke) = revoked(&w).await;
 
     // Asked, approved, and then someone changes the group before the executor runs it.
     let out = undo(&w, &[], revoke.id.as_str(), &[]);
@@ -294,13 +290,7 @@ async fn an_undo_is_refused_unapproved_in_someone_elses_name_self_approved_or_wi
 ) {
     let pp = format!("/undo-forged-{}/", std::process::id());
     let (w, alice) = world("undo-forged", &pp).await;
-    let sg = w
-        .security_group("ssh", &[(22, "0.0.0.0/0"), (443, "10.0.0.0/8")])
-        .await;
-    w.send_event(&EventBuilder::new("restricted-ssh", SG, &sg))
-        .await;
-    w.run_once(&[]);
-    let revoke = entry(&w, &sg, Status::Succeeded).await;
+    let (sg, revoke) = revoked(&w).await;
     let closed = vec![(443, "10.0.0.0/8".to_string())];
     let out = undo(&w, &[], revoke.id.as_str(), &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -428,12 +418,36 @@ async fn an_exception_no_carried_out_undo_stands_behind_does_not_stop_a_fix() {
         .send()
         .await
         .unwrap();
-    w.send_event(&EventBuilder::new("restricted-ssh", SG, &sg))
-        .await;
+    // And a bare item under another finding's exception key (an update without its
+    // condition creates one): unreadable, so it stops nothing either.
+    let bare = w.security_group("bare", &[(22, "0.0.0.0/0")]).await;
+    let key = redress::ledger::undo::exception_key("ssh", ACCOUNT, REGION, &bare);
+    w.clients
+        .dynamodb
+        .put_item()
+        .table_name(table.name())
+        .item("id", aws_sdk_dynamodb::types::AttributeValue::S(key))
+        .item(
+            "decision",
+            aws_sdk_dynamodb::types::AttributeValue::S("rejected".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    w.send_events(&[
+        EventBuilder::new("restricted-ssh", SG, &sg),
+        EventBuilder::new("restricted-ssh", SG, &bare),
+    ])
+    .await;
     let records = w.run_once(&[]);
-    assert!(
-        records.iter().any(|r| r["outcome"] == "succeeded"),
-        "the fix was skipped: {records:#?}"
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["outcome"] == "succeeded")
+            .count(),
+        2,
+        "a fix was skipped: {records:#?}"
     );
     assert_eq!(w.ingress(&sg).await, vec![(443, "10.0.0.0/8".into())]);
+    assert!(w.ingress(&bare).await.is_empty());
 }

@@ -14,7 +14,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, TableStatus};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use redress::ledger::{item, AttrValue, EntryId, Expect, Item, LedgerEntry};
 
 use super::retry::AwsError;
@@ -116,16 +118,29 @@ impl LedgerTable {
 
     /// The entry with this id, read strongly consistent.
     pub async fn get(&self, id: &EntryId) -> Result<Option<LedgerEntry>, LedgerError> {
+        self.read(id.as_str())
+            .await?
+            .as_ref()
+            .map(entry)
+            .transpose()
+    }
+
+    /// The item stored under `key`, read strongly consistent (a lease or exception
+    /// decision must see the last write).
+    pub(super) async fn read(
+        &self,
+        key: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, LedgerError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.name)
-            .key(item::ID, AttributeValue::S(id.to_string()))
+            .key(item::ID, AttributeValue::S(key.to_string()))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", e))?;
-        out.item().map(entry).transpose()
+        Ok(out.item)
     }
 
     /// Writes `entry` whole if the stored item is as `expect` says; a condition that
@@ -139,7 +154,8 @@ impl LedgerTable {
     ) -> Result<(), LedgerError> {
         let c = Condition::of(expect);
         let values = (!c.values.is_empty()).then_some(c.values);
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.name)
             .set_item(Some(to_sdk_item(&entry.to_item(retention))))
@@ -147,17 +163,31 @@ impl LedgerTable {
             .set_expression_attribute_names(Some(c.names))
             .set_expression_attribute_values(values)
             .send()
-            .await
-            .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception())
-                {
-                    LedgerError::HeldByAnother
-                } else {
-                    AwsError::from_sdk("dynamodb:PutItem", e).into()
-                }
-            })?;
-        Ok(())
+            .await;
+        match conditional("dynamodb:PutItem", result)? {
+            true => Ok(()),
+            false => Err(LedgerError::HeldByAnother),
+        }
+    }
+
+    /// [`write`](Self::write), riding out transient errors for up to `patience` (a
+    /// record of a change already made should not be lost to a short outage). A
+    /// condition that does not hold is not retried.
+    pub async fn write_patiently(
+        &self,
+        entry: &LedgerEntry,
+        expect: &Expect,
+        retention: Option<Duration>,
+        patience: Duration,
+    ) -> Result<(), LedgerError> {
+        let written = super::retry::with_backoff(patience, || async {
+            match self.write(entry, expect, retention).await {
+                Err(LedgerError::Aws(e)) => Err(e),
+                other => Ok(other),
+            }
+        })
+        .await;
+        written.map_err(LedgerError::Aws)?
     }
 
     /// Every entry of `index` whose partition is `key`, decided at or after `since`,
@@ -329,26 +359,58 @@ pub fn from_sdk(v: &AttributeValue) -> Result<AttrValue, String> {
     })
 }
 
+/// A conditional write's result: `true` when written, `false` when its condition did
+/// not hold (`ConditionalCheckFailedException`: someone else wrote first), an error
+/// otherwise.
+pub(super) fn conditional<T, E>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<bool, AwsError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error().and_then(ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(AwsError::from_sdk(operation, e)),
+    }
+}
+
 pub(super) fn to_sdk_item(item: &Item) -> HashMap<String, AttributeValue> {
     item.iter().map(|(k, v)| (k.clone(), to_sdk(v))).collect()
 }
 
 /// A ledger entry from a stored item.
 fn entry(stored: &HashMap<String, AttributeValue>) -> Result<LedgerEntry, LedgerError> {
+    let (id, domain) = domain_item(stored)?;
+    LedgerEntry::from_item(&domain).map_err(|e| LedgerError::Unreadable {
+        id,
+        reason: e.to_string(),
+    })
+}
+
+/// A stored item in the domain's form, with its id (for errors).
+pub(super) fn domain_item(
+    stored: &HashMap<String, AttributeValue>,
+) -> Result<(String, Item), LedgerError> {
     let id = match stored.get(item::ID) {
         Some(AttributeValue::S(id)) => id.clone(),
         _ => "(no id)".into(),
     };
-    let unreadable = |reason: String| LedgerError::Unreadable {
-        id: id.clone(),
-        reason,
-    };
-    let domain: Item = stored
+    let domain = stored
         .iter()
         .map(|(k, v)| Ok((k.clone(), from_sdk(v)?)))
-        .collect::<Result<_, String>>()
-        .map_err(unreadable)?;
-    LedgerEntry::from_item(&domain).map_err(|e| unreadable(e.to_string()))
+        .collect::<Result<Item, String>>()
+        .map_err(|reason| LedgerError::Unreadable {
+            id: id.clone(),
+            reason,
+        })?;
+    Ok((id, domain))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use redress::ledger::item;
 use redress::ledger::limits::{self, BreakerItem, TakePlan, Trip};
 
-use super::ledger::LedgerTable;
+use super::ledger::{conditional, LedgerTable};
 use super::retry::AwsError;
 
 /// The counters, in the ledger's table.
@@ -102,16 +102,7 @@ impl FleetCounters {
             ])))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(AwsError::from_sdk("dynamodb:UpdateItem", e)),
-        }
+        conditional("dynamodb:UpdateItem", result)
     }
 
     /// Takes one back from a counter (a fix taken that did not run), never below zero.
@@ -130,17 +121,8 @@ impl FleetCounters {
             ])))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Nothing to give back (the counter expired): nothing to do.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(AwsError::from_sdk("dynamodb:UpdateItem", e)),
-        }
+        // Nothing to give back (the counter expired): nothing to do.
+        conditional("dynamodb:UpdateItem", result).map(|_| ())
     }
 
     /// The breaker's item (empty when there is none).
@@ -200,16 +182,7 @@ impl FleetCounters {
             ])))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(AwsError::from_sdk("dynamodb:UpdateItem", e)),
-        }
+        conditional("dynamodb:UpdateItem", result)
     }
 
     /// Removes minutes no window reads any more from the breaker's item.

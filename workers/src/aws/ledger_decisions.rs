@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use redress::ledger::reconcile::{RequestDecision, DECISION};
 use redress::ledger::{item, EntryId};
 
-use super::ledger::{to_sdk, LedgerTable};
+use super::ledger::{conditional, to_sdk, LedgerTable};
 use super::retry::AwsError;
 
 impl LedgerTable {
@@ -54,15 +54,6 @@ impl LedgerTable {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(AwsError::from_sdk("dynamodb:UpdateItem", e)),
-        }
+        conditional("dynamodb:UpdateItem", result)
     }
 }

@@ -6,9 +6,9 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::time::SystemTime;
 
-use redress::ledger::{self, item, Item, UndoException};
+use redress::ledger::{self, UndoException};
 
-use super::ledger::{from_sdk, to_sdk_item, LedgerError, LedgerTable};
+use super::ledger::{conditional, domain_item, to_sdk_item, LedgerError, LedgerTable};
 use super::retry::AwsError;
 
 impl LedgerTable {
@@ -27,30 +27,16 @@ impl LedgerTable {
     /// The exception stored under `key` ([`UndoException::key`]), read strongly
     /// consistent (an undo that just ran must be seen by the next fix).
     pub async fn exception(&self, key: &str) -> Result<Option<UndoException>, LedgerError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.name)
-            .key(item::ID, AttributeValue::S(key.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", e))?;
-        let Some(stored) = out.item() else {
+        let Some(stored) = self.read(key).await? else {
             return Ok(None);
         };
-        let unreadable = |reason: String| LedgerError::Unreadable {
-            id: key.to_string(),
-            reason,
-        };
-        let domain: Item = stored
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), from_sdk(v)?)))
-            .collect::<Result<_, String>>()
-            .map_err(unreadable)?;
+        let (id, domain) = domain_item(&stored)?;
         UndoException::from_item(&domain)
             .map(Some)
-            .map_err(|e| unreadable(e.to_string()))
+            .map_err(|e| LedgerError::Unreadable {
+                id,
+                reason: e.to_string(),
+            })
     }
 
     /// Ends `exception` now (a failed undo's), if the stored one is still the one its
@@ -74,15 +60,9 @@ impl LedgerTable {
             .expression_attribute_values(":undo", AttributeValue::S(exception.undo.to_string()))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(AwsError::from_sdk("dynamodb:PutItem", e).into()),
-        }
+        // A newer undo's exception stands: nothing to end.
+        conditional("dynamodb:PutItem", r)
+            .map(|_| ())
+            .map_err(Into::into)
     }
 }

@@ -25,7 +25,7 @@ use redress::message::Task;
 use redress::policy::RenderedAction;
 
 use crate::aws::ledger::{LedgerError, LedgerTable};
-use crate::aws::retry::{with_backoff, ErrorClass};
+use crate::aws::retry::ErrorClass;
 
 use super::outcome::{Done, FixError, FixResult};
 
@@ -277,16 +277,12 @@ impl Ledger {
         entry
             .advance(to, SystemTime::now())
             .expect("an intent may end in any outcome");
-        let written = with_backoff(OUTCOME_PATIENCE, || async {
-            match table.write(&entry, &expect, self.retention).await {
-                Err(LedgerError::Aws(e)) => Err(e),
-                other => Ok(other),
-            }
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+        match table
+            .write_patiently(&entry, &expect, self.retention, OUTCOME_PATIENCE)
+            .await
+        {
+            Ok(()) => {}
+            Err(e @ LedgerError::HeldByAnother) => {
                 tracing::error!(entry = %entry.id, error = %e, "the outcome was not recorded in the ledger: another executor took the entry over")
             }
             Err(e) => {
@@ -327,7 +323,13 @@ fn ingress_now(before: &Option<Change>) -> Option<&[Permission]> {
 }
 
 fn unavailable(e: LedgerError) -> NotNow {
-    NotNow::Unavailable(match e {
+    NotNow::Unavailable(fix_error(e))
+}
+
+/// A ledger failure as a fix failure: throttling and outages are retried, an unreadable
+/// item is not.
+pub(super) fn fix_error(e: LedgerError) -> FixError {
+    match e {
         LedgerError::Aws(e) => FixError::from(e),
         other => FixError {
             class: ErrorClass::Permanent,
@@ -335,7 +337,7 @@ fn unavailable(e: LedgerError) -> NotNow {
             execution_id: None,
             refused: false,
         },
-    })
+    }
 }
 
 #[cfg(test)]

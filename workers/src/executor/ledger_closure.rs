@@ -15,7 +15,6 @@ use redress::ledger::{EntryId, Expect, LedgerEntry, Status};
 
 use super::Executor;
 use crate::aws::ledger::LedgerError;
-use crate::aws::retry::with_backoff;
 
 /// How long the write rides out transient errors: short, as the check's message waits
 /// for it.
@@ -49,16 +48,12 @@ impl Executor {
                 return;
             }
         };
-        let written = with_backoff(PATIENCE, || async {
-            match table.write(&entry, &expect, self.ledger.retention()).await {
-                Err(LedgerError::Aws(e)) => Err(e),
-                other => Ok(other),
-            }
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+        match table
+            .write_patiently(&entry, &expect, self.ledger.retention(), PATIENCE)
+            .await
+        {
+            Ok(()) => {}
+            Err(e @ LedgerError::HeldByAnother) => {
                 tracing::warn!(entry = %id, to = %to, error = %e, "Config's conclusion not recorded in the ledger: the entry changed since it was read")
             }
             Err(e) => {

@@ -878,6 +878,21 @@ impl Handler for Executor {
 }
 
 impl Executor {
+    /// The audit record of a task's remediation (severity from this executor's policy),
+    /// and its subject for the run's report.
+    fn record(&self, task: &Task) -> (AuditRecord, String) {
+        let f = &task.finding;
+        let severity = self.policy.rule(&task.rule_id).map(|r| r.severity);
+        let r = AuditRecord::for_finding(
+            WORKER,
+            f,
+            Some(&task.rule_id),
+            severity,
+            AuditDecision::Remediate,
+        );
+        (r, format!("{} {}", f.resource_type, f.resource_id))
+    }
+
     async fn decide(&self, m: &Received) -> Verdict {
         let task: Task = match serde_json::from_str(&m.body) {
             Ok(t) => t,
@@ -895,15 +910,7 @@ impl Executor {
             return self.undo(task, m).await;
         }
         let f = &task.finding;
-        let subject = format!("{} {}", f.resource_type, f.resource_id);
-        let severity = self.policy.rule(&task.rule_id).map(|r| r.severity);
-        let mut r = AuditRecord::for_finding(
-            WORKER,
-            f,
-            Some(&task.rule_id),
-            severity,
-            AuditDecision::Remediate,
-        );
+        let (mut r, subject) = self.record(&task);
         let sent = Sender {
             sender_id: m.sender_id.as_deref(),
             sent_at_ms: m.sent_at_ms,

@@ -22,15 +22,15 @@ use redress::ledger::{
 use redress::message::{Task, UndoTask};
 
 use crate::aws::ledger::{LedgerError, LedgerTable};
-use crate::aws::retry::ErrorClass;
 use crate::aws::sqs::Received;
 use crate::aws::ssm::{Created, Parameters};
 use crate::aws::targets::TargetClients;
 use crate::report::Disposition;
 use crate::settle::{Ack, Verdict};
 
+use super::ledger::fix_error;
 use super::outcome::{Done, FixError, FixResult};
-use super::{parameters, Executor, Refusal, Sender, WORKER};
+use super::{parameters, Executor, Refusal, Sender};
 
 /// The resource as it is now, in the shape of `change` (what [`plan_undo`] compares with
 /// the state the fix left). Never reads a parameter's value into the result.
@@ -157,6 +157,14 @@ pub async fn apply(seams: &TargetClients, plan: &UndoPlan) -> FixResult {
             key_id,
             overwrite,
         } => {
+            // Only redress's own copies are put back: a ledger entry naming any other
+            // parameter would copy its value under this name.
+            if !copy.starts_with(redress::policy::QUARANTINE_PREFIX) {
+                return Err(FixError::refused(format!(
+                    "{copy} is not under {}: redress puts back only its own quarantine copies; nothing was changed",
+                    redress::policy::QUARANTINE_PREFIX
+                )));
+            }
             let Some(kept) = params.get(copy).await? else {
                 return Err(FixError::refused(format!(
                     "the quarantine copy {copy} no longer exists; nothing was changed"
@@ -226,7 +234,16 @@ impl Executor {
             &f.region,
             &f.resource_id,
         );
-        let found = table.exception(&key).await.map_err(ledger_error)?;
+        let found = match table.exception(&key).await {
+            Ok(found) => found,
+            // An exception can only stop fixes: one that cannot be read stops none (an
+            // item under its key that no undo wrote).
+            Err(e @ LedgerError::Unreadable { .. }) => {
+                tracing::warn!(error = %e, "an unreadable undo exception is ignored");
+                None
+            }
+            Err(e) => return Err(fix_error(e)),
+        };
         let now = SystemTime::now();
         let Some(x) = found
             .filter(|x| x.applies(&task.rule_id, &f.account_id, &f.region, &f.resource_id, now))
@@ -236,7 +253,7 @@ impl Executor {
         // Only an undo that was carried out (or is being carried out now) leaves a
         // finding alone: an exception left by a crash before the change, or by an undo
         // that then failed, does not.
-        let holds = match table.get(&x.undo).await.map_err(ledger_error)? {
+        let holds = match table.get(&x.undo).await.map_err(fix_error)? {
             Some(e) if e.status == Status::Succeeded => true,
             Some(e) if e.status == Status::Intent => e.lease.is_some_and(|l| l.expires_at > now),
             _ => false,
@@ -288,7 +305,7 @@ impl Executor {
                 task.rule_id
             ));
         }
-        let Some(original) = table.get(&u.entry).await.map_err(ledger_error)? else {
+        let Some(original) = table.get(&u.entry).await.map_err(fix_error)? else {
             return refuse(format!("no ledger entry {} in {}", u.entry, table.name()));
         };
         let (f, g) = (&original.finding, &task.finding);
@@ -321,15 +338,7 @@ impl Executor {
     pub(super) async fn undo(&self, task: Task, m: &Received) -> Verdict {
         let u = task.undo.clone().expect("called for undo tasks only");
         let f = &task.finding;
-        let subject = format!("{} {}", f.resource_type, f.resource_id);
-        let severity = self.policy.rule(&task.rule_id).map(|r| r.severity);
-        let mut r = AuditRecord::for_finding(
-            WORKER,
-            f,
-            Some(&task.rule_id),
-            severity,
-            AuditDecision::Remediate,
-        );
+        let (mut r, subject) = self.record(&task);
         r.action = Some(format!("undo {}", u.entry));
         let Some(table) = self.ledger.table() else {
             let why = "an undo needs the ledger (--ledger-table), which this executor runs without"
@@ -404,7 +413,7 @@ impl Executor {
             let e = FixError {
                 message: format!(
                     "the undo's exception could not be recorded, so nothing was changed: {}",
-                    ledger_error(e).message
+                    fix_error(e).message
                 ),
                 ..FixError::transient("")
             };
@@ -481,7 +490,7 @@ impl Executor {
         let existing = match table.get(&entry.id).await {
             Ok(e) => e,
             Err(e) => {
-                let e = ledger_error(e);
+                let e = fix_error(e);
                 return Err(Box::new(move |x: &Executor, r, s, attempt| {
                     x.failed(e, attempt, r, s)
                 }));
@@ -508,7 +517,7 @@ impl Executor {
                 )
             })),
             Err(e) => {
-                let e = ledger_error(e);
+                let e = fix_error(e);
                 Err(Box::new(move |x: &Executor, r, s, attempt| {
                     x.failed(e, attempt, r, s)
                 }))
@@ -593,18 +602,5 @@ async fn mark_undone(
     }
     if let Err(x) = table.write(&e, &expect, retention).await {
         tracing::error!(entry = %e.id, error = %x, "the undone entry was not marked undone in the ledger");
-    }
-}
-
-/// A ledger failure as a fix failure: throttling and outages are retried.
-fn ledger_error(e: LedgerError) -> FixError {
-    match e {
-        LedgerError::Aws(e) => FixError::from(e),
-        other => FixError {
-            class: ErrorClass::Permanent,
-            message: format!("ledger: {other}"),
-            execution_id: None,
-            refused: false,
-        },
     }
 }
