@@ -365,10 +365,13 @@ async fn make_run_closes_the_loop() {
     use crate::support::{config_client, demo_findings, demo_run, root, text};
     use aws_sdk_config::types::ComplianceType;
     use aws_sdk_ssm::types::ParameterType;
+    use redress::ledger::Status;
 
     let policy = std::fs::read_to_string(root().join("infra/policies/default.toml")).unwrap();
     let w = World::in_account("make-run", &policy, DEMO_ACCOUNT).await;
     w.listen_to_default_bus(DEMO_RULES).await;
+    // As `make run` does: the workers record in a ledger (its table is the world's own).
+    w.use_ledger();
     let out = demo_run(&w);
     let printed = format!("{}\n{}", text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "demo.sh failed:\n{printed}");
@@ -498,6 +501,56 @@ async fn make_run_closes_the_loop() {
             path.display()
         );
     }
+
+    // The ledger's report over the demo run: one CSV row per entry, each as the table
+    // holds it, and the JSON's counts as the entries' statuses say.
+    let entries = w.ledger_scan().await;
+    let fixed = entries
+        .iter()
+        .filter(|e| matches!(e.status, Status::Succeeded | Status::Verified))
+        .count();
+    assert_eq!(
+        fixed, 6,
+        "three automatic fixes and three approved: {entries:#?}"
+    );
+    let out = w.redress(&["report", "--since", "1d", "--format", "csv"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), entries.len(), "{csv}");
+    for e in &entries {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == e.id.as_str())
+            .unwrap_or_else(|| panic!("no row for {}: {csv}", e.id));
+        assert_eq!(row[3], e.status.as_str(), "{csv}");
+        assert_eq!(row[4], e.rule_id, "{csv}");
+    }
+    let out = w.redress(&["report", "--since", "1d", "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total = &doc["total"];
+    assert_eq!(total["fixed"], fixed, "{doc:#}");
+    let verified = entries
+        .iter()
+        .filter(|e| e.status == Status::Verified)
+        .count();
+    assert_eq!(total["time_to_remediate"]["samples"], verified, "{doc:#}");
+    assert!(
+        verified >= 3,
+        "Config confirmed the demo's fixes: {entries:#?}"
+    );
+    let table = w.redress(&["report", "--since", "1d"]);
+    assert!(table.status.success());
+    assert!(
+        text(&table.stdout).contains("total"),
+        "{}",
+        text(&table.stdout)
+    );
 
     // Every fix verified by Config; the three that needed a person approved by the
     // approver the demo's policy names; nothing left waiting.

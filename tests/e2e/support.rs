@@ -1295,6 +1295,10 @@ pub fn demo_run(w: &World) -> Output {
         .env("REDRESS_TASKS_QUEUE", w.queue_name("tasks"))
         .env("REDRESS_APPROVALS_QUEUE", w.queue_name("approvals"))
         .env("REDRESS_POLL_INTERVAL_MS", "100")
+        .env(
+            "REDRESS_LEDGER_TABLE",
+            w.ledger.get().map_or("", String::as_str),
+        )
         .env_remove("REDRESS_POLICY")
         .env_remove("REDRESS_DRY_RUN")
         .env_remove("REDRESS_LOG_FORMAT")
