@@ -164,7 +164,9 @@ impl LedgerTable {
             .set_expression_attribute_values(values)
             .send()
             .await;
-        match conditional("dynamodb:PutItem", result)? {
+        match conditional("dynamodb:PutItem", result, |e| {
+            e.is_conditional_check_failed_exception()
+        })? {
             true => Ok(()),
             false => Err(LedgerError::HeldByAnother),
         }
@@ -360,23 +362,19 @@ pub fn from_sdk(v: &AttributeValue) -> Result<AttrValue, String> {
 }
 
 /// A conditional write's result: `true` when written, `false` when its condition did
-/// not hold (`ConditionalCheckFailedException`: someone else wrote first), an error
-/// otherwise.
+/// not hold (`failed` recognises the operation's ConditionalCheckFailedException:
+/// someone else wrote first), an error otherwise.
 pub(super) fn conditional<T, E>(
     operation: &'static str,
     result: Result<T, SdkError<E, HttpResponse>>,
+    failed: impl Fn(&E) -> bool,
 ) -> Result<bool, AwsError>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match result {
         Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error().and_then(ProvideErrorMetadata::code)
-                == Some("ConditionalCheckFailedException") =>
-        {
-            Ok(false)
-        }
+        Err(e) if e.as_service_error().is_some_and(&failed) => Ok(false),
         Err(e) => Err(AwsError::from_sdk(operation, e)),
     }
 }

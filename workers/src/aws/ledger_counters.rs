@@ -102,7 +102,9 @@ impl FleetCounters {
             ])))
             .send()
             .await;
-        conditional("dynamodb:UpdateItem", result)
+        conditional("dynamodb:UpdateItem", result, |e| {
+            e.is_conditional_check_failed_exception()
+        })
     }
 
     /// Takes one back from a counter (a fix taken that did not run), never below zero.
@@ -122,7 +124,10 @@ impl FleetCounters {
             .send()
             .await;
         // Nothing to give back (the counter expired): nothing to do.
-        conditional("dynamodb:UpdateItem", result).map(|_| ())
+        conditional("dynamodb:UpdateItem", result, |e| {
+            e.is_conditional_check_failed_exception()
+        })
+        .map(|_| ())
     }
 
     /// The breaker's item (empty when there is none).
@@ -182,7 +187,9 @@ impl FleetCounters {
             ])))
             .send()
             .await;
-        conditional("dynamodb:UpdateItem", result)
+        conditional("dynamodb:UpdateItem", result, |e| {
+            e.is_conditional_check_failed_exception()
+        })
     }
 
     /// Removes minutes no window reads any more from the breaker's item.

@@ -54,6 +54,8 @@ impl LedgerTable {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        conditional("dynamodb:UpdateItem", result)
+        conditional("dynamodb:UpdateItem", result, |e| {
+            e.is_conditional_check_failed_exception()
+        })
     }
 }

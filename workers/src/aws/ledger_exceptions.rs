@@ -61,8 +61,10 @@ impl LedgerTable {
             .send()
             .await;
         // A newer undo's exception stands: nothing to end.
-        conditional("dynamodb:PutItem", r)
-            .map(|_| ())
-            .map_err(Into::into)
+        conditional("dynamodb:PutItem", r, |e| {
+            e.is_conditional_check_failed_exception()
+        })
+        .map(|_| ())
+        .map_err(Into::into)
     }
 }
