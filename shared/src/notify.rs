@@ -520,7 +520,7 @@ fn chatbot(
 fn approval(q: &ApprovalRequest, why: Option<&str>, still: Option<&AuditRecord>) -> Notification {
     let about = About::of_request(q);
     let f = &q.task.finding;
-    let action = q.proposed_action.describe();
+    let action = q.describe_action();
     let mut d = vec![
         format!("*What:* {} on {}", quote(&action), about.resource_line()),
         format!(
@@ -579,7 +579,7 @@ fn approval(q: &ApprovalRequest, why: Option<&str>, still: Option<&AuditRecord>)
             format!(
                 "[{}] Approval needed: {} on {}",
                 about.severity,
-                plain(&q.proposed_action.label()),
+                plain(&q.label()),
                 plain_resource(&f.resource_id)
             ),
         ),

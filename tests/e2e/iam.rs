@@ -1079,7 +1079,7 @@ approver may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=decision
 approver may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=decision_reason
 approver may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=status
 approver may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=reason
-approver may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=open
+approver may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=open
 approver may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=approved_by
 approver may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=approved_at
 approver may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=change
@@ -1159,7 +1159,7 @@ sweep    may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=decision
 sweep    may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=decision_reason
 sweep    may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=status
 sweep    may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=reason
-sweep    may     dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=open
+sweep    may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=open
 sweep    may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=approved_by
 sweep    may-not dynamodb:UpdateItem @ {ledger} if dynamodb:Attributes=change
 sweep    may-not dynamodb:UpdateItem @ {ledger}

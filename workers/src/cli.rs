@@ -264,11 +264,13 @@ pub enum Command {
     /// runbook catalog knows the inverse. If someone changed the resource since the fix,
     /// the undo is refused with what differs, unless --force.
     ///
-    /// The undo is a change like any other: this command only puts a request on the
-    /// approvals queue (`redress approvals show ap-…`); once an approver approves it, the
-    /// executor plans it again, runs it if the plan is still the one approved, records it
-    /// in the ledger and records an exception so the next evaluation does not fix the
-    /// finding again before --until. With --dry-run it prints the plan and sends nothing.
+    /// The undo is a change like any other: this command only hands it to the executor,
+    /// which records it (with you as the requester, as SQS asserts) and puts a request on
+    /// the approvals queue (`redress approvals show ap-…`). Once another approver approves
+    /// it, the executor plans it again, runs it if the plan is still the one approved,
+    /// records it in the ledger and records an exception so the next evaluation does not
+    /// fix the finding again before --until (at most 90 days). With --dry-run it prints
+    /// the plan and sends nothing.
     ///
     /// Examples: `redress undo le-0123456789abcdef0123 --reason "INC-42: vendor needs ssh"
     /// --until 2027-01-31`; `redress --dry-run undo le-… --reason test --until 7d`

@@ -1,14 +1,16 @@
 //! `redress undo ENTRY --reason TEXT --until WHEN [--force]`: asks to put back what a
 //! ledger entry's fix changed. It plans the undo from the entry and the resource as it is
-//! now and puts a request on the approvals queue; it changes nothing itself (it needs no
-//! remediation rights). An approver approves it like any request, and the executor plans
-//! it again before acting (`executor::undo`).
+//! now (refusing at once what the executor would refuse) and hands the unapproved undo to
+//! the executor, which records it with the requester SQS asserts and makes the approval
+//! request; it changes nothing itself (it needs no remediation rights). Another approver
+//! approves it like any request, and the executor plans it again before acting
+//! (`executor::undo`).
 
 use std::time::{Duration, SystemTime};
 
 use redress::catalog::Catalog;
 use redress::ledger::{plan_undo, EntryAction, EntryId, Principal, UndoRequest};
-use redress::message::{ApprovalRequest, ApprovalsMessage, Task, UndoTask, MESSAGE_VERSION};
+use redress::message::{Task, UndoTask};
 use redress::text::clean;
 use redress::time::format_rfc3339;
 
@@ -39,7 +41,7 @@ pub async fn undo(global: &Global, args: &UndoArgs) -> CliResult {
                 "no ledger entry {id} in {name} (see `redress history`)"
             ))
         })?;
-    let EntryAction::Remediate(action) = &original.action else {
+    let EntryAction::Remediate(_) = &original.action else {
         return Err(CliError::input(format!(
             "{id} is itself an undo; to have the fix again, let its exception lapse and the policy fixes the finding"
         )));
@@ -100,33 +102,6 @@ pub async fn undo(global: &Global, args: &UndoArgs) -> CliResult {
         requested_at: format_rfc3339(now),
         requested_by: request.requested_by.clone(),
     });
-    let before = original
-        .change
-        .as_ref()
-        .map(|c| format!("the fix changed: {}", c.describe()));
-    let r = ApprovalRequest {
-        version: MESSAGE_VERSION,
-        id: task.approval_id(),
-        preview: [
-            Some(format!("undo: {}", plan.describe())),
-            before,
-            Some(format!("reason: {}", args.reason)),
-            Some(format!(
-                "then the finding is left alone until {} (an exception in the ledger)",
-                format_rfc3339(until)
-            )),
-            args.force.then(|| "forced: the resource changed since the fix, and the recorded state is put back anyway".to_string()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-        proposed_action: action.clone(),
-        requested_at: format_rfc3339(now),
-        expires_at: redress::time::rfc3339_after(policy.approvals.ttl),
-        policy_version: Some(policy.version.clone()),
-        returned: None,
-        task,
-    };
     if global.dry_run {
         println!(
             "dry run: undo of {id} would ask for approval to {} on {} {}; then leave the finding alone until {}. Nothing was sent or changed.",
@@ -137,9 +112,13 @@ pub async fn undo(global: &Global, args: &UndoArgs) -> CliResult {
         );
         return Ok(());
     }
-    let queue = Queue::resolve(&clients.sqs, &global.approvals_queue).await?;
-    let body = serde_json::to_string(&ApprovalsMessage::Request(Box::new(r.clone())))
-        .map_err(|e| CliError::failed(format!("cannot serialise the request: {e}")))?;
+    // To the executor, not the approvals queue: it records the undo in its ledger with
+    // the requester SQS asserts (this task's SenderId), plans it again and makes the
+    // approval request; at execution it compares the approver with that requester.
+    let approval_id = task.approval_id();
+    let queue = Queue::resolve(&clients.sqs, &global.tasks_queue).await?;
+    let body = serde_json::to_string(&task)
+        .map_err(|e| CliError::failed(format!("cannot serialise the undo: {e}")))?;
     queue.send(&body).await?;
     redress::audit::AuditRecord::for_finding(
         "undo",
@@ -151,11 +130,8 @@ pub async fn undo(global: &Global, args: &UndoArgs) -> CliResult {
     .reason(format!("undo of {id} asked by {}: {}", me.arn, args.reason))
     .emit();
     println!(
-        "undo of {id} requested as {}: {}. An approver runs `redress approvals show {}` and `redress approvals approve {}`.",
-        r.id,
+        "undo of {id} asked: {}. The executor records it and puts request {approval_id} on the approvals queue; another approver runs `redress approvals show {approval_id}` and `redress approvals approve {approval_id}`.",
         clean(&plan.describe()),
-        r.id,
-        r.id
     );
     Ok(())
 }

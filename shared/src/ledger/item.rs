@@ -177,7 +177,28 @@ impl LedgerEntry {
     /// move from there (rejected, expired, moot): whoever may record decisions can end a
     /// waiting request, never make a fix read as made, failed or undone.
     pub fn from_item(item: &Item) -> Result<LedgerEntry, ItemError> {
-        let mut e: LedgerEntry = from_item(item)?;
+        // What deciders may write is read leniently: a malformed value is dropped, so no
+        // one who may record a decision can make an entry (or a query) unreadable.
+        let mut item = item.clone();
+        let valid = |key: &str, v: &AttrValue| match v {
+            AttrValue::S(s) => match key {
+                super::reconcile::DECISION => {
+                    serde_json::from_value::<Status>(serde_json::Value::String(s.clone())).is_ok()
+                }
+                super::reconcile::APPROVED_AT => crate::time::parse_rfc3339(s).is_some(),
+                _ => true,
+            },
+            _ => false,
+        };
+        for key in super::reconcile::APPROVER_ATTRIBUTES
+            .iter()
+            .filter(|k| **k != ID)
+        {
+            if item.get(*key).is_some_and(|v| !valid(key, v)) {
+                item.remove(*key);
+            }
+        }
+        let mut e: LedgerEntry = from_item(&item)?;
         if let Some(d) = e.decision.filter(|d| {
             e.status == Status::AwaitingApproval
                 && matches!(d, Status::Rejected | Status::Expired | Status::Skipped)
@@ -194,6 +215,21 @@ mod tests {
     use super::*;
     use crate::ledger::model::tests::{revoke_entry, t};
     use crate::ledger::Status;
+
+    #[test]
+    fn a_malformed_decision_or_approval_is_dropped_not_fatal() {
+        let e = revoke_entry();
+        let mut item = e.to_item(None);
+        item.insert("decision".into(), AttrValue::S("x".into()));
+        item.insert("approved_at".into(), AttrValue::S("never".into()));
+        item.insert("approved_by".into(), AttrValue::N("1".into()));
+        let read = LedgerEntry::from_item(&item).expect("still readable");
+        assert_eq!(read.status, e.status);
+        assert_eq!(
+            (read.decision, read.approved_at, read.approved_by),
+            (None, None, None)
+        );
+    }
 
     #[test]
     fn a_recorded_decision_only_ends_a_waiting_request() {

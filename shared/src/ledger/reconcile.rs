@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use super::item::{AttrValue, Item, ID, OPEN};
+use super::item::{AttrValue, Item, ID};
 use super::model::{EntryId, LedgerEntry};
 use super::status::Status;
 use crate::message::Task;
@@ -33,14 +33,8 @@ pub const APPROVED_AT: &str = "approved_at";
 
 /// Every attribute an approver's update may name (the key included, as DynamoDB counts
 /// it): the template's `dynamodb:Attributes` condition lists exactly these.
-pub const APPROVER_ATTRIBUTES: [&str; 6] = [
-    ID,
-    DECISION,
-    DECISION_REASON,
-    OPEN,
-    APPROVED_BY,
-    APPROVED_AT,
-];
+pub const APPROVER_ATTRIBUTES: [&str; 5] =
+    [ID, DECISION, DECISION_REASON, APPROVED_BY, APPROVED_AT];
 
 /// A decision on an approval request, as recorded on its entry by whoever made it
 /// (`approvals approve`/`reject`, expiry, `prune`, the sweep).
@@ -71,14 +65,11 @@ pub enum RequestDecision {
     },
 }
 
-/// One update of an entry: attributes set and removed, on the condition that the entry
-/// is still `awaiting_approval`.
+/// One update of an entry: the attributes a decision sets (never the status itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
     /// Attributes set, name → value.
     pub set: Vec<(&'static str, AttrValue)>,
-    /// Attributes removed.
-    pub remove: Vec<&'static str>,
 }
 
 impl RequestDecision {
@@ -105,16 +96,16 @@ impl RequestDecision {
                         s(&crate::time::format_rfc3339(super::model::second(*at))),
                     ),
                 ],
-                remove: vec![],
             },
             RequestDecision::Rejected { reason }
             | RequestDecision::Expired { reason }
             | RequestDecision::Moot { reason } => Update {
+                // `open` stays: readers go by the decision, and no decider may remove
+                // an entry from the index of unfinished work (which would hide it).
                 set: vec![
                     (DECISION, s(self.status().as_str())),
                     (DECISION_REASON, s(reason)),
                 ],
-                remove: vec![OPEN],
             },
         }
     }
@@ -125,9 +116,6 @@ impl Update {
     pub fn apply(&self, item: &mut Item) {
         for (k, v) in &self.set {
             item.insert((*k).to_string(), v.clone());
-        }
-        for k in &self.remove {
-            item.remove(*k);
         }
     }
 }
@@ -182,10 +170,15 @@ pub fn reconcile<'a>(
         if e.status != Status::AwaitingApproval || e.is_undo() {
             continue;
         }
-        let since = e.approved_at.unwrap_or(e.times.decided_at);
+        // An approval time is a decider's word: one before the request or in the future
+        // (which would keep a request from ever expiring or being missed) is no approval.
+        let approved = e
+            .approved_at
+            .filter(|a| *a >= e.times.decided_at && *a <= now);
+        let since = approved.unwrap_or(e.times.decided_at);
         if since.checked_add(ttl).is_none_or(|end| end <= now) {
             out.expired.push(e);
-        } else if e.approved_at.is_none() && !on_queue.contains(&e.id) {
+        } else if approved.is_none() && !on_queue.contains(&e.id) {
             out.missing.push(e);
         }
     }
@@ -259,6 +252,21 @@ mod tests {
     }
 
     #[test]
+    fn an_approval_time_before_the_request_or_in_the_future_is_no_approval() {
+        for when in [t(5), t(10_000_000)] {
+            let mut e = awaiting(&task("sg-1"), 10);
+            e.approved_at = Some(when);
+            let r = reconcile(
+                std::slice::from_ref(&e),
+                &[],
+                t(100),
+                Duration::from_secs(3600),
+            );
+            assert_eq!(r.missing.len(), 1, "approved_at {when:?} hid the request");
+        }
+    }
+
+    #[test]
     fn entries_past_the_ttl_expire_counting_from_the_approval() {
         let old = awaiting(&task("sg-a"), 0);
         let mut approved_late = awaiting(&task("sg-b"), 0);
@@ -312,19 +320,17 @@ mod tests {
         ];
         for d in decisions {
             let u = d.update();
-            for name in u
-                .set
-                .iter()
-                .map(|(k, _)| *k)
-                .chain(u.remove.iter().copied())
-            {
+            for name in u.set.iter().map(|(k, _)| *k) {
                 assert!(APPROVER_ATTRIBUTES.contains(&name), "{name}");
             }
             let mut item = e.to_item(None);
             u.apply(&mut item);
             let read = LedgerEntry::from_item(&item).unwrap();
             assert_eq!(read.status, d.status());
-            assert_eq!(item.contains_key(OPEN), d.status().is_open(), "{d:?}");
+            assert!(
+                item.contains_key(crate::ledger::item::OPEN),
+                "a decision never leaves the index: {d:?}"
+            );
             match d {
                 RequestDecision::Approved { by, at } => {
                     assert_eq!(read.approved_by.as_deref(), Some(by.as_str()));

@@ -504,6 +504,54 @@ pub fn undo_entry(
     Ok(e)
 }
 
+/// The approval request for an undo the executor recorded: the fix it puts back, the
+/// plan, the reason, the end of the exception, and whether it is forced. `task` carries
+/// the undo, its requester as SQS asserted to the executor.
+pub fn approval_request(
+    original: &LedgerEntry,
+    action: &crate::policy::RenderedAction,
+    task: crate::message::Task,
+    ttl: std::time::Duration,
+    policy_version: &str,
+    now: SystemTime,
+) -> Option<crate::message::ApprovalRequest> {
+    let u = task.undo.clone()?;
+    let preview = [
+        Some(format!("undo: {}", u.plan.describe())),
+        original
+            .change
+            .as_ref()
+            .map(|c| format!("the fix changed: {}", c.describe())),
+        Some(format!("reason: {}", u.reason)),
+        Some(format!(
+            "asked by {} ({})",
+            u.requested_by.arn, u.requested_by.user_id
+        )),
+        Some(format!(
+            "then the finding is left alone until {} (an exception in the ledger)",
+            u.until
+        )),
+        u.force.then(|| {
+            "forced: the resource changed since the fix, and the recorded state is put back anyway"
+                .to_string()
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    Some(crate::message::ApprovalRequest {
+        version: crate::message::MESSAGE_VERSION,
+        id: task.approval_id(),
+        preview,
+        proposed_action: action.clone(),
+        requested_at: crate::time::format_rfc3339(now),
+        expires_at: crate::time::format_rfc3339(now + ttl),
+        policy_version: Some(policy_version.to_string()),
+        returned: None,
+        task,
+    })
+}
+
 /// The exception an undo records: the finding (policy rule and resource) is left alone
 /// until `until`, so the next evaluation does not fix it again. The executor writes it
 /// just before the undo's change (the change makes Config evaluate again) and removes it

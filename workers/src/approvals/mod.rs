@@ -22,7 +22,7 @@ use crate::aws::sqs::{Queue, Received};
 use redress::approval::{board, Board, Entry, Status};
 use redress::audit::{AuditDecision, AuditRecord};
 use redress::ledger::reconcile::RequestDecision;
-use redress::message::{Approval, ApprovalsMessage, UndoTask};
+use redress::message::{Approval, ApprovalsMessage};
 use redress::text::clean;
 
 use crate::cli::{ApprovalsCommand, Global};
@@ -93,14 +93,9 @@ impl Session {
         for e in expired {
             self.remove(&e.copies).await?;
             let reason = format!("expired at {} without a decision", e.request.expires_at);
-            ledger::decide(
-                self.ledger.as_ref(),
-                &e.request,
-                RequestDecision::Expired {
-                    reason: reason.clone(),
-                },
-            )
-            .await;
+            // Not recorded in the ledger: the expiry is the message's word, and anyone
+            // who may send to the queue could plant a copy that says so. The sweep
+            // expires the entry by the ledger's own times.
             audit(&e, AuditDecision::Expired, None)
                 .reason(reason)
                 .emit();
@@ -166,26 +161,6 @@ async fn approver(global: &Global, clients: &crate::aws::Clients) -> CliResult<C
         arn: me.arn,
         user_id: me.user_id,
     })
-}
-
-/// An undo request names who asked; SQS says who sent each copy. They must agree, so
-/// no one can file an undo in someone else's name (the ledger and the audit record the
-/// requester).
-fn requester_is_sender(e: &Entry<usize>, u: &UndoTask, messages: &[Received]) -> CliResult {
-    for &i in &e.copies {
-        let sender = messages[i].sender_id.as_deref();
-        // Exactly: a role's sessions are different people.
-        if sender != Some(u.requested_by.user_id.as_str()) {
-            return Err(CliError::input(format!(
-                "undo request {} says it was asked by {} ({}) but SQS says it was sent by {}: it was not made by `redress undo` as that person. Nothing was approved; reject it",
-                clean(&e.request.id),
-                clean(&u.requested_by.arn),
-                clean(&u.requested_by.user_id),
-                sender.unwrap_or("no one")
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Who is deciding.
@@ -257,8 +232,9 @@ async fn act(
                 )));
             }
             let Caller { arn, user_id } = me()?;
+            // The executor made an undo's request and checks the requester from its own
+            // ledger at execution; this only refuses early and clearly.
             if let Some(u) = &e.request.task.undo {
-                requester_is_sender(&e, u, &s.messages)?;
                 if *user_id == u.requested_by.user_id {
                     return Err(CliError::input(format!(
                         "you asked for undo {} yourself: another approver must approve it (the executor refuses an undo approved by its requester)",
@@ -363,14 +339,8 @@ async fn act(
                 .collect();
             for e in &moot {
                 s.remove(&e.copies).await?;
-                ledger::decide(
-                    s.ledger.as_ref(),
-                    &e.request,
-                    RequestDecision::Moot {
-                        reason: "moot: the resource became compliant while waiting".into(),
-                    },
-                )
-                .await;
+                // Not recorded in the ledger either: a moot notice is the queue's word.
+                // If the finding still stands, the sweep puts its request back.
                 audit(e, AuditDecision::Skipped, None)
                     .reason("moot: the resource became compliant while waiting")
                     .emit();

@@ -35,14 +35,7 @@ impl LedgerTable {
             values.insert(format!(":v{i}"), to_sdk(value));
             sets.push(format!("#{name} = :v{i}"));
         }
-        let mut expression = format!("SET {}", sets.join(", "));
-        if !update.remove.is_empty() {
-            for name in &update.remove {
-                names.insert(format!("#{name}"), (*name).to_string());
-            }
-            let removed: Vec<String> = update.remove.iter().map(|n| format!("#{n}")).collect();
-            expression.push_str(&format!(" REMOVE {}", removed.join(", ")));
-        }
+        let expression = format!("SET {}", sets.join(", "));
         let result = self
             .client
             .update_item()

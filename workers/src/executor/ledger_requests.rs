@@ -59,6 +59,18 @@ pub async fn record(
         // Written and removed between the two calls: nothing to add to.
         return Ok(Recorded::Waiting);
     };
+    // A request that expired unanswered is asked again when its finding comes back (a
+    // person's rejection stands for that evaluation; a new evaluation is a new entry).
+    // The decision sits beside a stored `awaiting_approval`, which the whole write
+    // replaces.
+    if stored.decision.is_some() && matches!(stored.status, Status::Expired | Status::Skipped) {
+        let expect = Expect::Entry {
+            status: Status::AwaitingApproval,
+            lease: stored.lease.clone(),
+        };
+        table.write(&entry, &expect, retention).await?;
+        return Ok(Recorded::New);
+    }
     if stored.status != Status::AwaitingApproval {
         return Ok(Recorded::Other(stored.status));
     }

@@ -813,6 +813,10 @@ impl Executor {
                 // (some forged) must not dilute its error rate.
                 if done.outcome == Outcome::Succeeded {
                     self.guards.record(true).await;
+                } else if let Some(t) = taken {
+                    // Nothing was changed: the cap counts changes, so copies of a
+                    // finding that needs nothing cannot use it up.
+                    self.guards.give_back(t).await;
                 }
                 self.finished(task, seams, done, r, subject)
             }

@@ -16,10 +16,10 @@ use redress::catalog::Catalog;
 use redress::ledger::lease::{self, Busy};
 use redress::ledger::undo::undo_entry;
 use redress::ledger::{
-    atoms, plan_undo, Actor, Change, Expect, LedgerEntry, Observed, ParameterVersion, Principal,
-    Status, UndoException, UndoPlan, UndoRequest,
+    atoms, plan_undo, Actor, Change, EntryAction, Expect, LedgerEntry, Observed, ParameterVersion,
+    Principal, Status, UndoException, UndoPlan, UndoRequest,
 };
-use redress::message::{Task, UndoTask};
+use redress::message::{ApprovalsMessage, Task, UndoTask};
 
 use crate::aws::ledger::{LedgerError, LedgerTable};
 use crate::aws::sqs::Received;
@@ -261,41 +261,15 @@ impl Executor {
         Ok(holds.then(|| format!("exempt: {}", x.describe())))
     }
 
-    /// Checks an undo task: approved by an approver AWS verified, bound to this undo, for
-    /// a finding the policy still covers, naming a ledger entry of this finding.
-    async fn check_undo(
+    /// What any undo task must name: a finding the policy still covers, and a ledger
+    /// entry of this finding whose change redress made. Returns the entry.
+    async fn undo_target(
         &self,
         task: &Task,
         u: &UndoTask,
-        sent: Sender<'_>,
         table: &LedgerTable,
-    ) -> Result<Result<Checked, Refusal>, FixError> {
+    ) -> Result<Result<LedgerEntry, Refusal>, FixError> {
         let refuse = |why: String| Ok(Err(Refusal::new(why)));
-        let Some(a) = &task.approval else {
-            return refuse("an undo runs only with an approver's approval".into());
-        };
-        // A forged fix can only close something; a forged undo opens it. So an undo
-        // needs a named approver, never "whoever the queue admits".
-        if self.approvers.is_open() {
-            return refuse(
-                "an undo needs the policy's [approvals] approvers list: with none, anyone the tasks queue admits could approve one"
-                    .into(),
-            );
-        }
-        let verified = match self.check_approval(task, a, sent, &u.digest(), || {
-            format!("undo {}: {}", u.entry, u.plan.describe())
-        }) {
-            Ok(v) => v,
-            Err(m) => return refuse(format!("approval refused: {m}")),
-        };
-        // Four eyes: the requester is who SQS said sent the request (checked by
-        // `approvals approve`); the approver is who SQS says sent this task.
-        if verified.unique_id == u.requested_by.user_id {
-            return refuse(format!(
-                "the undo was approved by the person who asked for it ({}); another approver must approve it",
-                verified.actor()
-            ));
-        }
         if let Err(m) = task.finding.validate() {
             return refuse(format!("invalid finding: {m}"));
         }
@@ -325,6 +299,71 @@ impl Executor {
                 u.entry, original.rule_id, f.resource_id, f.account_id, f.region
             ));
         }
+        Ok(Ok(original))
+    }
+
+    /// Checks an approved undo task: approved by a listed approver AWS verified, bound
+    /// to this undo, asked for earlier through this executor (its ledger holds the undo
+    /// with the requester SQS asserted then), and not approved by that requester.
+    async fn check_undo(
+        &self,
+        task: &Task,
+        u: &UndoTask,
+        sent: Sender<'_>,
+        table: &LedgerTable,
+    ) -> Result<Result<Checked, Refusal>, FixError> {
+        let refuse = |why: String| Ok(Err(Refusal::new(why)));
+        let Some(a) = &task.approval else {
+            return refuse("an undo runs only with an approver's approval".into());
+        };
+        // A forged fix can only close something; a forged undo opens it. So an undo
+        // needs a named approver, never "whoever the queue admits".
+        if self.approvers.is_open() {
+            return refuse(
+                "an undo needs the policy's [approvals] approvers list: with none, anyone the tasks queue admits could approve one"
+                    .into(),
+            );
+        }
+        let verified = match self.check_approval(task, a, sent, &u.digest(), || {
+            format!("undo {}: {}", u.entry, u.plan.describe())
+        }) {
+            Ok(v) => v,
+            Err(m) => return refuse(format!("approval refused: {m}")),
+        };
+        // Four eyes, by what AWS asserted: the requester is the SenderId the executor
+        // recorded when the undo was asked; the approver is this task's SenderId.
+        let recorded = table.get(&u.entry_id()).await.map_err(fix_error)?;
+        let asked = recorded
+            .as_ref()
+            .and_then(|e| match (&e.actor, e.action.undo()) {
+                (Some(Actor::Undo { requested_by, .. }), Some(of)) if of.entry == u.entry => {
+                    Some((requested_by.clone(), of.plan.clone()))
+                }
+                _ => None,
+            });
+        let Some((requested_by, asked_plan)) = asked else {
+            return refuse(format!(
+                "no undo of {} was asked through this executor's ledger (ask with `redress undo`)",
+                u.entry
+            ));
+        };
+        if requested_by.user_id != u.requested_by.user_id || asked_plan != u.plan {
+            return refuse(format!(
+                "the approved undo is not the one asked: the ledger holds {} asked by {}",
+                asked_plan.describe(),
+                requested_by.user_id
+            ));
+        }
+        if verified.unique_id == requested_by.user_id {
+            return refuse(format!(
+                "the undo was approved by the person who asked for it ({}); another approver must approve it",
+                verified.actor()
+            ));
+        }
+        let original = match self.undo_target(task, u, table).await? {
+            Ok(o) => o,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
         Ok(Ok(Checked {
             original,
             approver: Principal {
@@ -334,7 +373,137 @@ impl Executor {
         }))
     }
 
-    /// Runs an approved undo (see the module's notes).
+    /// An undo asked for (`redress undo`, no approval): recorded in the ledger as
+    /// awaiting approval with the requester SQS asserts, planned again, and turned into
+    /// an approval request. Nothing changes.
+    async fn ask_undo(
+        &self,
+        task: Task,
+        u: UndoTask,
+        m: &Received,
+        table: &LedgerTable,
+        mut r: AuditRecord,
+        subject: String,
+    ) -> Verdict {
+        let sender = m.sender_id.as_deref().unwrap_or("no one");
+        // Exactly: a role's sessions are different people.
+        if sender != u.requested_by.user_id {
+            let why = format!(
+                "the undo names {} ({}) as who asked, but SQS says it was sent by {sender}",
+                u.requested_by.arn, u.requested_by.user_id
+            );
+            return self.refuse(&task, Refusal::new(why), r, subject).await;
+        }
+        let original = match self.undo_target(&task, &u, table).await {
+            Ok(Ok(o)) => o,
+            Ok(Err(refusal)) => return self.refuse(&task, refusal, r, subject).await,
+            Err(e) => return self.failed(e, m.receive_count, r, subject),
+        };
+        let plan = match self.replan(&task, &u, &original).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(refusal)) => return self.refuse(&task, refusal, r, subject).await,
+            Err(e) => return self.failed(e, m.receive_count, r, subject),
+        };
+        let now = SystemTime::now();
+        let asked = UndoRequest {
+            reason: u.reason.clone(),
+            until: u.until_time().unwrap_or(now),
+            force: u.force,
+            requested_by: u.requested_by.clone(),
+        };
+        let requested_at = redress::time::parse_rfc3339(&u.requested_at).unwrap_or(now);
+        let entry = match undo_entry(&original, plan, &asked, requested_at) {
+            Ok(e) => e,
+            Err(refusal) => {
+                let why = format!("undo refused: {refusal}");
+                return self.refuse(&task, Refusal::new(why), r, subject).await;
+            }
+        };
+        match table
+            .write(&entry, &Expect::Absent, self.ledger.retention())
+            .await
+        {
+            Ok(()) => {}
+            // Asked before (a redelivery): ask the approver again only while it waits.
+            Err(LedgerError::HeldByAnother) => match table.get(&entry.id).await {
+                Ok(Some(e)) if e.status == Status::AwaitingApproval => {}
+                Ok(Some(e)) => {
+                    let why = format!("duplicate: undo {} is already {}", e.id, e.status);
+                    return self.skip(r, subject, why);
+                }
+                Ok(None) => {}
+                Err(e) => return self.failed(fix_error(e), m.receive_count, r, subject),
+            },
+            Err(e) => return self.failed(fix_error(e), m.receive_count, r, subject),
+        }
+        let EntryAction::Remediate(action) = &original.action else {
+            let why = format!("{} is itself an undo", u.entry);
+            return self.refuse(&task, Refusal::new(why), r, subject).await;
+        };
+        let request = redress::ledger::undo::approval_request(
+            &original,
+            action,
+            task.clone(),
+            self.policy.approvals.ttl,
+            &self.policy.version,
+            now,
+        )
+        .expect("an undo task");
+        r.decision = AuditDecision::ApprovalRequested;
+        r.actor = Some(u.requested_by.arn.clone());
+        r.actor_id = Some(u.requested_by.user_id.clone());
+        r.reason = Some(format!(
+            "undo of {} asked: {}; approval id {}",
+            u.entry, u.reason, request.id
+        ));
+        let line = format!(
+            "{} (undo of {}: {})",
+            request.id,
+            u.entry,
+            request.describe_action()
+        );
+        let body = serde_json::to_string(&ApprovalsMessage::Request(Box::new(request)))
+            .expect("a request serialises");
+        Verdict::done()
+            .send(&self.approvals, body)
+            .record(r)
+            .report(Disposition::AwaitingApproval, subject, line)
+    }
+
+    /// The undo planned again from the resource as it is now; refused when it is not the
+    /// plan the task carries (the resource changed since it was asked or approved).
+    async fn replan(
+        &self,
+        task: &Task,
+        u: &UndoTask,
+        original: &LedgerEntry,
+    ) -> Result<Result<UndoPlan, Refusal>, FixError> {
+        let f = &task.finding;
+        let seams = self.targets.seams(&f.account_id, &f.region).await?;
+        let change = original
+            .change
+            .clone()
+            .unwrap_or_else(|| Change::RunbookInverse {
+                document: String::new(),
+                inverse: String::new(),
+                restored: Default::default(),
+            });
+        let observed = observe(&seams, &change).await?;
+        let plan = match plan_undo(original, &observed, Catalog::shipped(), u.force) {
+            Ok(p) => p,
+            Err(refusal) => return Ok(Err(Refusal::new(format!("undo refused: {refusal}")))),
+        };
+        if plan != u.plan {
+            return Ok(Err(Refusal::new(format!(
+                "undo refused: the resource changed since the undo was asked or approved: it would now {}, but the undo says: {}",
+                plan.describe(),
+                u.plan.describe()
+            ))));
+        }
+        Ok(Ok(plan))
+    }
+
+    /// An undo task: asked (no approval yet) or approved (see the module's notes).
     pub(super) async fn undo(&self, task: Task, m: &Received) -> Verdict {
         let u = task.undo.clone().expect("called for undo tasks only");
         let f = &task.finding;
@@ -345,6 +514,9 @@ impl Executor {
                 .to_string();
             return self.refuse(&task, Refusal::new(why), r, subject).await;
         };
+        if task.approval.is_none() {
+            return self.ask_undo(task, u, m, table, r, subject).await;
+        }
         let sent = Sender {
             sender_id: m.sender_id.as_deref(),
             sent_at_ms: m.sent_at_ms,
@@ -362,34 +534,11 @@ impl Executor {
             Ok(s) => s,
             Err(e) => return self.failed(e.into(), m.receive_count, r, subject),
         };
-        let change = checked
-            .original
-            .change
-            .clone()
-            .unwrap_or_else(|| Change::RunbookInverse {
-                document: String::new(),
-                inverse: String::new(),
-                restored: Default::default(),
-            });
-        let observed = match observe(&seams, &change).await {
-            Ok(o) => o,
+        let plan = match self.replan(&task, &u, &checked.original).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(refusal)) => return self.refuse(&task, refusal, r, subject).await,
             Err(e) => return self.failed(e, m.receive_count, r, subject),
         };
-        let plan = match plan_undo(&checked.original, &observed, Catalog::shipped(), u.force) {
-            Ok(p) => p,
-            Err(refusal) => {
-                let why = format!("undo refused: {refusal}");
-                return self.refuse(&task, Refusal::new(why), r, subject).await;
-            }
-        };
-        if plan != u.plan {
-            let why = format!(
-                "undo refused: the resource changed since the undo was approved: it would now {}, but the approver approved: {}",
-                plan.describe(),
-                u.plan.describe()
-            );
-            return self.refuse(&task, Refusal::new(why), r, subject).await;
-        }
         if self.dry_run || task.dry_run {
             r.outcome = Some(Outcome::DryRun);
             let why = format!("would {}", plan.describe());
@@ -501,7 +650,16 @@ impl Executor {
             Err(busy) => return Err(busy_verdict(&entry, busy)),
         };
         if let Some(stored) = existing {
+            // The undo as asked (its requester as SQS asserted then), now approved.
+            let requested_by = match &stored.actor {
+                Some(Actor::Undo { requested_by, .. }) => requested_by.clone(),
+                _ => u.requested_by.clone(),
+            };
             entry = stored;
+            entry.actor = Some(Actor::Undo {
+                requested_by,
+                approver: Some(checked.approver.clone()),
+            });
         }
         lease::take(&mut entry, holder, now, ttl).expect("may_take allows the move to intent");
         match table
