@@ -65,7 +65,7 @@ lint: venv ## cargo fmt --check, clippy -D warnings, the layer rules, cfn-lint o
 # Conditions of a bench run (commit, machine, load), written beside the tables.
 BENCH_WHEN = $$(date -u '+%F %T UTC'), load average $$(cut -d' ' -f1-3 /proc/loadavg)
 
-bench: venv ## Benchmarks (not part of make test): domain, executor concurrency, pipeline vs Python; table in bench-results/
+bench: venv ## Benchmarks (not part of make test): domain, executor concurrency, pipeline, Lambda cost vs Python, approvals at scale; tables in bench-results/
 	mkdir -p bench-results
 	{ echo "make bench: commit $$(git rev-parse --short HEAD 2>/dev/null)$$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"; \
 	  echo "machine: $$(nproc) CPUs, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $$(uname -sr)"; \
@@ -76,9 +76,11 @@ bench: venv ## Benchmarks (not part of make test): domain, executor concurrency,
 	cargo bench -p redress-workers --bench concurrency | tee bench-results/concurrency.txt
 	cargo build --release -p redress-workers
 	REDRESS_BIN=$(or $(CARGO_TARGET_DIR),target)/release/redress $(PY) benches/pipeline.py
+	REDRESS_BIN=$(or $(CARGO_TARGET_DIR),target)/release/redress $(PY) benches/lambda_cost.py
+	REDRESS_BIN=$(or $(CARGO_TARGET_DIR),target)/release/redress $(PY) benches/approvals.py
 	echo "end:   $(BENCH_WHEN)" >> bench-results/conditions.txt
 	cat bench-results/conditions.txt
-	for f in conditions domain concurrency pipeline; do cat bench-results/$$f.txt; echo; done > bench-results/bench.txt
+	for f in conditions domain concurrency pipeline lambda approvals; do cat bench-results/$$f.txt; echo; done > bench-results/bench.txt
 	@echo "All tables: bench-results/bench.txt"
 
 # One AWS account and region: image, Lambda code, central stack, member roles, Config.
