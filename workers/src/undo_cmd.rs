@@ -20,7 +20,7 @@ use crate::aws::targets::{Polling, Targets};
 use crate::aws::Clients;
 use crate::cli::{Global, UndoArgs};
 use crate::error::{CliError, CliResult};
-use crate::executor::undo::observe;
+use crate::executor::undo_resource::observe;
 
 /// Runs `redress undo`.
 pub async fn undo(global: &Global, args: &UndoArgs) -> CliResult {

@@ -18,6 +18,7 @@ mod revoke;
 mod runbook;
 mod tags;
 pub mod undo;
+pub mod undo_resource;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
