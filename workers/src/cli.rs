@@ -135,6 +135,25 @@ impl Global {
     pub fn notify(&self) -> crate::notify::TopicChoice<'_> {
         crate::notify::TopicChoice::of(self.notify_topic.as_deref())
     }
+
+    /// Takes the ledger table and the notification topic from the policy's `[ledger]
+    /// table` and `[notifications] topic` where neither the flag nor its variable named
+    /// one (they win). A policy that cannot be read changes nothing here: the commands
+    /// that need it say why.
+    pub fn apply_policy_settings(&mut self) {
+        if self.ledger_table.is_some() && self.notify_topic.is_some() {
+            return;
+        }
+        let Ok(policy) = redress::policy::Policy::from_file(&self.policy) else {
+            return;
+        };
+        if self.ledger_table.is_none() {
+            self.ledger_table = policy.ledger.table;
+        }
+        if self.notify_topic.is_none() {
+            self.notify_topic = policy.notifications.topic;
+        }
+    }
 }
 
 /// Log output style.
@@ -637,4 +656,38 @@ pub struct EmitArgs {
     /// The rule's annotation.
     #[arg(long)]
     pub annotation: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_policy_names_the_ledger_and_topic_unless_a_flag_does() {
+        let dir = std::env::temp_dir().join(format!("redress-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("policy.toml");
+        std::fs::write(
+            &path,
+            "[ledger]\ntable = \"team-ledger\"\n[notifications]\ntopic = \"team-topic\"\n\n[[rule]]\nid = \"ssh\"\nconfig_rule = \"*restricted-ssh*\"\nseverity = \"LOW\"\naction = { fix = \"revoke_public_ingress\", ports = [22] }\n",
+        )
+        .unwrap();
+        let policy = path.to_str().unwrap();
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["redress", "--policy", policy];
+            args.extend_from_slice(extra);
+            args.push("history");
+            let mut cli = Cli::try_parse_from(args).unwrap();
+            cli.global.apply_policy_settings();
+            cli.global
+        };
+        let g = parse(&[]);
+        assert_eq!(g.ledger(), LedgerChoice::Required("team-ledger"));
+        assert_eq!(g.notify_topic.as_deref(), Some("team-topic"));
+        let g = parse(&["--ledger-table", "", "--notify-topic", "other"]);
+        assert_eq!(g.ledger(), LedgerChoice::Off);
+        assert_eq!(g.notify_topic.as_deref(), Some("other"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

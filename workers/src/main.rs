@@ -42,12 +42,14 @@ async fn dispatch(cli: &Cli) -> CliResult {
 fn main() -> ExitCode {
     // Lambda starts a custom runtime's `bootstrap` with no arguments: this binary is
     // that bootstrap, so then it runs as `redress lambda`.
-    let cli =
+    let mut cli =
         if std::env::args_os().len() == 1 && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
             Cli::parse_from(["redress", "lambda"])
         } else {
             Cli::parse()
         };
+    // `[ledger] table` and `[notifications] topic` of the policy, unless a flag says.
+    cli.global.apply_policy_settings();
     logging::init(cli.global.log_format);
     quiet_on_closed_stdout();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -24,19 +24,21 @@ use toml::Spanned;
 use crate::catalog::{self, Catalog, ASSUME_ROLE_PARAMETER};
 
 use super::{
-    Accounts, Action, Approvals, ConfigSettings, Exception, Exemptions, Fix, Limits, Mode, Policy,
-    Routing, Rule, Runbook, Severity,
+    Accounts, Action, Approvals, ConfigSettings, Exception, Exemptions, Fix, LedgerSettings,
+    Limits, Mode, Notifications, Policy, Routing, Rule, Runbook, Severity,
 };
 
 type SpannedTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
-const TOP_KEYS: [&str; 8] = [
+const TOP_KEYS: [&str; 10] = [
     "routing",
     "config",
     "approvals",
     "limits",
     "accounts",
     "exemptions",
+    "ledger",
+    "notifications",
     "rule",
     "exception",
 ];
@@ -403,6 +405,49 @@ impl Loader<'_> {
             }
         }
         exemptions
+    }
+
+    /// `[ledger] table`: a DynamoDB table name (3-255 of `A-Za-z0-9_.-`).
+    fn ledger(&mut self, table: Option<&SpannedTable>) -> LedgerSettings {
+        let name = self.named(table, "[ledger]", "table", |t| {
+            (3..=255).contains(&t.len())
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        });
+        LedgerSettings { table: name }
+    }
+
+    /// `[notifications] topic`: an SNS topic name (1-256 of `A-Za-z0-9_-`) or ARN.
+    fn notifications(&mut self, table: Option<&SpannedTable>) -> Notifications {
+        let topic = self.named(table, "[notifications]", "topic", |t| {
+            t.starts_with("arn:")
+                || ((1..=256).contains(&t.len())
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)))
+        });
+        Notifications { topic }
+    }
+
+    /// A table's single string `key`, checked by `valid`.
+    fn named(
+        &mut self,
+        table: Option<&SpannedTable>,
+        section: &str,
+        key: &str,
+        valid: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let table = table?;
+        self.check_keys(table, &[key], section);
+        let (value, span) = self.field::<String>(table, key, section)?;
+        if valid(&value) {
+            Some(value)
+        } else {
+            self.problem(
+                span,
+                format!("{section}: `{key}` {value:?} is not a valid name"),
+            );
+            None
+        }
     }
 
     fn config(&mut self, table: Option<&SpannedTable>) -> ConfigSettings {
@@ -907,6 +952,10 @@ struct RawDoc {
     #[serde(default)]
     config: Option<SpannedTable>,
     #[serde(default)]
+    ledger: Option<SpannedTable>,
+    #[serde(default)]
+    notifications: Option<SpannedTable>,
+    #[serde(default)]
     rule: Vec<SpannedTable>,
     #[serde(default)]
     exception: Vec<SpannedTable>,
@@ -978,6 +1027,8 @@ impl Policy {
         let accounts = loader.accounts(doc.accounts.as_ref());
         let exemptions = loader.exemptions(doc.exemptions.as_ref());
         let config = loader.config(doc.config.as_ref());
+        let ledger = loader.ledger(doc.ledger.as_ref());
+        let notifications = loader.notifications(doc.notifications.as_ref());
         let exceptions: Vec<Exception> = doc
             .exception
             .iter()
@@ -1026,6 +1077,8 @@ impl Policy {
                 accounts,
                 exemptions,
                 config,
+                ledger,
+                notifications,
                 version: version_of(src),
             },
             warnings: loader.problems,
@@ -1080,6 +1133,36 @@ action = { runbook = "AWS-EnableS3BucketEncryption", parameters = { BucketName =
 
     fn problems(src: &str) -> Vec<Problem> {
         Policy::from_toml(src, "p.toml").unwrap_err().problems
+    }
+
+    #[test]
+    fn ledger_and_notifications_name_their_table_and_topic() {
+        let p = Policy::from_toml(GOOD, "p.toml").unwrap();
+        assert_eq!((p.ledger.table, p.notifications.topic), (None, None));
+        let named = format!(
+            "[ledger]\ntable = \"team-ledger\"\n[notifications]\ntopic = \"arn:aws:sns:us-east-1:111122223333:t\"\n{GOOD}"
+        );
+        let p = Policy::from_toml(&named, "p.toml").unwrap();
+        assert_eq!(p.ledger.table.as_deref(), Some("team-ledger"));
+        assert_eq!(
+            p.notifications.topic.as_deref(),
+            Some("arn:aws:sns:us-east-1:111122223333:t")
+        );
+        let bad = format!("[ledger]\ntable = \"a b\"\n[notifications]\nchannel = \"x\"\n{GOOD}");
+        let found = problems(&bad);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.line == Some(2)
+                    && p.message.contains("`table` \"a b\" is not a valid name")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.line == Some(4) && p.message.contains("channel")),
+            "{found:?}"
+        );
     }
 
     #[test]

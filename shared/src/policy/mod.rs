@@ -123,6 +123,22 @@ impl Default for Approvals {
     }
 }
 
+/// The `[ledger]` table: which DynamoDB table records changes (`--ledger-table` and
+/// `REDRESS_LEDGER_TABLE` override it; absent: `redress-ledger` if it exists).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerSettings {
+    /// The table's name.
+    pub table: Option<String>,
+}
+
+/// The `[notifications]` table: the SNS topic people are told on (`--notify-topic` and
+/// `REDRESS_NOTIFY_TOPIC` override it); off unless set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notifications {
+    /// The topic's name or ARN.
+    pub topic: Option<String>,
+}
+
 /// The `[exemptions]` table: resource owners' opt-out by tag, off unless named.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Exemptions {
@@ -373,6 +389,10 @@ pub struct Policy {
     pub exemptions: Exemptions,
     /// The `[config]` table.
     pub config: ConfigSettings,
+    /// The `[ledger]` table.
+    pub ledger: LedgerSettings,
+    /// The `[notifications]` table.
+    pub notifications: Notifications,
     /// Digest of the policy text (16 hex digits), carried by approval requests and
     /// approvals so a decision names the policy it was made under.
     pub version: String,
