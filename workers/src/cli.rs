@@ -316,8 +316,8 @@ pub struct UndoArgs {
     #[arg(long)]
     pub reason: String,
     /// Leave the finding alone until then: a date (`2027-01-31`, midnight UTC), an RFC
-    /// 3339 time, or a duration from now (`7d`, `12h`).
-    #[arg(long)]
+    /// 3339 time, or a duration from now (`7d`, `12h`); at most 90 days away.
+    #[arg(long, default_value = "7d")]
     pub until: String,
     /// Put the recorded state back even though the resource changed since the fix.
     #[arg(long)]
@@ -689,5 +689,18 @@ mod tests {
         assert_eq!(g.ledger(), LedgerChoice::Off);
         assert_eq!(g.notify_topic.as_deref(), Some("other"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_undo_lasts_a_week_unless_until_says() {
+        let cli = Cli::try_parse_from(["redress", "undo", "le-0", "--reason", "INC-1"]).unwrap();
+        let Command::Undo(a) = cli.command else {
+            panic!("not undo")
+        };
+        assert_eq!(a.until, "7d");
+        assert!(
+            Cli::try_parse_from(["redress", "undo", "le-0"]).is_err(),
+            "a reason is required"
+        );
     }
 }
