@@ -22,7 +22,7 @@ LAYERS = {
     "approvals": 4, "dlq": 4, "emit": 4, "policy_cmd": 4, "runbooks_cmd": 4, "provision": 4, "run": 4, "history": 4, "undo_cmd": 4, "ledger_report": 4,
     "lambda": 4, "cli": 4, "logging": 4,
     # workers
-    "router": 3, "executor": 3, "worker": 3,
+    "router": 3, "executor": 3, "handoff": 3, "worker": 3,
     # settling, the report and terminal output
     "settle": 2, "notify": 2, "report": 2, "output": 2, "error": 2,
     # the AWS edge

@@ -137,16 +137,17 @@ async fn the_heartbeat_keeps_a_long_runbook_from_being_redelivered() {
     assert_eq!(done.len(), 1, "handled more than once: {records:#?}");
     assert_eq!(done[0]["outcome"], "succeeded");
 
-    // Control: without the heartbeat the same task is redelivered mid-run; the copy
-    // waits for the resource's lock and is then recognised as a duplicate.
+    // Control: without the heartbeat the same task is redelivered mid-run (every 3 s);
+    // each copy waits for the resource's lock and is then recognised as a duplicate.
     w.send("tasks", &task(&w, &format!("{}-off", w.prefix)).await)
         .await;
     let records = w.run_once(&["--heartbeat", "0", "--concurrency", "20"]);
     let done = executions(&records);
-    assert_eq!(done.len(), 2, "{records:#?}");
+    assert!(done.len() >= 2, "not redelivered: {records:#?}");
     assert!(done
         .iter()
-        .any(|r| r["reason"].as_str().unwrap_or("").starts_with("duplicate")));
+        .filter(|r| r["outcome"] != "succeeded")
+        .all(|r| r["reason"].as_str().unwrap_or("").starts_with("duplicate")));
     assert_eq!(
         done.iter().filter(|r| r["outcome"] == "succeeded").count(),
         1

@@ -169,6 +169,11 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the router and the executor together (small and local setups).
     ///
+    /// A routed task goes to the executor in memory (one queue hop); the event is
+    /// acknowledged once the fix's outcome is recorded. Tasks go through the tasks queue
+    /// when the executor is busy, shutting down, or must retry. Separate `router` and
+    /// `executor` processes (different privileges) always use the tasks queue.
+    ///
     /// Example: `redress run --once` processes everything queued, prints what happened,
     /// and exits.
     Run(WorkerArgs),
@@ -421,8 +426,9 @@ pub struct WorkerArgs {
     /// Drain the queues and exit 0 when all are empty and nothing is in flight.
     #[arg(long)]
     pub once: bool,
-    /// Messages each worker handles at once (receive loops of up to 10 messages each).
-    /// Raise it when remediation calls are slow: throughput grows with it.
+    /// Messages each worker handles at once. It receives ahead (up to 10 more) so a slot
+    /// that frees starts at once, and acknowledges in batches. Raise it when remediation
+    /// calls are slow: throughput grows with it.
     #[arg(long, env = "REDRESS_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub concurrency: u32,
     /// On SIGTERM or SIGINT, how long work in progress may take to finish (seconds).

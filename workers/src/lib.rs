@@ -6,7 +6,7 @@
 //! Layers (a module may import the ones below it, never above): commands
 //! (`approvals`, `dlq`, `emit`, `history`, `ledger_report`, `policy_cmd`, `provision`,
 //! `run`, `runbooks_cmd`, `sweep`, `lambda`) → workers
-//! (`router`, `executor`, `worker`, `report`) → `aws` → the domain crate.
+//! (`router`, `executor`, `handoff`, `worker`, `report`) → `aws` → the domain crate.
 
 pub mod approvals;
 pub mod aws;
@@ -16,6 +16,7 @@ pub mod emit;
 pub mod error;
 pub mod evaluate;
 pub mod executor;
+pub mod handoff;
 pub mod history;
 pub mod lambda;
 pub mod ledger_report;

@@ -7,7 +7,7 @@ use crate::aws::retry::{with_backoff, AwsError};
 use crate::aws::sqs::Queue;
 use crate::aws::Clients;
 use redress::policy::Policy;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::aws::ledger::LedgerTable;
@@ -17,6 +17,7 @@ use crate::executor::{
     Executor, FinishedTasks, Guards, KeyedLocks, Ledger, Polling, Reevaluator, SecurityGroups,
     Targets,
 };
+use crate::handoff::Handoff;
 use crate::report::Tally;
 use crate::router::Router;
 use crate::worker::{Deferred, Handler, RunUntil, Worker};
@@ -213,77 +214,82 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Workers) -> CliResul
     let shutdown = shutdown_signal();
     let mut handles = Vec::new();
     let deferred = Arc::new(Deferred::default());
-
-    // `--concurrency` messages in flight per worker: that many receive loops of up to
-    // ten messages each.
-    let loops = args.concurrency.div_ceil(10);
-    let batch = args.concurrency.div_ceil(loops) as i32;
+    let concurrency = args.concurrency as usize;
     let grace = Duration::from_secs(args.shutdown_grace);
-    if which != Workers::Executor {
-        let handler = Arc::new(router(global, policy.clone(), &clients).await?);
-        // With the executor in the process, the router drains with it: the executor's
-        // fixes ask Config to evaluate again, whose events arrive after the fix.
-        let until = if args.once {
-            RunUntil::Drained(
-                if which == Workers::Both {
-                    vec![events.clone(), tasks.clone()]
-                } else {
-                    vec![events.clone()]
-                },
-                deferred.clone(),
-            )
-        } else {
+    let heartbeat =
+        (args.executor.heartbeat > 0).then(|| Duration::from_secs(args.executor.heartbeat));
+    // A draining run stops when its queues are empty and nothing is in flight. With both
+    // workers in the process they drain together: the executor's fixes ask Config to
+    // evaluate again, whose events arrive after the fix.
+    let until = |own: &Queue| {
+        if !args.once {
             RunUntil::Shutdown
-        };
-        let worker = Worker {
-            name: "router",
-            queue: events.clone(),
-            dlq: events_dlq,
-            handler,
-            tally: tally.clone(),
-            batch,
-            heartbeat: None,
-            grace,
-        };
-        spawn(worker, loops, until, &shutdown, &mut handles);
-    }
-    if which != Workers::Router {
-        let handler = Arc::new(
+        } else if which == Workers::Both {
+            RunUntil::Drained(vec![events.clone(), tasks.clone()], deferred.clone())
+        } else {
+            RunUntil::Drained(vec![own.clone()], deferred.clone())
+        }
+    };
+    let executor = match which {
+        Workers::Router => None,
+        _ => Some(Arc::new(
             executor(
                 global,
                 &args.executor,
-                policy,
+                policy.clone(),
                 &clients,
                 &config,
                 shutdown.clone(),
             )
             .await?,
-        );
-        // The executor drains after the router: its work arrives from the events queue.
-        let until = if args.once {
-            RunUntil::Drained(
-                if which == Workers::Both {
-                    vec![events.clone(), tasks.clone()]
-                } else {
-                    vec![tasks.clone()]
-                },
-                deferred.clone(),
-            )
-        } else {
-            RunUntil::Shutdown
-        };
+        )),
+    };
+    // The executor's slots: shared by its worker on the tasks queue and, in `run`, the
+    // router's in-memory hand-off.
+    let slots = Arc::new(Semaphore::new(concurrency));
+    if let Some(handler) = &executor {
         let worker = Worker {
             name: "executor",
             queue: tasks.clone(),
-            dlq: tasks_dlq,
-            handler,
+            dlq: tasks_dlq.clone(),
+            handler: handler.clone(),
             tally: tally.clone(),
-            batch,
-            heartbeat: (args.executor.heartbeat > 0)
-                .then(|| Duration::from_secs(args.executor.heartbeat)),
+            concurrency,
+            slots: Some(slots.clone()),
+            heartbeat,
             grace,
         };
-        spawn(worker, loops, until, &shutdown, &mut handles);
+        spawn(worker, until(&tasks), &shutdown, &mut handles);
+    }
+    if which != Workers::Executor {
+        let router = router(global, policy, &clients).await?;
+        let queues = (&events, &events_dlq);
+        match executor {
+            // One hop: tasks go to the executor in memory; the events message is held
+            // (and its visibility extended) until the fix's outcome is durable.
+            Some(executor) => {
+                let handoff = Handoff {
+                    router,
+                    executor,
+                    tasks: tasks.clone(),
+                    tasks_dlq,
+                    slots,
+                    shutdown: shutdown.clone(),
+                };
+                spawn(
+                    events_worker(handoff, queues, &tally, args, heartbeat),
+                    until(&events),
+                    &shutdown,
+                    &mut handles,
+                );
+            }
+            None => spawn(
+                events_worker(router, queues, &tally, args, None),
+                until(&events),
+                &shutdown,
+                &mut handles,
+            ),
+        }
     }
     for h in handles {
         h.await
@@ -317,19 +323,37 @@ async fn pending(queues: &[&Queue]) -> Option<String> {
     })
 }
 
-/// Runs `loops` receive loops of one worker, each on its own task.
+/// The worker on the events queue, with the router or (in `run`) the router with the
+/// executor behind it.
+fn events_worker<H>(
+    handler: H,
+    (events, dlq): (&Queue, &Queue),
+    tally: &Arc<Tally>,
+    args: &WorkerArgs,
+    heartbeat: Option<Duration>,
+) -> Worker<H> {
+    Worker {
+        name: "router",
+        queue: events.clone(),
+        dlq: dlq.clone(),
+        handler: Arc::new(handler),
+        tally: tally.clone(),
+        concurrency: args.concurrency as usize,
+        slots: None,
+        heartbeat,
+        grace: Duration::from_secs(args.shutdown_grace),
+    }
+}
+
+/// Runs one worker on its own task.
 fn spawn<H: Handler>(
     worker: Worker<H>,
-    loops: u32,
     until: RunUntil,
     shutdown: &watch::Receiver<bool>,
     handles: &mut Vec<JoinHandle<Result<(), AwsError>>>,
 ) {
-    let worker = Arc::new(worker);
-    for _ in 0..loops {
-        let (worker, until, rx) = (worker.clone(), until.clone(), shutdown.clone());
-        handles.push(tokio::spawn(async move { worker.run(until, rx).await }));
-    }
+    let rx = shutdown.clone();
+    handles.push(tokio::spawn(Arc::new(worker).run(until, rx)));
 }
 
 /// A flag that turns true on SIGINT or SIGTERM.

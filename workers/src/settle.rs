@@ -21,7 +21,7 @@ use redress::message::ApprovalsMessage;
 use redress::notify::{notifications, Notification, Settlement};
 
 use crate::aws::retry::with_backoff;
-use crate::aws::sqs::{DeadLetter, Outbound, Queue, Received};
+use crate::aws::sqs::{attr, DeadLetter, Outbound, Queue, Received};
 use crate::report::{Disposition, Tally};
 
 /// How to acknowledge a handled message once its outgoing messages are sent.
@@ -83,6 +83,9 @@ pub struct Outgoing {
     /// the verdict still counts (a fix's first closure check: the fix has happened, and
     /// its record must not wait on the check).
     pub best_effort: bool,
+    /// String attributes (a dead letter's reason, when it is one: see
+    /// [`DeadLetter::attributes`](crate::aws::sqs::DeadLetter::attributes)).
+    pub attributes: HashMap<String, String>,
 }
 
 /// What a handler decided about one message. Nothing in it has happened yet, except
@@ -140,6 +143,7 @@ impl Verdict {
             body,
             delay_secs: delay_secs.clamp(0, 900),
             best_effort: false,
+            attributes: HashMap::new(),
         });
         self
     }
@@ -247,8 +251,9 @@ impl Settler<'_> {
                 let bodies: Vec<Outbound> = chunk
                     .iter()
                     .map(|(_, o)| Outbound {
+                        body: o.body.clone(),
+                        attributes: o.attributes.clone(),
                         delay_secs: o.delay_secs,
-                        ..Outbound::body(o.body.clone())
                     })
                     .collect();
                 let failed = match queue.send_batch(&bodies).await {
@@ -336,9 +341,24 @@ fn told(worker: &str, v: &Verdict, settled: Settled) -> Vec<Notification> {
             _ => None,
         })
         .collect();
-    let dead_lettered = match &v.ack {
-        Ack::DeadLetter { class, error } => Some((class.as_str(), error.as_str())),
-        _ => None,
+    // Dead-lettered here, or (a task `run` handed over in memory) a copy sent to a
+    // dead-letter queue in its worker's name.
+    let (worker, dead_lettered) = match &v.ack {
+        Ack::DeadLetter { class, error } => (worker, Some((class.as_str(), error.as_str()))),
+        _ => v
+            .send
+            .iter()
+            .find_map(|o| {
+                let a = &o.attributes;
+                Some((
+                    a.get(attr::WORKER)?.as_str(),
+                    Some((
+                        a.get(attr::ERROR_CLASS)?.as_str(),
+                        a.get(attr::ERROR)?.as_str(),
+                    )),
+                ))
+            })
+            .unwrap_or((worker, None)),
     };
     notifications(&Settlement {
         worker,
@@ -375,6 +395,28 @@ mod tests {
             .description
             .contains("dead-lettered (permanent)"));
         assert!(told("executor", &v, Settled::Again { after_secs: 0 }).is_empty());
+    }
+
+    #[test]
+    fn a_dead_letter_copy_sent_for_a_handed_over_task_is_told_as_one() {
+        let sqs = aws_smithy_mocks::mock_client!(aws_sdk_sqs, []);
+        let dlq = Queue::at(&sqs, "http://localhost/redress-tasks-dlq");
+        // `run` settles the executor's dead letter with the event: the event is done.
+        let mut v = Verdict::done().send(&dlq, "{}".into()).record(failed());
+        v.send[0].attributes = DeadLetter {
+            error_class: "permanent",
+            error: "gone",
+            worker: "executor",
+        }
+        .attributes(1, "redress-tasks");
+        let out = told("router", &v, Settled::Durable);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, Kind::FixFailed);
+        assert!(out[0]
+            .body
+            .content
+            .description
+            .contains("dead-lettered (permanent)"));
     }
 
     #[test]

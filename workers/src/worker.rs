@@ -1,11 +1,13 @@
-//! The loop every worker shares: receive a batch, handle its messages concurrently, settle
-//! the verdicts ([`crate::settle`]), then delete what is durable in one call and hand
-//! back the rest. A handler never deletes or records: it returns a [`Verdict`], and the
-//! loop deletes only after the settler made the outcome durable.
+//! The loop every worker shares, as a pipeline: receive ahead while slots are free,
+//! handle each message as soon as a slot frees, settle finished verdicts in batches
+//! ([`crate::settle`]), then delete what is durable in one call and hand back the rest.
+//! A handler never deletes or records: it returns a [`Verdict`], and the loop deletes
+//! only after the settler made the outcome durable. The heartbeat covers each message
+//! from its receive until it is acknowledged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,7 @@ use crate::aws::retry::{with_backoff, AwsError};
 use crate::aws::sqs::{Queue, Received};
 use crate::report::Tally;
 use crate::settle::{Ack, Settled, Settler, Verdict};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 /// Handles one message.
@@ -99,10 +101,15 @@ pub struct Worker<H> {
     pub handler: Arc<H>,
     /// The report the settled verdicts go to.
     pub tally: Arc<Tally>,
-    /// Messages per receive (1–10), all handled at once.
-    pub batch: i32,
-    /// While a batch is handled, extend its messages' visibility this often (to three
-    /// times as long), so long work (a runbook) is not redelivered mid-run. `None`: never.
+    /// Messages handled at once. Up to one receive's worth more (ten) is received ahead,
+    /// so a slot that frees starts its next message without waiting for SQS.
+    pub concurrency: usize,
+    /// The handling slots, when shared with another consumer of the same handler (the
+    /// executor's, with `run`'s in-memory hand-off); `None`: its own, `concurrency` of them.
+    pub slots: Option<Arc<Semaphore>>,
+    /// Extend the visibility of every message received and not yet acknowledged this
+    /// often (to three times as long), so long work (a runbook) is not redelivered
+    /// mid-run. `None`: never.
     pub heartbeat: Option<Duration>,
     /// After shutdown is requested, how long work in progress may take before it is
     /// abandoned and its message made visible again.
@@ -113,30 +120,150 @@ pub struct Worker<H> {
 const ACK_PATIENCE: Duration = Duration::from_secs(20);
 /// Consecutive receive failures after which a draining (`--once`) run stops.
 pub const DRAIN_RECEIVE_FAILURES: u32 = 10;
+/// How long a finished message waits for others to finish, so that up to ten are
+/// settled and deleted in one call each. Only while others are being handled: a lone
+/// message is settled at once.
+const ACK_LINGER: Duration = Duration::from_millis(50);
+/// Long-poll wait of a worker that holds messages: short, since shutdown waits for it.
+const BUSY_WAIT_SECONDS: i32 = 2;
+/// SQS's most messages per receive, send batch and delete batch.
+const SQS_BATCH: usize = 10;
+
+/// A handled message and its verdict, on its way to be settled and acknowledged.
+type Finished = (Received, Verdict);
+
+/// What a worker's loops share: the messages it holds (received, not yet acknowledged:
+/// the heartbeat covers them) and how many of them a handler is working on.
+#[derive(Default)]
+struct InFlight {
+    handles: Mutex<HashSet<String>>,
+    handling: AtomicUsize,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hold(&self, batch: &[Received]) {
+        self.lock()
+            .extend(batch.iter().map(|m| m.receipt_handle.clone()));
+    }
+
+    fn release<'a>(&self, handles: impl IntoIterator<Item = &'a str>) {
+        let mut held = self.lock();
+        for h in handles {
+            held.remove(h);
+        }
+    }
+
+    fn held(&self) -> Vec<String> {
+        self.lock().iter().cloned().collect()
+    }
+}
+
+/// Slots: `handle` bounds the messages a handler works on at once, `admit` those
+/// received and not yet handled to completion (one receive's worth more), so receiving
+/// ahead never hoards more than one batch.
+struct Slots {
+    handle: Arc<Semaphore>,
+    admit: Arc<Semaphore>,
+}
 
 impl<H: Handler> Worker<H> {
-    /// Runs until `until` is met or `shutdown` turns true. A batch in progress is always
-    /// finished: shutdown only stops the next receive. Receive errors are retried; a
-    /// draining run gives up after [`DRAIN_RECEIVE_FAILURES`] in a row, since it is
-    /// expected to end.
+    /// Runs until `until` is met or `shutdown` turns true. Receiving, handling and
+    /// acknowledging overlap: a receive loop takes up to ten messages whenever fewer
+    /// than `concurrency` are being handled, each message is handled as soon as a slot
+    /// frees, and finished messages are settled and deleted in batches. Shutdown stops
+    /// the receives and hands back messages not started; work in progress is finished
+    /// (within `grace`) and acknowledged. Receive errors are retried; a draining run
+    /// gives up after [`DRAIN_RECEIVE_FAILURES`] in a row, since it is expected to end.
     pub async fn run(
-        &self,
+        self: Arc<Self>,
         until: RunUntil,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<(), AwsError> {
-        let wait = if matches!(until, RunUntil::Drained(..)) {
-            1
-        } else {
-            20
+        let per_receive = self.concurrency.clamp(1, SQS_BATCH);
+        let slots = Slots {
+            handle: self
+                .slots
+                .clone()
+                .unwrap_or_else(|| Arc::new(Semaphore::new(self.concurrency.max(1)))),
+            admit: Arc::new(Semaphore::new(self.concurrency.max(1) + per_receive)),
         };
+        let flight = Arc::new(InFlight::default());
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Finished>();
+        // Two receive loops overlap one receive's round trip with the next when there
+        // are more slots than one receive fills.
+        let receivers = if self.concurrency > per_receive { 2 } else { 1 };
+        let receiving = futures::future::join_all((0..receivers).map(|_| {
+            self.receive_loop(
+                &until,
+                shutdown.clone(),
+                &slots,
+                &flight,
+                per_receive,
+                done_tx.clone(),
+            )
+        }));
+        drop(done_tx);
+        let deferred = match &until {
+            RunUntil::Drained(_, d) => Some(d.clone()),
+            RunUntil::Shutdown => None,
+        };
+        let acknowledging = async {
+            tokio::select! {
+                () = self.acknowledge(done_rx, &flight, deferred) => {}
+                never = self.heartbeat(&flight) => match never {},
+            }
+        };
+        let (received, ()) = tokio::join!(receiving, acknowledging);
+        self.handler.settle().await;
+        received.into_iter().collect()
+    }
+
+    /// Receives while there is room and starts a handler for each message; ends on
+    /// shutdown, when drained, or when a draining run cannot receive.
+    async fn receive_loop(
+        self: &Arc<Self>,
+        until: &RunUntil,
+        mut shutdown: watch::Receiver<bool>,
+        slots: &Slots,
+        flight: &Arc<InFlight>,
+        per_receive: usize,
+        done: mpsc::UnboundedSender<Finished>,
+    ) -> Result<(), AwsError> {
         let mut failures = 0;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let batch = tokio::select! {
-                r = self.queue.receive(self.batch, wait) => r,
+            // Room for a receive's worth: fewer than `concurrency` are being handled.
+            let room = tokio::select! {
+                r = slots.admit.clone().acquire_many_owned(per_receive as u32) => r.expect("never closed"),
                 _ = shutdown.changed() => break,
+            };
+            // While this worker holds messages, a receive is never abandoned: SQS may
+            // still hand it messages (those this worker hands back at shutdown among
+            // them), which would then be lost to sight until their visibility timeout.
+            // So it waits briefly and its catch is handed back; an idle worker's long
+            // poll is cut short by shutdown.
+            let busy = !flight.lock().is_empty();
+            let wait = if matches!(until, RunUntil::Drained(..)) {
+                1
+            } else if busy {
+                BUSY_WAIT_SECONDS
+            } else {
+                20
+            };
+            let receive = self.queue.receive(per_receive as i32, wait);
+            let batch = if busy {
+                receive.await
+            } else {
+                tokio::select! {
+                    r = receive => r,
+                    _ = shutdown.changed() => break,
+                }
             };
             if *shutdown.borrow() {
                 // Received as shutdown began: none started, so hand them all back now.
@@ -163,75 +290,121 @@ impl<H: Handler> Worker<H> {
                 }
             };
             if batch.is_empty() {
-                if let RunUntil::Drained(queues, deferred) = &until {
+                drop(room);
+                if let RunUntil::Drained(queues, deferred) = until {
                     if deferred.done() {
                         break;
                     }
-                    if drained(queues, deferred).await {
+                    if flight.lock().is_empty() && drained(queues, deferred).await {
                         deferred.finish();
                         break;
                     }
                 }
                 continue;
             }
-            let deferred = match &until {
-                RunUntil::Drained(_, d) => Some(d.as_ref()),
-                RunUntil::Shutdown => None,
-            };
-            if let Some(d) = deferred {
+            if let RunUntil::Drained(_, d) = until {
                 for m in &batch {
                     d.received(&self.queue.url, &m.message_id);
                 }
             }
-            // The heartbeat runs until the whole batch is acknowledged.
-            tokio::select! {
-                () = self.round(&batch, &shutdown, deferred) => {}
-                never = self.heartbeat(&batch) => match never {},
+            flight.hold(&batch);
+            // One admission per message received; the rest of the room goes back.
+            let mut room = room;
+            for m in batch {
+                let admitted = room.split(1).expect("a permit per message");
+                self.start(m, admitted, slots, flight, shutdown.clone(), done.clone());
             }
         }
-        self.handler.settle().await;
         Ok(())
     }
 
-    /// Handles a batch concurrently, settles the verdicts, then deletes every durable
-    /// message in one call and hands the others back. A message the handler did not
-    /// start (shutting down) is settled and handed back at once, not at the end of the
-    /// batch, so another worker can take it while the batch's long work finishes.
-    async fn round(
-        &self,
-        batch: &[Received],
-        shutdown: &watch::Receiver<bool>,
-        deferred: Option<&Deferred>,
+    /// Handles one message on its own task once a slot is free, and passes its verdict
+    /// on to be settled. A message still waiting for a slot at shutdown is handed back
+    /// unstarted.
+    fn start(
+        self: &Arc<Self>,
+        m: Received,
+        admitted: OwnedSemaphorePermit,
+        slots: &Slots,
+        flight: &Arc<InFlight>,
+        mut shutdown: watch::Receiver<bool>,
+        done: mpsc::UnboundedSender<Finished>,
     ) {
+        let (worker, slot, flight) = (self.clone(), slots.handle.clone(), flight.clone());
+        let span = tracing::info_span!("message", worker = self.name, message_id = %m.message_id);
+        tokio::spawn(
+            async move {
+                let verdict = tokio::select! {
+                    // Shutdown first: a message not started by then is handed back.
+                    biased;
+                    () = stop_requested(&mut shutdown) => Verdict::ack(Ack::Release),
+                    slot = slot.acquire_owned() => {
+                        let _slot = slot.expect("never closed");
+                        flight.handling.fetch_add(1, Ordering::SeqCst);
+                        let v = worker.handle(&m, shutdown).await;
+                        flight.handling.fetch_sub(1, Ordering::SeqCst);
+                        v
+                    }
+                };
+                drop(admitted);
+                // The acknowledging loop outlives every sender.
+                let _ = done.send((m, verdict));
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Settles finished messages in batches of up to ten (waiting [`ACK_LINGER`] for
+    /// more while others are being handled), several batches at once; ends when every
+    /// handler has finished and its message is acknowledged.
+    async fn acknowledge(
+        self: &Arc<Self>,
+        mut done: mpsc::UnboundedReceiver<Finished>,
+        flight: &Arc<InFlight>,
+        deferred: Option<Arc<Deferred>>,
+    ) {
+        let mut settling = tokio::task::JoinSet::new();
+        while let Some(first) = done.recv().await {
+            let mut batch = vec![first];
+            let linger = tokio::time::sleep(ACK_LINGER);
+            tokio::pin!(linger);
+            while batch.len() < SQS_BATCH {
+                if let Ok(m) = done.try_recv() {
+                    batch.push(m);
+                    continue;
+                }
+                if flight.handling.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                tokio::select! {
+                    m = done.recv() => match m {
+                        Some(m) => batch.push(m),
+                        None => break,
+                    },
+                    () = &mut linger => break,
+                }
+            }
+            let (worker, flight, deferred) = (self.clone(), flight.clone(), deferred.clone());
+            settling.spawn(async move { worker.settle(batch, &flight, deferred.as_deref()).await });
+            while settling.try_join_next().is_some() {}
+        }
+        while settling.join_next().await.is_some() {}
+    }
+
+    /// Settles a batch of verdicts, then deletes every durable message in one call and
+    /// hands the others back.
+    async fn settle(&self, batch: Vec<Finished>, flight: &InFlight, deferred: Option<&Deferred>) {
         let settler = Settler {
             worker: self.name,
             dlq: Some((&self.queue, &self.dlq)),
             tally: &self.tally,
         };
-        let verdicts = futures::future::join_all(batch.iter().map(|m| {
-            let span =
-                tracing::info_span!("message", worker = self.name, message_id = %m.message_id);
-            async {
-                let verdict = self.handle(m, shutdown.clone()).await;
-                if verdict.ack == Ack::Release && verdict.send.is_empty() {
-                    let settled = settler.settle(vec![(m, verdict)]).await;
-                    self.hand_back(m, settled[0]).await;
-                    return None;
-                }
-                Some(verdict)
-            }
-            .instrument(span)
-        }))
-        .await;
-        let rest: Vec<(&Received, Verdict)> = batch
-            .iter()
-            .zip(verdicts)
-            .filter_map(|(m, v)| v.map(|v| (m, v)))
-            .collect();
-        let messages: Vec<&Received> = rest.iter().map(|(m, _)| *m).collect();
-        let settled = settler.settle(rest).await;
+        let (messages, verdicts): (Vec<Received>, Vec<Verdict>) = batch.into_iter().unzip();
+        let settled = settler
+            .settle(messages.iter().zip(verdicts).collect())
+            .await;
         let mut durable: Vec<&str> = Vec::new();
-        for (m, s) in messages.into_iter().zip(settled) {
+        for (m, s) in messages.iter().zip(settled) {
             match s {
                 Settled::Durable => durable.push(&m.receipt_handle),
                 again => {
@@ -246,6 +419,7 @@ impl<H: Handler> Worker<H> {
         }
         // One DeleteMessageBatch for every message whose outcome is durable.
         self.delete_all(&durable).await;
+        flight.release(messages.iter().map(|m| m.receipt_handle.as_str()));
     }
 
     /// Makes a message that must come back visible again after its delay.
@@ -305,19 +479,23 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Extends the visibility of every message of the batch every heartbeat (to three
-    /// times as long), until the batch is acknowledged: a message whose work is done
-    /// still waits for the batch's delete, and must not come back meanwhile. Never ends.
-    async fn heartbeat(&self, batch: &[Received]) -> std::convert::Infallible {
+    /// Every heartbeat, extends the visibility of every message held (received and not
+    /// yet acknowledged) to three times the period: a message whose work is done still
+    /// waits for its batch's delete, and must not come back meanwhile. Never ends.
+    async fn heartbeat(&self, flight: &InFlight) -> std::convert::Infallible {
         let Some(period) = self.heartbeat else {
             return std::future::pending().await;
         };
         let period = period.clamp(Duration::from_secs(1), Duration::from_secs(43_200 / 3));
         let extend_to = i32::try_from(period.as_secs() * 3).unwrap_or(43_200);
-        let handles: Vec<&str> = batch.iter().map(|m| m.receipt_handle.as_str()).collect();
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             beat.tick().await;
+            let held = flight.held();
+            if held.is_empty() {
+                continue;
+            }
+            let handles: Vec<&str> = held.iter().map(String::as_str).collect();
             match self.queue.set_visibility_all(&handles, extend_to).await {
                 Ok(()) => tracing::debug!(
                     seconds = extend_to,

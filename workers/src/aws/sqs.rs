@@ -84,6 +84,25 @@ pub struct DeadLetter<'a> {
     pub worker: &'a str,
 }
 
+impl DeadLetter<'_> {
+    /// The attributes of the dead-letter copy of a message from `source_queue` (its
+    /// name), received `attempts` times.
+    pub fn attributes(&self, attempts: u32, source_queue: &str) -> HashMap<String, String> {
+        let mut reason: String = self.error.chars().take(MAX_REASON).collect();
+        if reason.is_empty() {
+            reason.push_str("(no reason given)");
+        }
+        HashMap::from([
+            (attr::ERROR_CLASS.to_string(), self.error_class.to_string()),
+            (attr::ERROR.to_string(), reason),
+            (attr::WORKER.to_string(), self.worker.to_string()),
+            (attr::FAILED_AT.to_string(), redress::time::now_rfc3339()),
+            (attr::ATTEMPTS.to_string(), attempts.to_string()),
+            (attr::SOURCE_QUEUE.to_string(), source_queue.to_string()),
+        ])
+    }
+}
+
 /// The SQS client, as an opaque handle for code outside the edge.
 pub use aws_sdk_sqs::Client as SqsClient;
 pub use redress::dead_letter::attr;
@@ -491,24 +510,11 @@ impl Queue {
         message: &Received,
         why: &DeadLetter<'_>,
     ) -> Result<(), AwsError> {
-        let mut reason: String = why.error.chars().take(MAX_REASON).collect();
-        if reason.is_empty() {
-            reason.push_str("(no reason given)");
-        }
-        let attributes = HashMap::from([
-            (attr::ERROR_CLASS.to_string(), text(why.error_class)),
-            (attr::ERROR.to_string(), text(&reason)),
-            (attr::WORKER.to_string(), text(why.worker)),
-            (
-                attr::FAILED_AT.to_string(),
-                text(&redress::time::now_rfc3339()),
-            ),
-            (
-                attr::ATTEMPTS.to_string(),
-                text(&message.receive_count.to_string()),
-            ),
-            (attr::SOURCE_QUEUE.to_string(), text(&self.name)),
-        ]);
+        let attributes = why
+            .attributes(message.receive_count, &self.name)
+            .into_iter()
+            .map(|(k, v)| (k, text(&v)))
+            .collect();
         // SQS rejects empty bodies; keep the message recognisable anyway.
         let body = if message.body.is_empty() {
             "(empty body)"
