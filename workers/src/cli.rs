@@ -171,7 +171,7 @@ pub enum Command {
     ///
     /// A routed task goes to the executor in memory (one queue hop); the event is
     /// acknowledged once the fix's outcome is recorded. Tasks go through the tasks queue
-    /// when the executor is busy, shutting down, or must retry. Separate `router` and
+    /// when the executor is busy or shutting down. Separate `router` and
     /// `executor` processes (different privileges) always use the tasks queue.
     ///
     /// Example: `redress run --once` processes everything queued, prints what happened,

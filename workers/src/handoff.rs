@@ -5,11 +5,12 @@
 //! process therefore loses nothing: the events message comes back and is routed again,
 //! and the executor, idempotent per finding, recognises work already done.
 //!
-//! What the executor decided here is settled as the tasks queue would have settled it:
-//! a dead letter is copied to the tasks dead-letter queue with its reason, a retry is
-//! sent to the tasks queue with its delay (the executor worker takes it from there), a
-//! task not started (shutdown) is sent to the tasks queue as it is. A task also goes
-//! through the tasks queue when the executor has no free slot or shutdown has begun.
+//! What the executor decided here is settled with the event: a dead letter is copied to
+//! the tasks dead-letter queue with its reason; a retry hands the event back for the
+//! retry's delay (it is routed and handed over again, its receive count the attempt
+//! count); a task not started (shutdown) is sent to the tasks queue as it is. A task
+//! also goes through the tasks queue when the executor has no free slot or shutdown has
+//! begun.
 //!
 //! A task handed over here carries no sender: the router built it in this process, and
 //! it can claim no more than a routed task may (no approval, closure check or undo is
@@ -87,12 +88,9 @@ impl Handoff {
         let mut verdict = self.executor.handle(&in_memory(m, i, task)).await;
         match std::mem::replace(&mut verdict.ack, Ack::Done) {
             Ack::Done => {}
-            // As SQS would redeliver it: from the tasks queue, after the delay. Like a
-            // retry's, its records wait for the outcome.
-            Ack::Retry { after_secs } => {
-                verdict.records.clear();
-                verdict = verdict.send_later(&self.tasks, task.body.clone(), after_secs);
-            }
+            // The event comes back after the delay, is routed again and handed over
+            // again; its receive count is the attempt count.
+            retry @ Ack::Retry { .. } => verdict.ack = retry,
             Ack::Release => {
                 for n in verdict.notes {
                     n.emit();
@@ -134,9 +132,12 @@ fn in_memory(m: &Received, i: usize, task: &Outgoing) -> Received {
     }
 }
 
-/// The routed verdict with the executor's done verdict folded in: its messages, records
-/// and notes, and its report line (the event's fate is the fix's).
+/// The routed verdict with the executor's verdict folded in: its messages, records and
+/// notes, its report line (the event's fate is the fix's), and a retry.
 fn merge(routed: &mut Verdict, done: Verdict) {
+    if matches!(done.ack, Ack::Retry { .. }) {
+        routed.ack = done.ack;
+    }
     routed.send.extend(done.send);
     routed.records.extend(done.records);
     routed.notes.extend(done.notes);
@@ -340,15 +341,16 @@ action = { fix = "revoke_public_ingress", ports = [21] }
     }
 
     #[tokio::test]
-    async fn a_task_to_retry_goes_to_the_tasks_queue_after_its_delay_unrecorded() {
+    async fn a_task_to_retry_hands_the_event_back_for_its_delay_unrecorded() {
         // Config cannot be asked (no network): the executor retries later.
         let (h, offline) = handoff(1, VERIFIED, false);
         let v = h.handle(&event()).await;
-        assert_eq!(v.ack, Ack::Done);
-        let retries: Vec<_> = v.send.iter().filter(|o| o.to.url == h.tasks.url).collect();
-        assert_eq!(retries.len(), 1);
-        assert!(retries[0].delay_secs > 0, "sent with the retry's delay");
-        assert_eq!(executor_records(&v), 0, "recorded once it ends");
+        assert!(
+            matches!(v.ack, Ack::Retry { after_secs } if after_secs > 0),
+            "{:?}",
+            v.ack
+        );
+        assert_eq!(tasks_sent(&h, &v), 0, "handed over again when it comes back");
         assert_eq!(v.report.expect("a report line").0, Disposition::Retrying);
         assert!(offline.0.load(Ordering::SeqCst) > 0, "the executor did ask");
     }
