@@ -350,7 +350,11 @@ action = { fix = "revoke_public_ingress", ports = [21] }
             "{:?}",
             v.ack
         );
-        assert_eq!(tasks_sent(&h, &v), 0, "handed over again when it comes back");
+        assert_eq!(
+            tasks_sent(&h, &v),
+            0,
+            "handed over again when it comes back"
+        );
         assert_eq!(v.report.expect("a report line").0, Disposition::Retrying);
         assert!(offline.0.load(Ordering::SeqCst) > 0, "the executor did ask");
     }
