@@ -65,7 +65,7 @@ lint: venv ## cargo fmt --check, clippy -D warnings, the layer rules, cfn-lint o
 # Conditions of a bench run (commit, machine, load), written beside the tables.
 BENCH_WHEN = $$(date -u '+%F %T UTC'), load average $$(cut -d' ' -f1-3 /proc/loadavg)
 
-bench: venv ## Benchmarks (not part of make test): domain, executor concurrency, pipeline, Lambda cost vs Python, approvals at scale; tables in bench-results/
+bench: venv ## Benchmarks (not part of make test): domain, executor concurrency, pipeline, Lambda cost vs Python, approvals at scale; tables in bench-results/bench.txt and README.md
 	mkdir -p bench-results
 	{ echo "make bench: commit $$(git rev-parse --short HEAD 2>/dev/null)$$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"; \
 	  echo "machine: $$(nproc) CPUs, $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $$(uname -sr)"; \
@@ -81,7 +81,8 @@ bench: venv ## Benchmarks (not part of make test): domain, executor concurrency,
 	echo "end:   $(BENCH_WHEN)" >> bench-results/conditions.txt
 	cat bench-results/conditions.txt
 	for f in conditions domain concurrency pipeline lambda approvals; do cat bench-results/$$f.txt; echo; done > bench-results/bench.txt
-	@echo "All tables: bench-results/bench.txt"
+	$(PY) benches/readme.py bench-results/bench.txt README.md
+	@echo "All tables: bench-results/bench.txt (and README.md's Performance section)"
 
 # One AWS account and region: image, Lambda code, central stack, member roles, Config.
 # Without every required setting it only prints the commands (a dry run); DRY_RUN=1 too.
