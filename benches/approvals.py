@@ -33,28 +33,24 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 
-import boto3
-from botocore.config import Config
-
 # The helpers of the pipeline benchmark (this directory is on sys.path when run as a script).
 from pipeline import (
-    REGION,
     RESULTS,
     ROOT,
     RULE,
     BenchError,
     Stats,
-    free_port,
+    bench_main,
     launch,
     log,
     machine,
     make_event,
-    start_stack,
-    stop_stack,
+    private_stack,
+    provisioned,
+    redress_binary,
 )
 
 EVENTS_QUEUE = "bench-approvals-events"
@@ -403,49 +399,21 @@ def main() -> int:
     if n < 2 or not 2 <= m <= n:
         parser.error("need 2 <= --measure-at <= --requests")
 
-    binary = os.environ.get("REDRESS_BIN", "target/release/redress")
-    binary = str((ROOT / binary).resolve()) if not os.path.isabs(binary) else binary
-    if not os.access(binary, os.X_OK):
-        raise BenchError(f"redress binary {binary} not found (set REDRESS_BIN or build it)")
-
+    binary = redress_binary()
     RESULTS.mkdir(exist_ok=True)
     policy = RESULTS / "approvals-policy.toml"
     policy.write_text(POLICY)
-    port = args.port or free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    log(f"starting local stack on {endpoint}")
-    stack = start_stack(port)
-    try:
-        env = dict(os.environ)
-        env.update(
-            AWS_ENDPOINT_URL=endpoint,
-            AWS_REGION=REGION,
-            AWS_DEFAULT_REGION=REGION,
-            AWS_ACCESS_KEY_ID="test",
-            AWS_SECRET_ACCESS_KEY="test",
-            AWS_EC2_METADATA_DISABLED="true",
-            REDRESS_POLICY=str(policy),
-            REDRESS_EVENTS_QUEUE=EVENTS_QUEUE,
-            REDRESS_TASKS_QUEUE=TASKS_QUEUE,
-            REDRESS_APPROVALS_QUEUE=APPROVALS_QUEUE,
-            REDRESS_LEDGER_TABLE="",  # no ledger: list and approve work on the queue alone
-            REDRESS_LOG_FORMAT="json",
-        )
-        for unset in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "REDRESS_DRY_RUN"):
-            env.pop(unset, None)
-
-        provision = subprocess.run(
-            [binary, "provision"], env=env, cwd=ROOT, capture_output=True, text=True
-        )
-        if provision.returncode != 0:
-            raise BenchError(f"redress provision failed:\n{provision.stdout}{provision.stderr}")
-
-        session = boto3.session.Session(
-            aws_access_key_id="test", aws_secret_access_key="test", region_name=REGION
-        )
-        config = Config(retries={"max_attempts": 3, "mode": "standard"})
-        sqs = session.client("sqs", endpoint_url=endpoint, config=config)
-        ssm = session.client("ssm", endpoint_url=endpoint, config=config)
+    with private_stack(args.port) as endpoint:
+        stack = provisioned(binary, endpoint, {
+            "REDRESS_POLICY": str(policy),
+            "REDRESS_EVENTS_QUEUE": EVENTS_QUEUE,
+            "REDRESS_TASKS_QUEUE": TASKS_QUEUE,
+            "REDRESS_APPROVALS_QUEUE": APPROVALS_QUEUE,
+            # No ledger: list and approve work on the queue alone.
+            "REDRESS_LEDGER_TABLE": "",
+        })
+        env = stack.env
+        sqs, ssm = stack.client("sqs"), stack.client("ssm")
         url = {q: sqs.get_queue_url(QueueName=q)["QueueUrl"]
                for q in (EVENTS_QUEUE, TASKS_QUEUE, APPROVALS_QUEUE)}
         stats = Stats(endpoint)
@@ -469,14 +437,8 @@ def main() -> int:
         print(table, end="")
         (RESULTS / "approvals.txt").write_text(table)
         log(f"written to {RESULTS / 'approvals.txt'}")
-    finally:
-        stop_stack(stack)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as err:
-        print(f"benchmark FAILED: {err}", file=sys.stderr)
-        sys.exit(1)
+    bench_main(main)

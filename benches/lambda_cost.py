@@ -234,9 +234,22 @@ from dataclasses import dataclass, field  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench-results"
-REGION = "us-east-1"
+# The pipeline benchmark's helpers (its directory is on sys.path when run as a script).
+from pipeline import (  # noqa: E402
+    REGION,
+    RESULTS,
+    ROOT,
+    BenchError,
+    Stats,
+    bench_main,
+    drain,
+    machine,
+    private_stack,
+    proc_cpu_ms,
+    provisioned,
+    redress_binary,
+)
+
 EVENTS_QUEUE = "lambda-bench-events"
 TASKS_QUEUE = "lambda-bench-tasks"
 APPROVALS_QUEUE = "lambda-bench-approvals"
@@ -416,27 +429,7 @@ def receive_batches(sqs, queue_url: str, queue_arn: str, k: int) -> list[tuple[s
     return invocations
 
 
-def drain(sqs, queue_url: str) -> int:
-    """Receives and deletes everything on the queue; returns how many."""
-    n = 0
-    while True:
-        got = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
-        ).get("Messages", [])
-        if not got:
-            return n
-        sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
-        )
-        n += len(got)
-
-
 # --- Measuring ---------------------------------------------------------------------------
-
-
-class BenchError(Exception):
-    pass
 
 
 @dataclass
@@ -451,12 +444,6 @@ class Measurement:
     invoke_calls: dict[str, int]
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
-
-
-def proc_cpu_ms(pid: int) -> float:
-    """utime + stime of a live process, from /proc (clock-tick resolution)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def vm_hwm_kib(pid: int) -> int:
@@ -710,45 +697,18 @@ def main() -> int:
     if k < 1:
         parser.error("--invocations must be at least 1")
 
-    sys.path.insert(0, str(ROOT / "benches"))
-    import pipeline  # the stack's start, stop and request counter
-
-    binary = os.environ.get("REDRESS_BIN", "target/release/redress")
-    binary = str((ROOT / binary).resolve()) if not os.path.isabs(binary) else binary
-    if not os.access(binary, os.X_OK):
-        raise BenchError(f"redress binary {binary} not found (set REDRESS_BIN or build it)")
-
+    binary = redress_binary()
     RESULTS.mkdir(exist_ok=True)
-    port = args.port or pipeline.free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    log(f"starting local stack on {endpoint}")
-    stack = pipeline.start_stack(port)
-    try:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "REDRESS_DRY_RUN")
-            and not key.startswith("AWS_LAMBDA_")
-        }
-        env.update(
-            AWS_ENDPOINT_URL=endpoint,
-            AWS_REGION=REGION,
-            AWS_DEFAULT_REGION=REGION,
-            AWS_ACCESS_KEY_ID="test",
-            AWS_SECRET_ACCESS_KEY="test",
-            AWS_EC2_METADATA_DISABLED="true",
-            REDRESS_POLICY=str(ROOT / "benches/policy.toml"),
-            REDRESS_EVENTS_QUEUE=EVENTS_QUEUE,
-            REDRESS_TASKS_QUEUE=TASKS_QUEUE,
-            REDRESS_APPROVALS_QUEUE=APPROVALS_QUEUE,
-            REDRESS_LOG_FORMAT="json",
-        )
-        provision = subprocess.run([binary, "provision"], env=env, cwd=ROOT, capture_output=True, text=True)
-        if provision.returncode != 0:
-            raise BenchError(f"redress provision failed:\n{provision.stdout}{provision.stderr}")
+    with private_stack(args.port) as endpoint:
+        stack = provisioned(binary, endpoint, {
+            "REDRESS_POLICY": str(ROOT / "benches/policy.toml"),
+            "REDRESS_EVENTS_QUEUE": EVENTS_QUEUE,
+            "REDRESS_TASKS_QUEUE": TASKS_QUEUE,
+            "REDRESS_APPROVALS_QUEUE": APPROVALS_QUEUE,
+        })
         # What Lambda sets for every function (lambda_runtime reads them at start).
         function_env = dict(
-            env,
+            stack.env,
             REDRESS_LAMBDA_WORKER="router",
             AWS_LAMBDA_FUNCTION_NAME="redress-router",
             AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
@@ -757,11 +717,7 @@ def main() -> int:
             AWS_LAMBDA_LOG_STREAM_NAME="bench",
         )
 
-        import boto3
-
-        sqs = boto3.session.Session(
-            aws_access_key_id="test", aws_secret_access_key="test", region_name=REGION
-        ).client("sqs", endpoint_url=endpoint)
+        sqs = stack.client("sqs")
         urls = {
             "events": sqs.get_queue_url(QueueName=EVENTS_QUEUE)["QueueUrl"],
             "tasks": sqs.get_queue_url(QueueName=TASKS_QUEUE)["QueueUrl"],
@@ -770,7 +726,7 @@ def main() -> int:
         events_arn = sqs.get_queue_attributes(QueueUrl=urls["events"], AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
-        stats = pipeline.Stats(endpoint)
+        stats = Stats(endpoint)
 
         measured = {}
         for name, argv in (
@@ -791,18 +747,12 @@ def main() -> int:
             m = measured[name]
             log(f"{name}: init {m.init_ms:.1f} ms, median {statistics.median(m.durations_ms):.2f} ms")
 
-        table = report(measured["redress"], measured["python"], binary, pipeline.machine())
+        table = report(measured["redress"], measured["python"], binary, machine())
         print(table, end="")
         (RESULTS / "lambda.txt").write_text(table)
         log(f"written to {RESULTS / 'lambda.txt'}")
-    finally:
-        pipeline.stop_stack(stack)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as err:
-        print(f"benchmark FAILED: {err}", file=sys.stderr)
-        sys.exit(1)
+    bench_main(main)
