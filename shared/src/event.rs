@@ -318,16 +318,117 @@ impl EventError {
 }
 
 /// Parses and validates an SQS message body as a compliance-change event.
+///
+/// This is the router's hot path, so a well-formed body is read once, straight into typed
+/// structs (`quick_parse`: no tree of values, no probe pass, no path tracking). A body that
+/// read does not take (malformed or unusual) goes through `parse_carefully`, which decides
+/// the same and names the offending field: rejections cost more, events don't pay.
 pub fn parse_message(body: &str) -> Result<ComplianceEvent, EventError> {
-    // One cheap pass to check the JSON and see which envelope it is, then one typed pass
-    // straight from the text: no intermediate tree of values (this is the hot path).
+    let event = match quick_parse(body) {
+        Some(event) => event?,
+        None => parse_carefully(body)?,
+    };
+    validate_detail(&event.detail)?;
+    Ok(event)
+}
+
+/// Both envelopes' top-level fields, for one typed pass over the body. These are the
+/// fields [`Probe`], [`EventBridgeEvent`] and [`SnsNotification`] read, with their types,
+/// except that required fields are `Option`s (absent or `null` is left to the careful
+/// path, which names the field) and fields that are only compared borrow from the body
+/// (one written with a JSON escape fails to borrow and goes the careful way too).
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    /// SNS `Type`: `Notification` selects the SNS form, as in [`Probe`].
+    #[serde(rename = "Type", borrow)]
+    kind: Option<&'a str>,
+    #[serde(borrow)]
+    version: Option<&'a str>,
+    id: Option<String>,
+    #[serde(rename = "detail-type", borrow)]
+    detail_type: Option<&'a str>,
+    #[serde(borrow)]
+    source: Option<&'a str>,
+    /// Type-checked as the typed struct does; the event does not keep it.
+    #[serde(rename = "account", borrow)]
+    _account: Option<&'a str>,
+    time: Option<String>,
+    #[serde(borrow)]
+    region: Option<&'a str>,
+    /// Type-checked as the typed struct does; the event does not keep it.
+    #[serde(rename = "resources", default, borrow)]
+    _resources: Vec<&'a str>,
+    detail: Option<ComplianceChangeDetail>,
+    #[serde(rename = "MessageId")]
+    message_id: Option<String>,
+    /// Type-checked as the typed struct does; the event does not keep it.
+    #[serde(rename = "TopicArn", borrow)]
+    _topic_arn: Option<&'a str>,
+    /// Config's payload as JSON text (always escaped, so owned).
+    #[serde(rename = "Message")]
+    message: Option<String>,
+    #[serde(rename = "Timestamp")]
+    timestamp: Option<String>,
+}
+
+/// The event in one typed pass, with its envelope checked; `None` when that pass does not
+/// take the body and [`parse_carefully`] must decide. It takes only bodies the careful path
+/// reads into the same values: a body whose [`Envelope`] parses also passes [`Probe`]
+/// (`Type` has the same type, a duplicate key fails both), and the typed struct its `Type`
+/// selects then finds every field it needs, of its type.
+fn quick_parse(body: &str) -> Option<Result<ComplianceEvent, EventError>> {
+    // The typed structs also accept a JSON array (fields by position), which the probe
+    // mostly rejects as a syntax error: only objects are taken here.
+    if !body
+        .trim_start_matches([' ', '\n', '\t', '\r'])
+        .starts_with('{')
+    {
+        return None;
+    }
+    let e: Envelope<'_> = serde_json::from_str(body).ok()?;
+    if e.kind == Some("Notification") {
+        let (Some(message_id), Some(message)) = (e.message_id, e.message) else {
+            return None;
+        };
+        let detail = serde_json::from_str(&message).ok()?;
+        return Some(Ok(ComplianceEvent {
+            event_id: message_id,
+            delivery: Delivery::Sns,
+            time: e.timestamp,
+            detail,
+        }));
+    }
+    let (Some(_), Some(id), Some(detail_type), Some(source), Some(time), Some(_), Some(detail)) = (
+        e.version,
+        e.id,
+        e.detail_type,
+        e.source,
+        e.time,
+        e.region,
+        e.detail,
+    ) else {
+        return None;
+    };
+    Some(
+        validate_envelope(&id, detail_type, source).map(|()| ComplianceEvent {
+            event_id: id,
+            delivery: Delivery::EventBridge,
+            time: Some(time),
+            detail,
+        }),
+    )
+}
+
+/// The event, by the careful way: a probe for the envelope's kind, then a typed pass that
+/// tracks the path, so an error names the field. Does not validate the detail.
+fn parse_carefully(body: &str) -> Result<ComplianceEvent, EventError> {
     let is_sns = match serde_json::from_str::<Probe>(body) {
         Ok(p) => p.kind.as_ref().and_then(|t| t.as_str()) == Some("Notification"),
         Err(e) if e.is_syntax() || e.is_eof() => return Err(EventError::NotJson(e.to_string())),
         // Valid JSON of another shape: the typed pass says what is wrong with it.
         Err(_) => false,
     };
-    let event = if is_sns {
+    if is_sns {
         let sns: SnsNotification = typed(body, "")?;
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&sns.message) {
             return Err(EventError::invalid(
@@ -336,24 +437,22 @@ pub fn parse_message(body: &str) -> Result<ComplianceEvent, EventError> {
             ));
         }
         let detail: ComplianceChangeDetail = typed(&sns.message, "Message.")?;
-        ComplianceEvent {
+        Ok(ComplianceEvent {
             event_id: sns.message_id,
             delivery: Delivery::Sns,
             time: sns.timestamp,
             detail,
-        }
+        })
     } else {
         let envelope: EventBridgeEvent<ComplianceChangeDetail> = typed(body, "")?;
-        validate_envelope(&envelope)?;
-        ComplianceEvent {
+        validate_envelope(&envelope.id, &envelope.detail_type, &envelope.source)?;
+        Ok(ComplianceEvent {
             event_id: envelope.id,
             delivery: Delivery::EventBridge,
             time: Some(envelope.time),
             detail: envelope.detail,
-        }
-    };
-    validate_detail(&event.detail)?;
-    Ok(event)
+        })
+    }
 }
 
 /// Just the SNS envelope's `Type`, when there is one.
@@ -383,23 +482,21 @@ fn typed<T: DeserializeOwned>(text: &str, prefix: &str) -> Result<T, EventError>
     })
 }
 
-fn validate_envelope<T>(e: &EventBridgeEvent<T>) -> Result<(), EventError> {
-    if e.detail_type != COMPLIANCE_CHANGE_DETAIL_TYPE {
+/// Checks an EventBridge envelope's `id`, `detail-type` and `source`.
+fn validate_envelope(id: &str, detail_type: &str, source: &str) -> Result<(), EventError> {
+    if detail_type != COMPLIANCE_CHANGE_DETAIL_TYPE {
         return Err(EventError::invalid(
             "detail-type",
-            format!(
-                "expected {COMPLIANCE_CHANGE_DETAIL_TYPE:?}, got {:?}",
-                e.detail_type
-            ),
+            format!("expected {COMPLIANCE_CHANGE_DETAIL_TYPE:?}, got {detail_type:?}"),
         ));
     }
-    if e.source != CONFIG_SOURCE {
+    if source != CONFIG_SOURCE {
         return Err(EventError::invalid(
             "source",
-            format!("expected {CONFIG_SOURCE:?}, got {:?}", e.source),
+            format!("expected {CONFIG_SOURCE:?}, got {source:?}"),
         ));
     }
-    if e.id.is_empty() {
+    if id.is_empty() {
         return Err(EventError::invalid("id", "must not be empty"));
     }
     Ok(())
@@ -645,6 +742,155 @@ mod prop {
             if let Ok(e) = parse_message(&s) {
                 prop_assert!(crate::validate::resource_id(&e.detail.resource_type, &e.detail.resource_id).is_ok());
             }
+        }
+    }
+}
+
+/// The quick path of [`parse_message`] must decide exactly as the careful one: the same
+/// events accepted, the same values, the same errors.
+#[cfg(test)]
+mod quick_path {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::{select, Index};
+    use std::path::PathBuf;
+
+    /// What `parse_message` did before it had a quick path.
+    fn careful(body: &str) -> Result<ComplianceEvent, EventError> {
+        let event = parse_carefully(body)?;
+        validate_detail(&event.detail)?;
+        Ok(event)
+    }
+
+    /// Every event fixture's text, good and bad.
+    fn corpus() -> Vec<String> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/events");
+        let mut texts = Vec::new();
+        for d in [dir.clone(), dir.join("bad")] {
+            for entry in std::fs::read_dir(d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    texts.push(std::fs::read_to_string(path).unwrap());
+                }
+            }
+        }
+        texts.sort();
+        texts
+    }
+
+    #[test]
+    fn every_good_fixture_takes_the_quick_path() {
+        let mut quick = 0;
+        for body in corpus() {
+            if let Some(event) = quick_parse(&body) {
+                assert_eq!(event, parse_carefully(&body), "{body}");
+                quick += 1;
+            }
+        }
+        // The 7 good fixtures, and the bad ones whose JSON is whole and whose envelope
+        // is wrong (detail-type) or whose detail is invalid (the injected resource id).
+        assert!(quick >= 9, "only {quick} fixtures took the quick path");
+    }
+
+    #[test]
+    fn escapes_and_odd_shapes_decide_as_before() {
+        let good = corpus()
+            .into_iter()
+            .find(|t| t.contains("sg-0a1b2c3d4e5f60718") && t.contains("\"detail-type\""))
+            .unwrap();
+        let cases = [
+            // An escape where the quick path borrows: the careful path takes it.
+            good.replacen("\"aws.config\"", "\"aws\\u002econfig\"", 1),
+            good.replacen(
+                "\"eu-west-1\",\n  \"resources\"",
+                "\"eu\\u002dwest-1\",\n  \"resources\"",
+                1,
+            ),
+            good.replacen("{", "{\"Type\": \"Notific\\u0061tion\",", 1),
+            // Types and nulls where the careful path wants a value.
+            good.replacen("{", "{\"Type\": 5,", 1),
+            good.replacen("{", "{\"Type\": \"Other\",", 1),
+            good.replacen("{", "{\"Type\": \"Notification\",", 1),
+            good.replacen("\"resources\": []", "\"resources\": null", 1),
+            good.replacen("\"resources\": []", "\"resources\": [\"a\", 1]", 1),
+            good.replacen("\"version\": \"0\"", "\"version\": null", 1),
+            good.replacen("\"account\": \"111122223333\"", "\"account\": null", 1),
+            good.replacen("{", "{\"MessageId\": 7,", 1),
+            good.replacen("{", "{\"id\": \"dup\",", 1),
+            good.replacen("{", "{\"Type\": \"x\", \"Type\": \"y\",", 1),
+            format!("[{good}]"),
+            format!("  \n{good}\n "),
+            format!("{good} x"),
+            "[\"0\",\"i\",\"Config Rules Compliance Change\",\"aws.config\",null,\"t\",\"r\",[]]"
+                .into(),
+            "{\"Type\":\"Notification\",\"MessageId\":\"m\",\"Message\":\"{}\"}".into(),
+            "{\"Type\":\"Notification\",\"MessageId\":\"m\",\"Message\":\"[1] x\"}".into(),
+        ];
+        for body in cases {
+            assert_eq!(parse_message(&body), careful(&body), "{body}");
+        }
+    }
+
+    /// A snippet the proptest writes just after an opening brace.
+    const SNIPPETS: &[&str] = &[
+        "\"Type\":\"Notification\",",
+        "\"Type\":null,",
+        "\"Type\":[1],",
+        "\"id\":null,",
+        "\"id\":\"\",",
+        "\"detail\":null,",
+        "\"resources\":null,",
+        "\"account\":\"\\u0031\",",
+        "\"Message\":\"{}\",",
+        "\"MessageId\":\"m\",",
+        "\"TopicArn\":1,",
+        "\"Timestamp\":null,",
+        "\"resourceId\":\"sg-1\",",
+        "\"configRuleARN\":null,",
+        "\"x\":{\"y\":[1e400]},",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Mutated fixtures (a byte replaced, a snippet inserted after a brace, a range
+        /// cut) get the careful path's answer, whichever path reads them.
+        #[test]
+        fn mutated_fixtures_decide_as_before(
+            file in any::<Index>(),
+            pos in any::<Index>(),
+            byte in select(b"\"\\{}[]:,n0 \x01aZ-".to_vec()),
+            snippet in select(SNIPPETS),
+            cut in 0usize..40,
+            edit in 0u8..3,
+        ) {
+            let corpus = corpus();
+            let text = &corpus[file.index(corpus.len())];
+            let body = match edit {
+                0 => {
+                    let mut bytes = text.clone().into_bytes();
+                    let i = pos.index(bytes.len().max(1)).min(bytes.len().saturating_sub(1));
+                    if !bytes.is_empty() {
+                        bytes[i] = byte;
+                    }
+                    String::from_utf8_lossy(&bytes).into_owned()
+                }
+                1 => {
+                    let braces: Vec<usize> = text.match_indices('{').map(|(i, _)| i + 1).collect();
+                    let mut body = text.clone();
+                    if !braces.is_empty() {
+                        body.insert_str(braces[pos.index(braces.len())], snippet);
+                    }
+                    body
+                }
+                _ => {
+                    let start = pos.index(text.len().max(1)).min(text.len());
+                    let end = (start + cut).min(text.len());
+                    let bytes = [&text.as_bytes()[..start], &text.as_bytes()[end..]].concat();
+                    String::from_utf8_lossy(&bytes).into_owned()
+                }
+            };
+            prop_assert_eq!(parse_message(&body), careful(&body), "{}", body);
         }
     }
 }

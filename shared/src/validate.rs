@@ -16,10 +16,10 @@ pub fn resource_id(resource_type: &str, id: &str) -> Result<(), String> {
     if id.len() > MAX_RESOURCE_ID {
         return Err(format!("longer than {MAX_RESOURCE_ID} characters"));
     }
-    if let Some(bad) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "-_./:@+=,#".contains(*c)))
-    {
+    if let Some(bad) = id.chars().find(|c| {
+        !(c.is_ascii_alphanumeric()
+            || matches!(c, '-' | '_' | '.' | '/' | ':' | '@' | '+' | '=' | ',' | '#'))
+    }) {
         return Err(format!(
             "{id:?} contains {bad:?}, which no AWS resource id has"
         ));
@@ -43,11 +43,11 @@ pub fn resource_type(t: &str) -> Result<(), String> {
     if t == ACCOUNT_RESOURCE_TYPE {
         return Ok(());
     }
-    let parts: Vec<&str> = t.split("::").collect();
-    let ok = parts.len() == 3
-        && parts
+    let ok = split_exactly::<3>(t, "::").is_some_and(|parts| {
+        parts
             .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()));
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()))
+    });
     if ok {
         Ok(())
     } else {
@@ -66,13 +66,14 @@ pub fn account(a: &str) -> Result<(), String> {
 
 /// Lower-case words and a trailing number, e.g. `eu-west-1`, `us-gov-west-1`.
 pub fn region(r: &str) -> Result<(), String> {
-    let parts: Vec<&str> = r.split('-').collect();
-    let ok = parts.len() >= 3
-        && parts[..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
-        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
-        && !parts[parts.len() - 1].is_empty();
+    let ok = r.rsplit_once('-').is_some_and(|(words, number)| {
+        words.split('-').count() >= 2
+            && words
+                .split('-')
+                .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase()))
+            && !number.is_empty()
+            && number.chars().all(|c| c.is_ascii_digit())
+    });
     if ok {
         Ok(())
     } else {
@@ -99,9 +100,8 @@ pub fn rule_name(n: &str) -> Result<(), String> {
 /// A rule evaluates resources of its own account and region, so an ARN naming others is
 /// not one Config would send.
 pub fn rule_arn(arn: &str, account_id: &str, region_name: &str) -> Result<(), String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let parts = split_exactly::<6>(arn, ":").unwrap_or_default();
     let well_formed = arn.len() <= 512
-        && parts.len() == 6
         && parts[0] == "arn"
         && parts[1].starts_with("aws")
         && parts[2] == "config"
@@ -118,6 +118,17 @@ pub fn rule_arn(arn: &str, account_id: &str, region_name: &str) -> Result<(), St
         ));
     }
     Ok(())
+}
+
+/// `s` cut at the first `N - 1` separators (the last part keeps any further ones), when
+/// it has that many; no allocation, since every event passes here.
+fn split_exactly<'a, const N: usize>(s: &'a str, sep: &str) -> Option<[&'a str; N]> {
+    let mut it = s.splitn(N, sep);
+    let mut parts = [""; N];
+    for part in &mut parts {
+        *part = it.next()?;
+    }
+    Some(parts)
 }
 
 #[cfg(test)]
@@ -149,6 +160,26 @@ mod tests {
         assert!(region("eu-west-1").is_ok());
         assert!(region("us-gov-west-1").is_ok());
         assert!(region("eu-west").is_err());
+        for bad in [
+            "AWS::EC2::Security::Group",
+            "AWS::EC2::",
+            "::EC2::X",
+            "AWS::EC2:X",
+            "",
+        ] {
+            assert!(resource_type(bad).is_err(), "{bad}");
+        }
+        for bad in [
+            "eu--1",
+            "eu-west-",
+            "-west-1",
+            "eu-West-1",
+            "euwest1",
+            "eu-west-1a",
+        ] {
+            assert!(region(bad).is_err(), "{bad}");
+        }
+        assert!(region("cn-north-west-12").is_ok());
         assert!(rule_name("restricted-ssh").is_ok());
         assert!(rule_name("x y").is_err());
         let arn = "arn:aws:config:us-east-1:111122223333:config-rule/config-rule-ab12cd";
@@ -160,6 +191,7 @@ mod tests {
         )
         .is_ok());
         assert!(rule_arn(arn, "444455556666", "us-east-1").is_err());
+        assert!(rule_arn("arn:aws:config:us-east-1:config-rule/x", "", "us-east-1").is_err());
         assert!(rule_arn(arn, "111122223333", "eu-west-1").is_err());
         assert!(rule_arn(
             "arn:aws:iam::111122223333:role/x",
