@@ -8,9 +8,8 @@
 //! What the executor decided here is settled with the event: a dead letter is copied to
 //! the tasks dead-letter queue with its reason; a retry hands the event back for the
 //! retry's delay (it is routed and handed over again, its receive count the attempt
-//! count); a task not started (shutdown) is sent to the tasks queue as it is. A task
-//! also goes through the tasks queue when the executor has no free slot or shutdown has
-//! begun.
+//! count); a task not started (shutdown) hands the event back at once. A task goes
+//! through the tasks queue when the executor has no free slot.
 //!
 //! A task handed over here carries no sender: the router built it in this process, and
 //! it can claim no more than a routed task may (no approval, closure check or undo is
@@ -66,6 +65,7 @@ impl Handoff {
         routed.send = rest;
         for (i, task) in tasks.into_iter().enumerate() {
             match self.execute(m, i, &task).await {
+                Some(done) if done.ack == Ack::Release => return released(routed, done),
                 Some(done) => merge(&mut routed, done),
                 None => routed.send.push(task),
             }
@@ -79,10 +79,13 @@ impl Handoff {
     }
 
     /// What the executor decided on a task, as a verdict to merge into the event's;
-    /// `None`: the task goes to the queue as it is (no free slot, shutting down).
+    /// `None`: the task goes to the queue as it is (no free slot). Once shutdown has
+    /// begun, a task not started is released with its event, which comes back for
+    /// another worker: sent to the tasks queue now, it could fall to this process's own
+    /// receive that shutdown abandoned, and stay hidden until its visibility timeout.
     async fn execute(&self, m: &Received, i: usize, task: &Outgoing) -> Option<Verdict> {
         if *self.shutdown.borrow() {
-            return None;
+            return Some(Verdict::ack(Ack::Release));
         }
         let _slot = self.slots.clone().try_acquire_owned().ok()?;
         let mut verdict = self.executor.handle(&in_memory(m, i, task)).await;
@@ -91,12 +94,7 @@ impl Handoff {
             // The event comes back after the delay, is routed again and handed over
             // again; its receive count is the attempt count.
             retry @ Ack::Retry { .. } => verdict.ack = retry,
-            Ack::Release => {
-                for n in verdict.notes {
-                    n.emit();
-                }
-                return None;
-            }
+            Ack::Release => verdict.ack = Ack::Release,
             Ack::DeadLetter { class, error } => {
                 let why = DeadLetter {
                     error_class: class.as_str(),
@@ -111,6 +109,26 @@ impl Handoff {
             }
         }
         Some(verdict)
+    }
+}
+
+/// Whether an events message can be held through a fix in memory: only if the heartbeat
+/// extends its visibility before the events queue's `visibility_secs` run out, with a
+/// beat to spare. Otherwise a fix longer than the timeout would see its event delivered
+/// again (and again, until SQS's redrive dead-letters a fix that is running fine).
+pub fn holdable(
+    heartbeat: Option<std::time::Duration>,
+    visibility_secs: u64,
+) -> Result<(), String> {
+    match heartbeat {
+        None => Err(format!(
+            "the heartbeat is off (--heartbeat 0), so an event cannot be held through its fix beyond the events queue's visibility timeout ({visibility_secs} s)"
+        )),
+        Some(p) if p.as_secs().saturating_mul(2) > visibility_secs => Err(format!(
+            "the heartbeat ({} s) is over half the events queue's visibility timeout ({visibility_secs} s), so an event held through its fix could be delivered again",
+            p.as_secs()
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -130,6 +148,14 @@ fn in_memory(m: &Received, i: usize, task: &Outgoing) -> Received {
         sender_id: None,
         sent_at_ms: now_ms,
     }
+}
+
+/// The event handed back at once, unsettled: nothing is sent or recorded (it is routed
+/// again when it comes back); the notes, being facts, are kept.
+fn released(routed: Verdict, done: Verdict) -> Verdict {
+    let mut v = Verdict::ack(Ack::Release);
+    v.notes = routed.notes.into_iter().chain(done.notes).collect();
+    v
 }
 
 /// The routed verdict with the executor's verdict folded in: its messages, records and
@@ -301,11 +327,12 @@ action = { fix = "revoke_public_ingress", ports = [21] }
     }
 
     #[tokio::test]
-    async fn once_shutdown_began_the_task_goes_to_the_tasks_queue() {
+    async fn once_shutdown_began_the_event_is_handed_back_with_nothing_sent() {
         let (h, offline) = handoff(1, POLICY, true);
         let v = h.handle(&event()).await;
-        assert_eq!(tasks_sent(&h, &v), 1);
-        assert_eq!(executor_records(&v), 0);
+        assert_eq!(v.ack, Ack::Release);
+        assert!(v.send.is_empty(), "{:?}", v.send);
+        assert!(v.records.is_empty());
         assert_eq!(offline.0.load(Ordering::SeqCst), 0, "nothing was attempted");
     }
 
@@ -357,6 +384,16 @@ action = { fix = "revoke_public_ingress", ports = [21] }
         );
         assert_eq!(v.report.expect("a report line").0, Disposition::Retrying);
         assert!(offline.0.load(Ordering::SeqCst) > 0, "the executor did ask");
+    }
+
+    #[test]
+    fn an_event_is_held_through_a_fix_only_if_the_heartbeat_beats_well_within_its_timeout() {
+        use std::time::Duration;
+        assert!(holdable(Some(Duration::from_secs(30)), 60).is_ok());
+        let slow = holdable(Some(Duration::from_secs(31)), 60).unwrap_err();
+        assert!(slow.contains("over half"), "{slow}");
+        let off = holdable(None, 900).unwrap_err();
+        assert!(off.contains("--heartbeat 0"), "{off}");
     }
 
     #[test]

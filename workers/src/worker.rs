@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use crate::aws::retry::{with_backoff, AwsError};
 use crate::aws::sqs::{Queue, Received};
 use crate::report::Tally;
 use crate::settle::{Ack, Settled, Settler, Verdict};
+use futures::FutureExt;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
@@ -101,8 +103,9 @@ pub struct Worker<H> {
     pub handler: Arc<H>,
     /// The report the settled verdicts go to.
     pub tally: Arc<Tally>,
-    /// Messages handled at once. Up to one receive's worth more (ten) is received ahead,
-    /// so a slot that frees starts its next message without waiting for SQS.
+    /// Messages handled at once. With a heartbeat, up to one receive's worth more (ten)
+    /// is received ahead, so a slot that frees starts its next message without waiting
+    /// for SQS.
     pub concurrency: usize,
     /// The handling slots, when shared with another consumer of the same handler (the
     /// executor's, with `run`'s in-memory hand-off); `None`: its own, `concurrency` of them.
@@ -124,6 +127,8 @@ pub const DRAIN_RECEIVE_FAILURES: u32 = 10;
 /// settled and deleted in one call each. Only while others are being handled: a lone
 /// message is settled at once.
 const ACK_LINGER: Duration = Duration::from_millis(50);
+/// How often a second receive loop looks whether its worker holds messages again.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
 /// Long-poll wait of a worker that holds messages: short, since shutdown waits for it.
 const BUSY_WAIT_SECONDS: i32 = 2;
 /// SQS's most messages per receive, send batch and delete batch.
@@ -138,6 +143,8 @@ type Finished = (Received, Verdict);
 struct InFlight {
     handles: Mutex<HashSet<String>>,
     handling: AtomicUsize,
+    /// Receive loop 0 has ended: the others end too once they hold nothing.
+    first_loop_ended: AtomicBool,
 }
 
 impl InFlight {
@@ -159,6 +166,22 @@ impl InFlight {
 
     fn held(&self) -> Vec<String> {
         self.lock().iter().cloned().collect()
+    }
+}
+
+/// Counts a handler at work for as long as it lives (a panic included).
+struct Handling<'a>(&'a InFlight);
+
+impl<'a> Handling<'a> {
+    fn start(flight: &'a InFlight) -> Handling<'a> {
+        flight.handling.fetch_add(1, Ordering::SeqCst);
+        Handling(flight)
+    }
+}
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        self.0.handling.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -184,20 +207,28 @@ impl<H: Handler> Worker<H> {
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), AwsError> {
         let per_receive = self.concurrency.clamp(1, SQS_BATCH);
+        // Without a heartbeat nothing covers a message waiting for a slot: none is
+        // received ahead, so each starts as soon as it arrives.
+        let ahead = if self.heartbeat.is_some() {
+            per_receive
+        } else {
+            0
+        };
         let slots = Slots {
             handle: self
                 .slots
                 .clone()
                 .unwrap_or_else(|| Arc::new(Semaphore::new(self.concurrency.max(1)))),
-            admit: Arc::new(Semaphore::new(self.concurrency.max(1) + per_receive)),
+            admit: Arc::new(Semaphore::new(self.concurrency.max(1) + ahead)),
         };
         let flight = Arc::new(InFlight::default());
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Finished>();
         // Two receive loops overlap one receive's round trip with the next when there
         // are more slots than one receive fills.
         let receivers = if self.concurrency > per_receive { 2 } else { 1 };
-        let receiving = futures::future::join_all((0..receivers).map(|_| {
+        let receiving = futures::future::join_all((0..receivers).map(|i| {
             self.receive_loop(
+                i,
                 &until,
                 shutdown.clone(),
                 &slots,
@@ -223,9 +254,34 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Receives while there is room and starts a handler for each message; ends on
-    /// shutdown, when drained, or when a draining run cannot receive.
+    /// shutdown, when drained, or when a draining run cannot receive. Loop 0 receives
+    /// always; a second loop only while the worker holds messages (it overlaps receives
+    /// under load, and never long-polls an idle queue: see `busy` below).
+    #[allow(clippy::too_many_arguments)]
     async fn receive_loop(
         self: &Arc<Self>,
+        index: usize,
+        until: &RunUntil,
+        shutdown: watch::Receiver<bool>,
+        slots: &Slots,
+        flight: &Arc<InFlight>,
+        per_receive: usize,
+        done: mpsc::UnboundedSender<Finished>,
+    ) -> Result<(), AwsError> {
+        let ended = self
+            .receive_rounds(index, until, shutdown, slots, flight, per_receive, done)
+            .await;
+        if index == 0 {
+            flight.first_loop_ended.store(true, Ordering::SeqCst);
+        }
+        ended
+    }
+
+    /// [`receive_loop`](Self::receive_loop)'s rounds.
+    #[allow(clippy::too_many_arguments)]
+    async fn receive_rounds(
+        self: &Arc<Self>,
+        index: usize,
         until: &RunUntil,
         mut shutdown: watch::Receiver<bool>,
         slots: &Slots,
@@ -246,9 +302,21 @@ impl<H: Handler> Worker<H> {
             // While this worker holds messages, a receive is never abandoned: SQS may
             // still hand it messages (those this worker hands back at shutdown among
             // them), which would then be lost to sight until their visibility timeout.
-            // So it waits briefly and its catch is handed back; an idle worker's long
-            // poll is cut short by shutdown.
+            // So it waits briefly and its catch is handed back. Only loop 0 of an idle
+            // worker long-polls, and shutdown cuts that short: holding nothing, the
+            // worker hands nothing back into it.
             let busy = !flight.lock().is_empty();
+            if index > 0 && !busy {
+                drop(room);
+                // Loop 0 decides when the worker is done (drained, or failing).
+                if flight.first_loop_ended.load(Ordering::SeqCst) {
+                    break;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(IDLE_CHECK) => continue,
+                    _ = shutdown.changed() => break,
+                }
+            }
             let wait = if matches!(until, RunUntil::Drained(..)) {
                 1
             } else if busy {
@@ -340,10 +408,16 @@ impl<H: Handler> Worker<H> {
                     () = stop_requested(&mut shutdown) => Verdict::ack(Ack::Release),
                     slot = slot.acquire_owned() => {
                         let _slot = slot.expect("never closed");
-                        flight.handling.fetch_add(1, Ordering::SeqCst);
-                        let v = worker.handle(&m, shutdown).await;
-                        flight.handling.fetch_sub(1, Ordering::SeqCst);
-                        v
+                        let _handling = Handling::start(&flight);
+                        // A handler that panics must not hold its message for ever (the
+                        // heartbeat would keep it hidden): it is handed back instead.
+                        let handled = AssertUnwindSafe(worker.handle(&m, shutdown.clone()))
+                            .catch_unwind()
+                            .await;
+                        handled.unwrap_or_else(|_| {
+                            tracing::error!(worker = worker.name, "the handler panicked; the message is handed back");
+                            Verdict::ack(Ack::Release)
+                        })
                     }
                 };
                 drop(admitted);
@@ -385,7 +459,24 @@ impl<H: Handler> Worker<H> {
                 }
             }
             let (worker, flight, deferred) = (self.clone(), flight.clone(), deferred.clone());
-            settling.spawn(async move { worker.settle(batch, &flight, deferred.as_deref()).await });
+            settling.spawn(async move {
+                let handles: Vec<String> = batch
+                    .iter()
+                    .map(|(m, _)| m.receipt_handle.clone())
+                    .collect();
+                let settled = AssertUnwindSafe(worker.settle(batch, &flight, deferred.as_deref()))
+                    .catch_unwind()
+                    .await;
+                if settled.is_err() {
+                    // Not acknowledged: the messages come back after their visibility
+                    // timeout, once no heartbeat extends it.
+                    tracing::error!(
+                        worker = worker.name,
+                        "settling panicked; its messages will be redelivered"
+                    );
+                    flight.release(handles.iter().map(String::as_str));
+                }
+            });
             while settling.try_join_next().is_some() {}
         }
         while settling.join_next().await.is_some() {}
@@ -413,13 +504,16 @@ impl<H: Handler> Worker<H> {
                             d.defer(&self.queue.url, &m.message_id, after_secs);
                         }
                     }
+                    // Off the heartbeat first, or its next beat would undo the delay.
+                    flight.release([m.receipt_handle.as_str()]);
                     self.hand_back(m, again).await
                 }
             }
         }
-        // One DeleteMessageBatch for every message whose outcome is durable.
+        // One DeleteMessageBatch for every message whose outcome is durable; the
+        // heartbeat covers them until it is done.
         self.delete_all(&durable).await;
-        flight.release(messages.iter().map(|m| m.receipt_handle.as_str()));
+        flight.release(durable);
     }
 
     /// Makes a message that must come back visible again after its delay.
@@ -530,4 +624,100 @@ async fn drained(queues: &[Queue], deferred: &Deferred) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use aws_sdk_sqs::operation::change_message_visibility::ChangeMessageVisibilityOutput;
+    use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
+    use aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput;
+    use aws_sdk_sqs::types::Message;
+    use aws_sdk_sqs::Client;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    use super::*;
+
+    const QUEUE: &str = "https://sqs.eu-west-1.amazonaws.com/111122223333/redress-tasks";
+
+    struct Panics;
+
+    impl Handler for Panics {
+        async fn handle(&self, _: &Received) -> Verdict {
+            panic!("a handler bug, on purpose")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_hands_its_message_back_and_a_draining_run_ends() {
+        drain_one_panicking(1).await;
+    }
+
+    #[tokio::test]
+    async fn a_draining_run_with_two_receive_loops_ends() {
+        drain_one_panicking(20).await;
+    }
+
+    /// Runs a draining worker over one message its handler panics on; checks the run
+    /// ends and the message was handed back at once.
+    async fn drain_one_panicking(concurrency: usize) {
+        // One message, then an empty queue.
+        let first = Arc::new(AtomicBool::new(true));
+        let receive = mock!(Client::receive_message).then_compute_output(move |_| {
+            let messages = first.swap(false, Ordering::SeqCst).then(|| {
+                vec![Message::builder()
+                    .message_id("m-1")
+                    .receipt_handle("r-1")
+                    .body("{}")
+                    .build()]
+            });
+            ReceiveMessageOutput::builder()
+                .set_messages(messages)
+                .build()
+        });
+        let released = Arc::new(Mutex::new(Vec::new()));
+        let seen = released.clone();
+        let visibility = mock!(Client::change_message_visibility).then_compute_output(move |r| {
+            seen.lock().unwrap().push((
+                r.receipt_handle().unwrap_or_default().to_string(),
+                r.visibility_timeout().unwrap_or(-1),
+            ));
+            ChangeMessageVisibilityOutput::builder().build()
+        });
+        let depth = mock!(Client::get_queue_attributes)
+            .then_output(|| GetQueueAttributesOutput::builder().build());
+        let sqs = mock_client!(
+            aws_sdk_sqs,
+            RuleMode::MatchAny,
+            [&receive, &visibility, &depth]
+        );
+        let queue = Queue::at(&sqs, QUEUE);
+        let worker = Arc::new(Worker {
+            name: "executor",
+            queue: queue.clone(),
+            dlq: Queue::at(&sqs, &format!("{QUEUE}-dlq")),
+            handler: Arc::new(Panics),
+            tally: Arc::default(),
+            concurrency,
+            slots: None,
+            heartbeat: Some(Duration::from_secs(30)),
+            grace: Duration::from_secs(1),
+        });
+        let until = RunUntil::Drained(vec![queue], Arc::default());
+        let ended = tokio::time::timeout(
+            Duration::from_secs(10),
+            worker.run(until, watch::channel(false).1),
+        )
+        .await;
+        assert!(
+            ended.is_ok(),
+            "the run never ended: the message stayed held"
+        );
+        assert_eq!(
+            *released.lock().unwrap(),
+            vec![("r-1".to_string(), 0)],
+            "handed back at once"
+        );
+    }
 }

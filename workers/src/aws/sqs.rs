@@ -524,6 +524,24 @@ impl Queue {
         dlq.send_with(body, attributes).await.map(|_| ())
     }
 
+    /// The queue's visibility timeout, in seconds.
+    pub async fn visibility_timeout(&self) -> Result<u64, AwsError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::VisibilityTimeout)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("sqs:GetQueueAttributes", e))?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
+            .and_then(|v| v.parse().ok())
+            // SQS's default.
+            .unwrap_or(30))
+    }
+
     /// Approximate counts: visible, in flight (or waiting to come back), delayed.
     pub async fn depth(&self) -> Result<Depth, AwsError> {
         let out = self
