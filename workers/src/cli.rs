@@ -94,6 +94,12 @@ pub struct Global {
         global = true
     )]
     pub event_bus: String,
+    /// The policy file as [`Global::apply_policy_settings`] parsed it, so that start-up
+    /// reads and parses it once (`crate::run::load_policy` hands this one on); `None`
+    /// when it was not parsed there or did not parse (then the command loads it and
+    /// says why it fails).
+    #[arg(skip)]
+    pub parsed_policy: Option<std::sync::Arc<redress::policy::Policy>>,
 }
 
 /// The ledger table's name when none is given.
@@ -139,7 +145,7 @@ impl Global {
     /// Takes the ledger table and the notification topic from the policy's `[ledger]
     /// table` and `[notifications] topic` where neither the flag nor its variable named
     /// one (they win). A policy that cannot be read changes nothing here: the commands
-    /// that need it say why.
+    /// that need it say why. The parsed policy is kept in [`Global::parsed_policy`].
     pub fn apply_policy_settings(&mut self) {
         if self.ledger_table.is_some() && self.notify_topic.is_some() {
             return;
@@ -148,11 +154,12 @@ impl Global {
             return;
         };
         if self.ledger_table.is_none() {
-            self.ledger_table = policy.ledger.table;
+            self.ledger_table = policy.ledger.table.clone();
         }
         if self.notify_topic.is_none() {
-            self.notify_topic = policy.notifications.topic;
+            self.notify_topic = policy.notifications.topic.clone();
         }
+        self.parsed_policy = Some(std::sync::Arc::new(policy));
     }
 }
 
@@ -171,7 +178,7 @@ pub enum Command {
     ///
     /// A routed task goes to the executor in memory (one queue hop); the event is
     /// acknowledged once the fix's outcome is recorded. Tasks go through the tasks queue
-    /// when the executor is busy or shutting down. Separate `router` and
+    /// when the executor is busy. Separate `router` and
     /// `executor` processes (different privileges) always use the tasks queue.
     ///
     /// Example: `redress run --once` processes everything queued, prints what happened,
@@ -688,13 +695,21 @@ mod tests {
             cli.global.apply_policy_settings();
             cli.global
         };
-        let g = parse(&[]);
-        assert_eq!(g.ledger(), LedgerChoice::Required("team-ledger"));
-        assert_eq!(g.notify_topic.as_deref(), Some("team-topic"));
+        let from_policy = parse(&[]);
+        assert_eq!(from_policy.ledger(), LedgerChoice::Required("team-ledger"));
+        assert_eq!(from_policy.notify_topic.as_deref(), Some("team-topic"));
         let g = parse(&["--ledger-table", "", "--notify-topic", "other"]);
         assert_eq!(g.ledger(), LedgerChoice::Off);
         assert_eq!(g.notify_topic.as_deref(), Some("other"));
+        assert!(g.parsed_policy.is_none(), "both named by flags: not parsed");
         std::fs::remove_dir_all(&dir).unwrap();
+        // Parsed once: the commands take the policy read above, not the file again.
+        let policy = crate::run::load_policy(&from_policy).expect("the policy parsed above");
+        assert_eq!(policy.rules.len(), 1);
+        assert!(
+            crate::run::load_policy(&g).is_err(),
+            "not parsed above: read now, and the file is gone"
+        );
     }
 
     #[test]

@@ -33,34 +33,42 @@ pub enum Workers {
     Executor,
 }
 
-/// Loads and validates the policy; a bad policy is bad input (exit 2). Warns when it
-/// turns Config verification off.
+/// Loads and validates the policy (or takes the one [`Global::apply_policy_settings`]
+/// already parsed); a bad policy is bad input (exit 2). Warns when it turns Config
+/// verification off.
 pub fn load_policy(global: &Global) -> CliResult<Arc<Policy>> {
-    let policy = Policy::from_file(&global.policy).map_err(CliError::input)?;
+    let policy = match &global.parsed_policy {
+        Some(parsed) => parsed.clone(),
+        None => Arc::new(Policy::from_file(&global.policy).map_err(CliError::input)?),
+    };
     if !policy.config.verify {
         tracing::warn!(
             policy = %global.policy.display(),
             "[config] verify = false: findings are acted on without asking AWS Config whether they are true; anyone who can send to the events or tasks queue can trigger fixes. Only for setups whose findings do not come from Config."
         );
     }
-    Ok(Arc::new(policy))
+    Ok(policy)
 }
 
 /// How long start-up calls ride out transient errors (a flapping network as a container
 /// starts) before the worker gives up.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
 
-/// Resolves a queue by name or URL, retrying transient errors.
-async fn resolve(clients: &Clients, name: &str) -> Result<Queue, AwsError> {
-    with_backoff(STARTUP_PATIENCE, || Queue::resolve(&clients.sqs, name)).await
+/// Resolves a queue by name or URL, retrying transient errors; the error names the
+/// queue (start-up resolves several at once, so the SQS error alone would not say which).
+async fn resolve(clients: &Clients, name: &str) -> CliResult<Queue> {
+    with_backoff(STARTUP_PATIENCE, || Queue::resolve(&clients.sqs, name))
+        .await
+        .map_err(|e| {
+            CliError::failed(format!(
+                "queue {name}: {e} (run `redress provision` on a local stack?)"
+            ))
+        })
 }
 
+/// Resolves a queue and its dead-letter queue, which it must have.
 async fn with_dlq(clients: &Clients, name: &str) -> CliResult<(Queue, Queue)> {
-    let q = resolve(clients, name).await.map_err(|e| {
-        CliError::failed(format!(
-            "queue {name}: {e} (run `redress provision` on a local stack?)"
-        ))
-    })?;
+    let q = resolve(clients, name).await?;
     let dlq = with_backoff(STARTUP_PATIENCE, || q.dead_letter_queue())
         .await?
         .ok_or_else(|| {
@@ -72,22 +80,31 @@ async fn with_dlq(clients: &Clients, name: &str) -> CliResult<(Queue, Queue)> {
     Ok((q, dlq))
 }
 
-/// Builds the router's handler.
+/// Builds the router's handler. Its start-up calls do not depend on each other and are
+/// made at once (start-up takes the slowest, not the sum); any failure stops it.
 pub async fn router(global: &Global, policy: Arc<Policy>, clients: &Clients) -> CliResult<Router> {
-    crate::notify::start(global.notify(), clients).await?;
-    Ok(Router {
-        policy,
-        tasks: resolve(clients, &global.tasks_queue).await?,
-        approvals: resolve(clients, &global.approvals_queue).await?,
-        security_groups: SecurityGroups::new(clients.ec2.clone()),
-        dry_run: global.dry_run,
-        requests_via_executor: match global.ledger_to_read() {
+    let requests_via_executor = async {
+        Ok(match global.ledger_to_read() {
             Ok(name) => {
                 crate::router::ledger_in_use(&LedgerTable::new(clients.dynamodb.clone(), name))
                     .await
             }
             Err(_) => false,
-        },
+        })
+    };
+    let ((), tasks, approvals, requests_via_executor) = tokio::try_join!(
+        crate::notify::start(global.notify(), clients),
+        resolve(clients, &global.tasks_queue),
+        resolve(clients, &global.approvals_queue),
+        requests_via_executor,
+    )?;
+    Ok(Router {
+        policy,
+        tasks,
+        approvals,
+        security_groups: SecurityGroups::new(clients.ec2.clone()),
+        dry_run: global.dry_run,
+        requests_via_executor,
     })
 }
 
@@ -99,7 +116,9 @@ const RECENT_FOR: Duration = Duration::from_secs(3600);
 const REEVALUATION_WINDOW: Duration = Duration::from_secs(1);
 
 /// Builds the executor's handler; its own account and region come from the credentials
-/// and configuration, others are reached through the policy's `[accounts] role`.
+/// and configuration, others are reached through the policy's `[accounts] role`. Its
+/// start-up checks (who it is, the approvers, the ledger, the topic, the queues) do not
+/// depend on each other and are made at once; any failure stops it.
 pub async fn executor(
     global: &Global,
     args: &ExecutorArgs,
@@ -108,27 +127,38 @@ pub async fn executor(
     config: &crate::aws::SdkConfig,
     shutdown: watch::Receiver<bool>,
 ) -> CliResult<Executor> {
-    let me = with_backoff(STARTUP_PATIENCE, || {
-        crate::aws::caller_identity(&clients.sts)
-    })
-    .await?;
-    let account = me.account.clone();
     let region = config
         .region()
         .map(|r| r.to_string())
         .ok_or_else(|| CliError::input("no AWS region configured (set AWS_REGION)"))?;
-    let iam = crate::aws::iam::Iam::new(config);
-    let approvers = with_backoff(STARTUP_PATIENCE, || {
-        crate::executor::approvers::resolve(&iam, &policy)
-    })
-    .await
-    .map_err(|e| CliError::failed(format!("cannot resolve the policy's approvers: {e}")))?;
     let polling = Polling {
         interval: Duration::from_millis(args.poll_interval_ms),
         timeout: Duration::from_secs(args.runbook_timeout),
     };
     let lease = args.ledger_lease.unwrap_or(polling.timeout + LEASE_MARGIN);
-    let ledger = ledger(global, clients, lease).await?;
+    let iam = crate::aws::iam::Iam::new(config);
+    let identity = async {
+        with_backoff(STARTUP_PATIENCE, || {
+            crate::aws::caller_identity(&clients.sts)
+        })
+        .await
+        .map_err(CliError::from)
+    };
+    let approvers = async {
+        with_backoff(STARTUP_PATIENCE, || {
+            crate::executor::approvers::resolve(&iam, &policy)
+        })
+        .await
+        .map_err(|e| CliError::failed(format!("cannot resolve the policy's approvers: {e}")))
+    };
+    let (me, approvers, ledger, (), approvals, tasks) = tokio::try_join!(
+        identity,
+        approvers,
+        ledger(global, clients, lease),
+        crate::notify::start(global.notify(), clients),
+        resolve(clients, &global.approvals_queue),
+        resolve(clients, &global.tasks_queue),
+    )?;
     let mut guards = Guards::new(
         &policy.limits,
         crate::aws::ssm::Parameters::new(clients.ssm.clone()),
@@ -138,11 +168,10 @@ pub async fn executor(
         guards = guards.counted_in(crate::aws::ledger_counters::FleetCounters::new(table));
     }
     tracing::info!(limits = %guards.in_force(), "blast-radius limits in force");
-    crate::notify::start(global.notify(), clients).await?;
     Ok(Executor {
         targets: Targets::new(
             config.clone(),
-            account,
+            me.account,
             region,
             policy.accounts.role.clone(),
             polling,
@@ -151,8 +180,8 @@ pub async fn executor(
         approvers,
         recent: FinishedTasks::new(RECENT_TASKS, RECENT_FOR),
         reevaluator: Reevaluator::start(REEVALUATION_WINDOW),
-        approvals: resolve(clients, &global.approvals_queue).await?,
-        tasks: resolve(clients, &global.tasks_queue).await?,
+        approvals,
+        tasks,
         own_id: Some(me.user_id),
         policy,
         dry_run: global.dry_run,
@@ -264,6 +293,20 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Workers) -> CliResul
     if which != Workers::Executor {
         let router = router(global, policy, &clients).await?;
         let queues = (&events, &events_dlq);
+        let executor = match executor {
+            Some(executor) => {
+                let visibility =
+                    with_backoff(STARTUP_PATIENCE, || events.visibility_timeout()).await?;
+                match crate::handoff::holdable(heartbeat, visibility) {
+                    Ok(()) => Some(executor),
+                    Err(why) => {
+                        tracing::warn!(%why, "tasks go to the executor through the tasks queue, not in memory");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         match executor {
             // One hop: tasks go to the executor in memory; the events message is held
             // (and its visibility extended) until the fix's outcome is durable.
@@ -291,10 +334,19 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Workers) -> CliResul
             ),
         }
     }
+    // Every worker ends before the first failure is told: the other may be mid-fix.
+    let mut failed = None;
     for h in handles {
-        h.await
-            .map_err(|e| CliError::failed(format!("worker stopped abnormally: {e}")))?
-            .map_err(|e| CliError::failed(format!("cannot receive messages: {e}")))?;
+        let ended = h
+            .await
+            .map_err(|e| CliError::failed(format!("worker stopped abnormally: {e}")))
+            .and_then(|r| r.map_err(|e| CliError::failed(format!("cannot receive messages: {e}"))));
+        if let Err(e) = ended {
+            failed.get_or_insert(e);
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     if args.once {
         print!("{}", tally.render());

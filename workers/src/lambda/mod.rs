@@ -91,24 +91,29 @@ pub async fn run(global: &Global, args: &LambdaArgs) -> CliResult {
         return evaluator(&clients).await;
     }
     let policy = crate::run::load_policy(global)?;
+    // Init is billed and delays the first batch: the source queue and the worker's own
+    // start-up checks do not depend on each other, so they are made at once.
     let served = match args.worker {
         LambdaWorker::Router => {
-            let source = source(&clients, &global.events_queue).await?;
-            let handler = crate::run::router(global, policy, &clients).await?;
+            let (source, handler) = tokio::try_join!(
+                source(&clients, &global.events_queue),
+                crate::run::router(global, policy, &clients),
+            )?;
             serve(&handler, "router", &source).await
         }
         LambdaWorker::Executor => {
-            let source = source(&clients, &global.tasks_queue).await?;
-            let handler = crate::run::executor(
-                global,
-                &args.executor,
-                policy,
-                &clients,
-                &config,
-                // A Lambda invocation is not signalled; its deadline bounds the work.
-                tokio::sync::watch::channel(false).1,
-            )
-            .await?;
+            let (source, handler) = tokio::try_join!(
+                source(&clients, &global.tasks_queue),
+                crate::run::executor(
+                    global,
+                    &args.executor,
+                    policy,
+                    &clients,
+                    &config,
+                    // A Lambda invocation is not signalled; its deadline bounds the work.
+                    tokio::sync::watch::channel(false).1,
+                ),
+            )?;
             serve(&handler, "executor", &source).await
         }
         LambdaWorker::Evaluator => unreachable!("served above"),

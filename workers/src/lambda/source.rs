@@ -41,17 +41,19 @@ pub struct Source {
 pub struct Unproven(pub String);
 
 impl Source {
-    /// Resolves the queue (name or URL), its ARN and its dead-letter queue.
+    /// Resolves the queue (name or URL), then its ARN and its dead-letter queue at once.
     pub async fn resolve(sqs: &SqsClient, name_or_url: &str) -> Result<Source, AwsError> {
         let queue = with_backoff(STARTUP_PATIENCE, || Queue::resolve(sqs, name_or_url)).await?;
-        let arn = with_backoff(STARTUP_PATIENCE, || queue.arn()).await?;
+        let (arn, dlq) = tokio::try_join!(
+            with_backoff(STARTUP_PATIENCE, || queue.arn()),
+            with_backoff(STARTUP_PATIENCE, || queue.dead_letter_queue()),
+        )?;
         if arn.is_empty() {
             return Err(AwsError::permanent(
                 "sqs:GetQueueAttributes",
                 format!("queue {} has no QueueArn attribute", queue.name),
             ));
         }
-        let dlq = with_backoff(STARTUP_PATIENCE, || queue.dead_letter_queue()).await?;
         Ok(Source { queue, arn, dlq })
     }
 
