@@ -259,6 +259,18 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Workers) -> CliResul
             RunUntil::Drained(vec![own.clone()], deferred.clone())
         }
     };
+    // `run` hands tasks over in memory if the heartbeat can hold an event through its fix.
+    let hand_over = which == Workers::Both
+        && {
+            let visibility = with_backoff(STARTUP_PATIENCE, || events.visibility_timeout()).await?;
+            match crate::handoff::holdable(heartbeat, visibility) {
+                Ok(()) => true,
+                Err(why) => {
+                    tracing::warn!(%why, "tasks go to the executor through the tasks queue, not in memory");
+                    false
+                }
+            }
+        };
     let executor = match which {
         Workers::Router => None,
         _ => Some(Arc::new(
@@ -288,26 +300,17 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Workers) -> CliResul
             heartbeat,
             grace,
         };
-        spawn(worker, until(&tasks), &shutdown, &mut handles);
+        // With the hand-off, the router's worker decides when a draining run is done.
+        let until = match until(&tasks) {
+            RunUntil::Drained(_, d) if hand_over => RunUntil::Follows(d),
+            other => other,
+        };
+        spawn(worker, until, &shutdown, &mut handles);
     }
     if which != Workers::Executor {
         let router = router(global, policy, &clients).await?;
         let queues = (&events, &events_dlq);
-        let executor = match executor {
-            Some(executor) => {
-                let visibility =
-                    with_backoff(STARTUP_PATIENCE, || events.visibility_timeout()).await?;
-                match crate::handoff::holdable(heartbeat, visibility) {
-                    Ok(()) => Some(executor),
-                    Err(why) => {
-                        tracing::warn!(%why, "tasks go to the executor through the tasks queue, not in memory");
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
-        match executor {
+        match executor.filter(|_| hand_over) {
             // One hop: tasks go to the executor in memory; the events message is held
             // (and its visibility extended) until the fix's outcome is durable.
             Some(executor) => {

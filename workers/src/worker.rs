@@ -43,6 +43,21 @@ pub enum RunUntil {
     /// wait (retry back-off, in `deferred`) and those sent with a delay (a closure check
     /// waiting for Config).
     Drained(Vec<Queue>, Arc<Deferred>),
+    /// Until another worker of this draining run finds every queue drained: `run`'s
+    /// executor, whose work comes through the router's hand-off. It never asks about
+    /// queue depths itself, and while idle it long-polls (cut short when the run ends)
+    /// instead of asking every second.
+    Follows(Arc<Deferred>),
+}
+
+impl RunUntil {
+    /// The run's bookkeeping of hand-backs, for a draining run.
+    fn deferred(&self) -> Option<&Arc<Deferred>> {
+        match self {
+            RunUntil::Shutdown => None,
+            RunUntil::Drained(_, d) | RunUntil::Follows(d) => Some(d),
+        }
+    }
 }
 
 /// Messages this process handed back to wait (retry back-off): invisible, like messages
@@ -51,7 +66,11 @@ pub enum RunUntil {
 /// itself can hang: the router stops, an event the executor's last fix caused arrives,
 /// and the executor waits for a router that is gone.)
 #[derive(Debug, Default)]
-pub struct Deferred(Mutex<HashMap<(String, String), Instant>>, AtomicBool);
+pub struct Deferred(
+    Mutex<HashMap<(String, String), Instant>>,
+    AtomicBool,
+    tokio::sync::Notify,
+);
 
 impl Deferred {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Instant>> {
@@ -66,6 +85,19 @@ impl Deferred {
     /// Every queue is drained: the run's workers stop.
     fn finish(&self) {
         self.1.store(true, Ordering::SeqCst);
+        self.2.notify_waiters();
+    }
+
+    /// Resolves once a worker of this run found every queue drained.
+    async fn finished(&self) {
+        let notified = self.2.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a finish in between is not missed.
+        notified.as_mut().enable();
+        if self.done() {
+            return;
+        }
+        notified.await;
     }
 
     /// A message of `queue` (URL) comes back after `secs`.
@@ -124,9 +156,11 @@ const ACK_PATIENCE: Duration = Duration::from_secs(20);
 /// Consecutive receive failures after which a draining (`--once`) run stops.
 pub const DRAIN_RECEIVE_FAILURES: u32 = 10;
 /// How long a finished message waits for others to finish, so that up to ten are
-/// settled and deleted in one call each. Only while others are being handled: a lone
-/// message is settled at once.
-const ACK_LINGER: Duration = Duration::from_millis(50);
+/// settled and deleted in one call each (and their closure checks sent in one). Only
+/// while others are being handled: a lone message is settled at once. The wait costs
+/// no slot (a slot frees when its handler returns) and the heartbeat covers the message
+/// meanwhile, so it can be long enough to fill batches at a few events a second.
+const ACK_LINGER: Duration = Duration::from_millis(500);
 /// How often a second receive loop looks whether its worker holds messages again.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
 /// Long-poll wait of a worker that holds messages: short, since shutdown waits for it.
@@ -238,10 +272,7 @@ impl<H: Handler> Worker<H> {
             )
         }));
         drop(done_tx);
-        let deferred = match &until {
-            RunUntil::Drained(_, d) => Some(d.clone()),
-            RunUntil::Shutdown => None,
-        };
+        let deferred = until.deferred().cloned();
         let acknowledging = async {
             tokio::select! {
                 () = self.acknowledge(done_rx, &flight, deferred) => {}
@@ -328,9 +359,16 @@ impl<H: Handler> Worker<H> {
             let batch = if busy {
                 receive.await
             } else {
+                let run_ended = async {
+                    match until.deferred() {
+                        Some(d) => d.finished().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     r = receive => r,
                     _ = shutdown.changed() => break,
+                    () = run_ended => break,
                 }
             };
             if *shutdown.borrow() {
@@ -348,8 +386,7 @@ impl<H: Handler> Worker<H> {
                 }
                 Err(e) => {
                     failures += 1;
-                    if matches!(until, RunUntil::Drained(..)) && failures >= DRAIN_RECEIVE_FAILURES
-                    {
+                    if until.deferred().is_some() && failures >= DRAIN_RECEIVE_FAILURES {
                         return Err(e);
                     }
                     tracing::warn!(worker = self.name, error = %e, "receive failed; retrying");
@@ -359,18 +396,22 @@ impl<H: Handler> Worker<H> {
             };
             if batch.is_empty() {
                 drop(room);
-                if let RunUntil::Drained(queues, deferred) = until {
-                    if deferred.done() {
-                        break;
+                match until {
+                    RunUntil::Drained(queues, deferred) => {
+                        if deferred.done() {
+                            break;
+                        }
+                        if flight.lock().is_empty() && drained(queues, deferred).await {
+                            deferred.finish();
+                            break;
+                        }
                     }
-                    if flight.lock().is_empty() && drained(queues, deferred).await {
-                        deferred.finish();
-                        break;
-                    }
+                    RunUntil::Follows(deferred) if deferred.done() => break,
+                    _ => {}
                 }
                 continue;
             }
-            if let RunUntil::Drained(_, d) = until {
+            if let Some(d) = until.deferred() {
                 for m in &batch {
                     d.received(&self.queue.url, &m.message_id);
                 }
@@ -439,6 +480,12 @@ impl<H: Handler> Worker<H> {
     ) {
         let mut settling = tokio::task::JoinSet::new();
         while let Some(first) = done.recv().await {
+            // A message handed back at once with nothing to send: no reason to wait.
+            if first.1.ack == Ack::Release && first.1.send.is_empty() {
+                let (worker, flight) = (self.clone(), flight.clone());
+                settling.spawn(async move { worker.settle(vec![first], &flight, None).await });
+                continue;
+            }
             let mut batch = vec![first];
             let linger = tokio::time::sleep(ACK_LINGER);
             tokio::pin!(linger);
@@ -657,6 +704,41 @@ mod tests {
     #[tokio::test]
     async fn a_draining_run_with_two_receive_loops_ends() {
         drain_one_panicking(20).await;
+    }
+
+    #[tokio::test]
+    async fn a_follower_never_asks_about_depth_and_ends_when_the_run_is_drained() {
+        let receive =
+            mock!(Client::receive_message).then_output(|| ReceiveMessageOutput::builder().build());
+        let depth = mock!(Client::get_queue_attributes)
+            .then_output(|| GetQueueAttributesOutput::builder().build());
+        let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&receive, &depth]);
+        let worker = Arc::new(Worker {
+            name: "executor",
+            queue: Queue::at(&sqs, QUEUE),
+            dlq: Queue::at(&sqs, &format!("{QUEUE}-dlq")),
+            handler: Arc::new(Panics),
+            tally: Arc::default(),
+            concurrency: 10,
+            slots: None,
+            heartbeat: Some(Duration::from_secs(30)),
+            grace: Duration::from_secs(1),
+        });
+        let deferred = Arc::new(Deferred::default());
+        // Kept, or the worker would read its end as a shutdown.
+        let (_shutdown, stop) = watch::channel(false);
+        let run = tokio::spawn(worker.run(RunUntil::Follows(deferred.clone()), stop));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!run.is_finished(), "it waits for the run's end");
+        deferred.finish();
+        let ended = tokio::time::timeout(Duration::from_secs(5), run).await;
+        assert!(ended.is_ok(), "the run ended but the follower did not");
+        assert_eq!(
+            depth.num_calls(),
+            0,
+            "a follower asks no queue about its depth"
+        );
+        assert!(receive.num_calls() > 0);
     }
 
     /// Runs a draining worker over one message its handler panics on; checks the run
