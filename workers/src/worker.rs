@@ -45,8 +45,7 @@ pub enum RunUntil {
     Drained(Vec<Queue>, Arc<Deferred>),
     /// Until another worker of this draining run finds every queue drained: `run`'s
     /// executor, whose work comes through the router's hand-off. It never asks about
-    /// queue depths itself, and while idle it long-polls (cut short when the run ends)
-    /// instead of asking every second.
+    /// queue depths itself (two calls after every empty receive).
     Follows(Arc<Deferred>),
 }
 
@@ -66,11 +65,7 @@ impl RunUntil {
 /// itself can hang: the router stops, an event the executor's last fix caused arrives,
 /// and the executor waits for a router that is gone.)
 #[derive(Debug, Default)]
-pub struct Deferred(
-    Mutex<HashMap<(String, String), Instant>>,
-    AtomicBool,
-    tokio::sync::Notify,
-);
+pub struct Deferred(Mutex<HashMap<(String, String), Instant>>, AtomicBool);
 
 impl Deferred {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Instant>> {
@@ -85,19 +80,6 @@ impl Deferred {
     /// Every queue is drained: the run's workers stop.
     fn finish(&self) {
         self.1.store(true, Ordering::SeqCst);
-        self.2.notify_waiters();
-    }
-
-    /// Resolves once a worker of this run found every queue drained.
-    async fn finished(&self) {
-        let notified = self.2.notified();
-        tokio::pin!(notified);
-        // Registered before the flag is read, so a finish in between is not missed.
-        notified.as_mut().enable();
-        if self.done() {
-            return;
-        }
-        notified.await;
     }
 
     /// A message of `queue` (URL) comes back after `secs`.
@@ -348,7 +330,10 @@ impl<H: Handler> Worker<H> {
                     _ = shutdown.changed() => break,
                 }
             }
-            let wait = if matches!(until, RunUntil::Drained(..)) {
+            // A draining run's receives are short, never cut: one cut at the run's end
+            // could still take a message sent just after (an approval), and hide it
+            // for the queue's visibility timeout.
+            let wait = if until.deferred().is_some() {
                 1
             } else if busy {
                 BUSY_WAIT_SECONDS
@@ -359,16 +344,9 @@ impl<H: Handler> Worker<H> {
             let batch = if busy {
                 receive.await
             } else {
-                let run_ended = async {
-                    match until.deferred() {
-                        Some(d) => d.finished().await,
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
                     r = receive => r,
                     _ = shutdown.changed() => break,
-                    () = run_ended => break,
                 }
             };
             if *shutdown.borrow() {
