@@ -191,17 +191,7 @@ mod tests {
     use crate::report::Disposition;
 
     const QUEUES: &str = "https://sqs.eu-west-1.amazonaws.com/111122223333";
-    const POLICY: &str = r#"
-[config]
-verify = false
-
-[[rule]]
-id = "ssh"
-config_rule = "restricted-ssh"
-severity = "MEDIUM"
-action = { fix = "revoke_public_ingress", ports = [22] }
-"#;
-    /// The same rule, verified with Config.
+    /// The rule, verified with Config.
     const VERIFIED: &str = r#"
 [[rule]]
 id = "ssh"
@@ -209,6 +199,12 @@ config_rule = "restricted-ssh"
 severity = "MEDIUM"
 action = { fix = "revoke_public_ingress", ports = [22] }
 "#;
+
+    /// The rule, acted on without asking Config (these tests have no network).
+    fn unverified() -> String {
+        format!("[config]\nverify = false\n{VERIFIED}")
+    }
+
     /// A policy without the rule: the executor refuses the router's task.
     const NO_RULE: &str = r#"
 [[rule]]
@@ -237,7 +233,7 @@ action = { fix = "revoke_public_ingress", ports = [21] }
         let offline = Offline::default();
         let tasks = Queue::at(&sqs, &format!("{QUEUES}/redress-tasks"));
         let router = Router {
-            policy: Arc::new(redress::policy::Policy::from_toml(POLICY, "p").unwrap()),
+            policy: Arc::new(redress::policy::Policy::from_toml(&unverified(), "p").unwrap()),
             tasks: tasks.clone(),
             approvals: Queue::at(&sqs, &format!("{QUEUES}/redress-approvals")),
             security_groups: SecurityGroups::new(mock_client!(aws_sdk_ec2, [])),
@@ -288,7 +284,7 @@ action = { fix = "revoke_public_ingress", ports = [21] }
 
     #[tokio::test]
     async fn a_task_the_executor_finishes_here_is_not_sent_and_the_event_takes_its_outcome() {
-        let (h, offline) = handoff(1, POLICY, false);
+        let (h, offline) = handoff(1, &unverified(), false);
         // The executor remembers finishing this task: it settles it here without AWS.
         let routed = h.router.handle(&event()).await;
         assert_eq!(tasks_sent(&h, &routed), 1, "the router makes a task");
@@ -318,7 +314,7 @@ action = { fix = "revoke_public_ingress", ports = [21] }
 
     #[tokio::test]
     async fn with_no_free_executor_slot_the_task_goes_to_the_tasks_queue() {
-        let (h, offline) = handoff(0, POLICY, false);
+        let (h, offline) = handoff(0, &unverified(), false);
         let v = h.handle(&event()).await;
         assert_eq!(tasks_sent(&h, &v), 1);
         assert_eq!(executor_records(&v), 0);
@@ -328,7 +324,7 @@ action = { fix = "revoke_public_ingress", ports = [21] }
 
     #[tokio::test]
     async fn once_shutdown_began_the_event_is_handed_back_with_nothing_sent() {
-        let (h, offline) = handoff(1, POLICY, true);
+        let (h, offline) = handoff(1, &unverified(), true);
         let v = h.handle(&event()).await;
         assert_eq!(v.ack, Ack::Release);
         assert!(v.send.is_empty(), "{:?}", v.send);

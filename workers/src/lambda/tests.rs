@@ -2,7 +2,7 @@
 //! ([`super::test_api`]): SQS mocked with aws-smithy-mocks, SSM Automation with a fake
 //! HTTP connector behind an `SdkConfig` (the executor builds its clients from one).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,18 +19,17 @@ use aws_sdk_sqs::types::{
 use aws_sdk_sqs::Client;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_runtime_api::client::http::{
-    http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpConnector,
+    HttpConnector, HttpConnectorFuture, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
 use aws_smithy_types::body::SdkBody;
-use redress::approver::Approvers;
 use redress::policy::Policy;
 
 use super::test_api::{Answer, Invocation, LocalApi};
 use super::{serve, serve_evaluator, Source};
 use crate::aws::ec2::SecurityGroups;
 use crate::aws::sqs::Queue;
-use crate::executor::{Executor, FinishedTasks, Guards, KeyedLocks, Polling, Reevaluator, Targets};
+use crate::executor::Executor;
 use crate::router::Router;
 use crate::worker::Handler;
 
@@ -459,53 +458,15 @@ impl HttpConnector for Automation {
     }
 }
 
-/// The executor as `redress lambda` builds it, its AWS clients from an `SdkConfig`
-/// whose HTTP client is the fake Automation (no network), its SQS the mock.
-fn executor(sqs: &Client, automation: &Automation, poll_interval: Duration) -> Executor {
-    let policy = Arc::new(Policy::from_toml(EXECUTOR_POLICY, "p").unwrap());
-    let connector = automation.clone();
-    let config = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("eu-west-1"))
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new("AKID", "SECRET", None, None, "test"),
-            ),
-        )
-        .http_client(http_client_fn(move |_, _| {
-            SharedHttpConnector::new(connector.clone())
-        }))
-        .build();
-    let polling = Polling {
-        interval: poll_interval,
-        // Longer than any invocation: only the deadline stops the poll.
-        timeout: Duration::from_secs(3600),
-    };
-    Executor {
-        targets: Targets::new(
-            config.clone(),
-            ACCOUNT.into(),
-            "eu-west-1".into(),
-            None,
-            polling,
-        ),
-        guards: Guards::new(
-            &policy.limits,
-            crate::aws::ssm::Parameters::new(aws_sdk_ssm::Client::new(&config)),
-        ),
-        approvers: Approvers::resolve(&[], &BTreeMap::new()),
-        recent: FinishedTasks::new(100, Duration::from_secs(60)),
-        reevaluator: Reevaluator::start(Duration::from_millis(10)),
-        approvals: Queue::at(sqs, &format!("{QUEUES}/redress-approvals")),
-        tasks: Queue::at(sqs, &format!("{QUEUES}/redress-tasks")),
-        own_id: None,
-        policy,
-        dry_run: false,
-        max_attempts: 5,
-        locks: KeyedLocks::default(),
-        shutdown: tokio::sync::watch::channel(false).1,
-        ledger: crate::executor::Ledger::off(),
-    }
+/// The executor as `redress lambda` builds it, its AWS clients answered by the fake
+/// Automation (no network), its SQS the mock.
+fn executor(sqs: &Client, automation: &Automation) -> Executor {
+    crate::test_support::executor(
+        EXECUTOR_POLICY,
+        sqs,
+        QUEUES,
+        SharedHttpConnector::new(automation.clone()),
+    )
 }
 
 #[tokio::test]
@@ -523,7 +484,7 @@ async fn the_deadline_arriving_during_a_runbook_poll_stops_it_and_reports_the_re
         [&url, &attrs, &vis.rule, &send.rule, &dead]
     );
     let automation = Automation::default();
-    let executor = executor(&sqs, &automation, Duration::from_millis(100));
+    let executor = executor(&sqs, &automation);
     let source = Source::resolve(&sqs, "redress-tasks").await.unwrap();
     let deadline = now_ms() + 3_000;
     let answers = through_runtime(
@@ -592,7 +553,7 @@ async fn a_forged_approved_task_is_not_handled() {
         [&url, &attrs, &vis.rule, &send.rule, &dead]
     );
     let automation = Automation::default();
-    let executor = executor(&sqs, &automation, Duration::from_millis(100));
+    let executor = executor(&sqs, &automation);
     let source = Source::resolve(&sqs, "redress-tasks").await.unwrap();
     let answers = through_runtime(
         &executor,
