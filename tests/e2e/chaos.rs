@@ -268,6 +268,17 @@ async fn killing_the_worker_repeatedly_loses_nothing_and_fixes_nothing_twice() {
         child.wait().unwrap();
         kills += 1;
     }
+    // The killed runs handed tasks to the executor in memory (a heartbeat of 1 s holds
+    // an event within its 4 s visibility), none through the tasks queue.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("one hop: tasks go to the executor in memory"),
+        "the killed runs did not hand tasks over in memory"
+    );
+    assert!(
+        !text.contains("not in memory"),
+        "a killed run fell back to the tasks queue"
+    );
     drain(&w, None, &log).await;
     let records = records_in(&log);
     let figures = account(&w, &l, &records).await;

@@ -264,7 +264,10 @@ pub async fn run(global: &Global, args: &WorkerArgs, which: Workers) -> CliResul
         && {
             let visibility = with_backoff(STARTUP_PATIENCE, || events.visibility_timeout()).await?;
             match crate::handoff::holdable(heartbeat, visibility) {
-                Ok(()) => true,
+                Ok(()) => {
+                    tracing::info!("one hop: tasks go to the executor in memory");
+                    true
+                }
                 Err(why) => {
                     tracing::warn!(%why, "tasks go to the executor through the tasks queue, not in memory");
                     false
